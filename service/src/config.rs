@@ -1,0 +1,357 @@
+//! Service configuration: defaults, then a TOML file, then environment variables, then command
+//! line flags — each later source overrides the earlier ones. The legacy v1.x keys and variables
+//! keep their meaning (`[server] rest_port`, `AKIDB_REST_PORT`, ...).
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    providers::{Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+
+/// Everything the service reads at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Models and the engine.
+    pub embedding: EmbeddingSettings,
+    /// Listening sockets and time limits.
+    pub server: ServerSettings,
+    /// Request limits and admission control.
+    pub limits: Limits,
+    /// API keys.
+    pub auth: AuthSettings,
+    /// Logs and traces.
+    pub log: LogSettings,
+}
+
+/// `[embedding]`: which models are served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingSettings {
+    /// Must be `candle`; the legacy `mlx` is refused with a message saying so.
+    pub provider: String,
+    /// Default model (short name or Hub id).
+    pub model: String,
+    /// Folder holding model folders.
+    pub models_dir: PathBuf,
+    /// Models to serve (names or Hub ids); empty serves every folder found.
+    pub models: Vec<String>,
+    /// Hub ids to load through the hf-hub cache, in addition to `models_dir`.
+    pub hub_models: Vec<String>,
+    /// Use only the local hf-hub cache for `hub_models`.
+    pub offline: bool,
+    /// Inference threads (0: one per core).
+    pub threads: usize,
+}
+
+/// `[server]`: sockets and time limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address both servers bind.
+    pub host: IpAddr,
+    /// REST port.
+    pub rest_port: u16,
+    /// gRPC port.
+    pub grpc_port: u16,
+    /// Longest time a request may take, queueing included, before it is answered 503.
+    pub timeout_seconds: u64,
+    /// After SIGTERM: longest time to finish accepted requests before exiting.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// `[limits]`: what one request may ask for, and how much work may wait.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Texts per request (v1.x: 32; at least 32).
+    pub max_texts_per_request: usize,
+    /// Characters per text.
+    pub max_chars_per_text: usize,
+    /// Bytes per request body.
+    pub max_body_bytes: usize,
+    /// Texts waiting for inference, per model, before new requests get 429.
+    pub queue_capacity: usize,
+    /// Padded tokens per forward pass.
+    pub max_batch_tokens: usize,
+    /// How long the batcher waits for more requests to fill a batch, in microseconds.
+    pub max_batch_wait_us: u64,
+}
+
+/// `[auth]`: optional Bearer API keys on the embedding routes.
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Accepted keys; empty disables authentication.
+    pub api_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys never reach logs, not even through Debug.
+        f.debug_struct("AuthSettings")
+            .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
+            .finish()
+    }
+}
+
+/// `[log]`: logs and traces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// OTLP/gRPC endpoint for traces (e.g. `http://otel-collector:4317`); empty disables tracing export.
+    pub otlp_endpoint: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            provider: "candle".into(),
+            model: "all-MiniLM-L6-v2".into(),
+            models_dir: PathBuf::from("./models"),
+            models: Vec::new(),
+            hub_models: Vec::new(),
+            offline: false,
+            threads: 0,
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([0, 0, 0, 0]),
+            rest_port: 8080,
+            grpc_port: 9090,
+            timeout_seconds: 30,
+            shutdown_grace_seconds: 25,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_texts_per_request: 256,
+            max_chars_per_text: 100_000,
+            max_body_bytes: 8 * 1024 * 1024,
+            queue_capacity: 4096,
+            max_batch_tokens: 16_384,
+            max_batch_wait_us: 500,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+            otlp_endpoint: String::new(),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            embedding: EmbeddingSettings::default(),
+            server: ServerSettings::default(),
+            limits: Limits::default(),
+            auth: AuthSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// Configuration that cannot start the service; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value has the wrong type or a key is unknown (figment names key and source).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// A value is well-typed but not acceptable.
+    #[error("invalid configuration: {key}: {reason}")]
+    Rejected {
+        /// The key, as written in the TOML file.
+        key: &'static str,
+        /// What is wrong and what to set instead.
+        reason: String,
+    },
+}
+
+/// Environment variables and the keys they set. The legacy names come first.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("AKIDB_HOST", "server.host"),
+    ("AKIDB_REST_PORT", "server.rest_port"),
+    ("AKIDB_GRPC_PORT", "server.grpc_port"),
+    ("AKIDB_TIMEOUT_SECONDS", "server.timeout_seconds"),
+    ("AKIDB_SHUTDOWN_GRACE_SECONDS", "server.shutdown_grace_seconds"),
+    ("AKIDB_LOG_LEVEL", "log.level"),
+    ("AKIDB_LOG_FORMAT", "log.format"),
+    ("AKIDB_OTLP_ENDPOINT", "log.otlp_endpoint"),
+    ("AKIDB_EMBEDDING_PROVIDER", "embedding.provider"),
+    ("AKIDB_EMBEDDING_MODEL", "embedding.model"),
+    ("AKIDB_MODELS_DIR", "embedding.models_dir"),
+    ("AKIDB_MODELS", "embedding.models"),
+    ("AKIDB_HUB_MODELS", "embedding.hub_models"),
+    ("AKIDB_OFFLINE", "embedding.offline"),
+    ("AKIDB_THREADS", "embedding.threads"),
+    ("AKIDB_MAX_TEXTS_PER_REQUEST", "limits.max_texts_per_request"),
+    ("AKIDB_MAX_CHARS_PER_TEXT", "limits.max_chars_per_text"),
+    ("AKIDB_MAX_BODY_BYTES", "limits.max_body_bytes"),
+    ("AKIDB_QUEUE_CAPACITY", "limits.queue_capacity"),
+    ("AKIDB_MAX_BATCH_TOKENS", "limits.max_batch_tokens"),
+    ("AKIDB_MAX_BATCH_WAIT_US", "limits.max_batch_wait_us"),
+    ("AKIDB_API_KEYS", "auth.api_keys"),
+];
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: &[&str] = &["embedding.models", "embedding.hub_models", "auth.api_keys"];
+
+impl Settings {
+    /// Loads defaults < `file` (if given) < `env` < `overrides` (command-line flags, as
+    /// dotted keys), then checks the values.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, figment::value::Value)],
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut from_env = Vec::new();
+        for (var, key) in ENV_KEYS {
+            if let Some((_, value)) = env.iter().find(|(k, _)| k == var) {
+                let value = if LIST_KEYS.contains(key) {
+                    figment::value::Value::from(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect::<Vec<_>>(),
+                    )
+                } else {
+                    // Parse like figment's Env provider: numbers and bools become typed values.
+                    value.parse::<figment::value::Value>().unwrap_or_else(|_| value.as_str().into())
+                };
+                figment = figment.merge(Serialized::default(key, value));
+                from_env.push((*key, *var));
+            }
+        }
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::default(key, value.clone()));
+        }
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e, &from_env)))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Semantic checks: values that parse but cannot work.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let reject = |key, reason: String| Err(ConfigError::Rejected { key, reason });
+        match self.embedding.provider.as_str() {
+            "candle" => {}
+            "mlx" => {
+                return reject(
+                    "embedding.provider",
+                    "\"mlx\" is the v1.x provider and is not available in v2; set provider = \
+                     \"candle\" (AKIDB_EMBEDDING_PROVIDER=candle)"
+                        .into(),
+                )
+            }
+            other => {
+                return reject(
+                    "embedding.provider",
+                    format!("unknown provider {other:?}; the only provider is \"candle\""),
+                )
+            }
+        }
+        if self.limits.max_texts_per_request < 32 {
+            return reject(
+                "limits.max_texts_per_request",
+                format!(
+                    "{} is below the v1.x limit of 32 texts; clients rely on 32",
+                    self.limits.max_texts_per_request
+                ),
+            );
+        }
+        for (key, value) in [
+            ("limits.max_chars_per_text", self.limits.max_chars_per_text),
+            ("limits.max_body_bytes", self.limits.max_body_bytes),
+            ("limits.queue_capacity", self.limits.queue_capacity),
+            ("limits.max_batch_tokens", self.limits.max_batch_tokens),
+        ] {
+            if value == 0 {
+                return reject(key, "must be greater than 0".into());
+            }
+        }
+        if self.server.timeout_seconds == 0 {
+            return reject("server.timeout_seconds", "must be greater than 0".into());
+        }
+        if self.auth.api_keys.iter().any(|k| k.len() < 16) {
+            return reject(
+                "auth.api_keys",
+                "every key must have at least 16 characters".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The request time limit.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.server.timeout_seconds)
+    }
+}
+
+/// figment's error with the key and where its value came from (file or variable).
+fn describe(error: figment::Error, from_env: &[(&str, &str)]) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let key = if path.is_empty() {
+                String::new()
+            } else {
+                format!("key `{path}`: ")
+            };
+            let source = match from_env.iter().rev().find(|(k, _)| *k == path) {
+                Some((_, var)) => format!(" (set by {var})"),
+                None => e
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.source.as_ref().map(|s| format!(" (from {s})")))
+                    .unwrap_or_default(),
+            };
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,158 @@
+//! One loaded embedding model: tokenizer, encoder, pooling and normalisation together.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::{
+    arch::{self, Encoder},
+    error::Result,
+    layout::{ModelLayout, TOKENIZER_FILE},
+    pooling::{l2_normalize, Pooling},
+    tokenizer::{TextTokenizer, TokenBatch},
+};
+
+/// What a caller may override per request; `None` keeps the model's own setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbedOptions {
+    /// Pooling to use instead of the model's.
+    pub pooling: Option<Pooling>,
+    /// Whether to L2-normalise, instead of the model's setting.
+    pub normalize: Option<bool>,
+}
+
+/// The vectors of one call, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// One vector per input.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens of each input after truncation, special tokens included.
+    pub token_counts: Vec<usize>,
+}
+
+impl Embeddings {
+    /// Tokens of the whole call.
+    pub fn total_tokens(&self) -> usize {
+        self.token_counts.iter().sum()
+    }
+}
+
+/// What a model is, for listings and responses.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelInfo {
+    /// Short name (the folder's name).
+    pub name: String,
+    /// Hub id, when known.
+    pub hub_id: Option<String>,
+    /// Length of each vector.
+    pub dimension: usize,
+    /// Tokens per input after truncation.
+    pub max_seq_length: usize,
+    /// Default pooling.
+    pub pooling: Pooling,
+    /// Whether vectors are L2-normalised by default.
+    pub normalize: bool,
+    /// `model_type` of the architecture.
+    pub architecture: String,
+}
+
+/// A model ready to embed text.
+pub struct EmbeddingModel {
+    info: ModelInfo,
+    tokenizer: TextTokenizer,
+    encoder: Box<dyn Encoder>,
+    device: Device,
+}
+
+impl EmbeddingModel {
+    /// Loads the model in `dir` on the CPU.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::load(ModelLayout::read(dir)?, &Device::Cpu)
+    }
+
+    /// Loads a model folder that has been read.
+    pub fn load(layout: ModelLayout, device: &Device) -> Result<Self> {
+        let encoder = arch::load(&layout, device)?;
+        let tokenizer = TextTokenizer::load(
+            &layout.file(TOKENIZER_FILE),
+            layout.max_seq_length,
+            encoder.vocab_size(),
+        )?;
+        let info = ModelInfo {
+            name: layout.name.clone(),
+            hub_id: layout.hub_id.clone(),
+            dimension: encoder.hidden_size(),
+            max_seq_length: layout.max_seq_length,
+            pooling: layout.pooling,
+            normalize: layout.normalize,
+            architecture: layout.model_type.clone(),
+        };
+        Ok(Self {
+            info,
+            tokenizer,
+            encoder,
+            device: device.clone(),
+        })
+    }
+
+    /// What this model is.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The model's tokenizer (truncating at its `max_seq_length`).
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Id of the padding token.
+    pub fn pad_id(&self) -> u32 {
+        self.encoder.pad_token_id()
+    }
+
+    /// Tokenizes `texts` as one padded batch.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<TokenBatch> {
+        self.tokenizer
+            .encode_batch(texts, self.encoder.pad_token_id())
+    }
+
+    /// Contextual token states (batch, seq, hidden) of a tokenized batch, and its mask.
+    pub fn token_states(&self, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
+        let shape = (batch.len(), batch.seq_len);
+        let ids = Tensor::from_slice(&batch.ids, shape, &self.device)?;
+        let type_ids = Tensor::from_slice(&batch.type_ids, shape, &self.device)?;
+        let mask = Tensor::from_slice(&batch.mask, shape, &self.device)?;
+        let states = self.encoder.forward(&ids, &type_ids, &mask)?;
+        Ok((states, mask))
+    }
+
+    /// Embeds a tokenized batch.
+    pub fn embed_batch(&self, batch: &TokenBatch, options: EmbedOptions) -> Result<Embeddings> {
+        if batch.is_empty() {
+            return Ok(Embeddings {
+                vectors: Vec::new(),
+                token_counts: Vec::new(),
+            });
+        }
+        let (states, mask) = self.token_states(batch)?;
+        let pooled = options
+            .pooling
+            .unwrap_or(self.info.pooling)
+            .pool(&states, &mask)?;
+        let pooled = if options.normalize.unwrap_or(self.info.normalize) {
+            l2_normalize(&pooled)?
+        } else {
+            pooled
+        };
+        Ok(Embeddings {
+            vectors: pooled.to_vec2::<f32>()?,
+            token_counts: batch.lengths.clone(),
+        })
+    }
+
+    /// Embeds `texts` in one batch, in input order.
+    pub fn embed(&self, texts: &[&str], options: EmbedOptions) -> Result<Embeddings> {
+        let batch = self.tokenize(texts)?;
+        self.embed_batch(&batch, options)
+    }
+}

@@ -1,0 +1,114 @@
+//! Pooling of token states into one sentence vector, and L2 normalisation.
+
+use std::{fmt, str::FromStr};
+
+use candle_core::{DType, Tensor, D};
+
+/// How token states become one sentence vector (sentence-transformers' `1_Pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Average of the token states, padding excluded.
+    Mean,
+    /// The state of the first (`[CLS]`) token.
+    Cls,
+}
+
+impl Pooling {
+    /// Pools `hidden` (batch, seq, dim) under `mask` (batch, seq; 1 for real tokens) to (batch, dim).
+    pub fn pool(self, hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
+            Pooling::Mean => {
+                let mask = mask.to_dtype(hidden.dtype())?;
+                let summed = hidden.broadcast_mul(&mask.unsqueeze(D::Minus1)?)?.sum(1)?;
+                // An input always has at least [CLS] and [SEP], so the count is never 0; the clamp
+                // only guards hand-made masks.
+                let counts = mask.sum_keepdim(1)?.clamp(1e-9, f64::MAX)?;
+                summed.broadcast_div(&counts)
+            }
+        }
+    }
+
+    /// The name used in APIs and configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+        }
+    }
+}
+
+impl fmt::Display for Pooling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a pooling name that is neither `mean` nor `cls`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown pooling {0:?}: expected \"mean\" or \"cls\"")]
+pub struct UnknownPooling(pub String);
+
+impl FromStr for Pooling {
+    type Err = UnknownPooling;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            other => Err(UnknownPooling(other.to_string())),
+        }
+    }
+}
+
+/// Scales every row of `x` (batch, dim) to unit L2 norm; an all-zero row stays zero.
+pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = x
+        .to_dtype(DType::F32)?
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    x.broadcast_div(&norm.to_dtype(x.dtype())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn mean_pooling_ignores_padding() {
+        let hidden = Tensor::new(&[[[1f32, 2.], [3., 4.], [100., 100.]]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 0]], &Device::Cpu).unwrap();
+        let pooled = Pooling::Mean.pool(&hidden, &mask).unwrap();
+        assert_eq!(pooled.to_vec2::<f32>().unwrap(), vec![vec![2., 3.]]);
+    }
+
+    #[test]
+    fn cls_pooling_takes_first_token() {
+        let hidden = Tensor::new(&[[[1f32, 2.], [3., 4.]]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u32, 1]], &Device::Cpu).unwrap();
+        let pooled = Pooling::Cls.pool(&hidden, &mask).unwrap();
+        assert_eq!(pooled.to_vec2::<f32>().unwrap(), vec![vec![1., 2.]]);
+    }
+
+    #[test]
+    fn l2_normalize_gives_unit_rows_and_keeps_zero_rows() {
+        let x = Tensor::new(&[[3f32, 4.], [0., 0.]], &Device::Cpu).unwrap();
+        let y = l2_normalize(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(y, vec![vec![0.6, 0.8], vec![0., 0.]]);
+    }
+
+    #[test]
+    fn parses_names_and_rejects_others() {
+        assert_eq!("mean".parse::<Pooling>().unwrap(), Pooling::Mean);
+        assert_eq!("cls".parse::<Pooling>().unwrap(), Pooling::Cls);
+        assert!("max"
+            .parse::<Pooling>()
+            .unwrap_err()
+            .to_string()
+            .contains("max"));
+    }
+}

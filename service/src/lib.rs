@@ -1,0 +1,7 @@
+//! AkiDB's Candle embedding service.
+//!
+//! The crate is split the way a request flows: [`engine`] turns text into vectors (model files,
+//! tokenization, the forward pass, pooling) and knows nothing about HTTP or gRPC; the transports
+//! built on top of it only translate requests and errors.
+
+pub mod engine;

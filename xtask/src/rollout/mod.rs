@@ -1,0 +1,12 @@
+//! The GA rollout as a declarative, gated plan (`rollout/plan.yaml`).
+//!
+//! `plan` is what the rollout does (the model and its YAML schema), `validate` the rules a plan
+//! must follow, `load` reads a file through both, and `dry_run` shows what a runner would do.
+//! The runner (when, gates, state) and the targets (how steps touch the world) build on `Plan`
+//! and are not here.
+
+pub mod cli;
+pub mod dry_run;
+pub mod load;
+pub mod plan;
+pub mod validate;
