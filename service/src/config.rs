@@ -11,7 +11,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 /// Everything the service reads at start-up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Models and the engine.
@@ -92,7 +92,10 @@ impl std::fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Keys never reach logs, not even through Debug.
         f.debug_struct("AuthSettings")
-            .field("api_keys", &format_args!("[{} redacted]", self.api_keys.len()))
+            .field(
+                "api_keys",
+                &format_args!("[{} redacted]", self.api_keys.len()),
+            )
             .finish()
     }
 }
@@ -168,17 +171,6 @@ impl Default for LogSettings {
     }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            embedding: EmbeddingSettings::default(),
-            server: ServerSettings::default(),
-            limits: Limits::default(),
-            auth: AuthSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
-}
 
 /// Configuration that cannot start the service; the message names the key.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +194,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AKIDB_REST_PORT", "server.rest_port"),
     ("AKIDB_GRPC_PORT", "server.grpc_port"),
     ("AKIDB_TIMEOUT_SECONDS", "server.timeout_seconds"),
-    ("AKIDB_SHUTDOWN_GRACE_SECONDS", "server.shutdown_grace_seconds"),
+    (
+        "AKIDB_SHUTDOWN_GRACE_SECONDS",
+        "server.shutdown_grace_seconds",
+    ),
     ("AKIDB_LOG_LEVEL", "log.level"),
     ("AKIDB_LOG_FORMAT", "log.format"),
     ("AKIDB_OTLP_ENDPOINT", "log.otlp_endpoint"),
@@ -213,7 +208,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AKIDB_HUB_MODELS", "embedding.hub_models"),
     ("AKIDB_OFFLINE", "embedding.offline"),
     ("AKIDB_THREADS", "embedding.threads"),
-    ("AKIDB_MAX_TEXTS_PER_REQUEST", "limits.max_texts_per_request"),
+    (
+        "AKIDB_MAX_TEXTS_PER_REQUEST",
+        "limits.max_texts_per_request",
+    ),
     ("AKIDB_MAX_CHARS_PER_TEXT", "limits.max_chars_per_text"),
     ("AKIDB_MAX_BODY_BYTES", "limits.max_body_bytes"),
     ("AKIDB_QUEUE_CAPACITY", "limits.queue_capacity"),
@@ -245,6 +243,8 @@ impl Settings {
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
         let mut from_env = Vec::new();
+        let defaults = figment::value::Value::serialize(Settings::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (var, key) in ENV_KEYS {
             if let Some((_, value)) = env.iter().find(|(k, _)| k == var) {
                 let value = if LIST_KEYS.contains(key) {
@@ -256,9 +256,13 @@ impl Settings {
                             .map(String::from)
                             .collect::<Vec<_>>(),
                     )
+                } else if matches!(
+                    defaults.find_ref(key),
+                    Some(figment::value::Value::String(..))
+                ) {
+                    figment::value::Value::from(value.clone())
                 } else {
-                    // Parse like figment's Env provider: numbers and bools become typed values.
-                    value.parse::<figment::value::Value>().unwrap_or_else(|_| value.as_str().into())
+                    typed(value)
                 };
                 figment = figment.merge(Serialized::default(key, value));
                 from_env.push((*key, *var));
@@ -331,6 +335,23 @@ impl Settings {
     }
 }
 
+/// An environment value as the type it spells: bool, integer, float, else string (so that a
+/// wrong value is reported against the key's expected type).
+fn typed(value: &str) -> figment::value::Value {
+    use figment::value::Value;
+    if let Ok(b) = value.parse::<bool>() {
+        Value::from(b)
+    } else if let Ok(n) = value.parse::<u64>() {
+        Value::from(n)
+    } else if let Ok(n) = value.parse::<i64>() {
+        Value::from(n)
+    } else if let Ok(f) = value.parse::<f64>() {
+        Value::from(f)
+    } else {
+        Value::from(value.to_string())
+    }
+}
+
 /// figment's error with the key and where its value came from (file or variable).
 fn describe(error: figment::Error, from_env: &[(&str, &str)]) -> String {
     error
@@ -354,4 +375,112 @@ fn describe(error: figment::Error, from_env: &[(&str, &str)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn toml(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn defaults_match_the_legacy_ports() {
+        let s = Settings::load(None, env(&[]), &[]).unwrap();
+        assert_eq!((s.server.rest_port, s.server.grpc_port), (8080, 9090));
+        assert_eq!(s.embedding.provider, "candle");
+    }
+
+    #[test]
+    fn flags_override_environment_which_overrides_the_file() {
+        let file = toml("[server]\nrest_port = 1111\ngrpc_port = 2222\nhost = \"127.0.0.1\"\n");
+        let s =
+            Settings::load(Some(file.path()), env(&[("AKIDB_REST_PORT", "3333")]), &[]).unwrap();
+        assert_eq!(s.server.rest_port, 3333);
+        assert_eq!(s.server.grpc_port, 2222);
+        let flag = [("server.rest_port", figment::value::Value::from(4444u16))];
+        let s = Settings::load(
+            Some(file.path()),
+            env(&[("AKIDB_REST_PORT", "3333")]),
+            &flag,
+        )
+        .unwrap();
+        assert_eq!(s.server.rest_port, 4444);
+    }
+
+    #[test]
+    fn legacy_config_file_is_accepted() {
+        let file = toml(
+            "[embedding]\nprovider = \"candle\"\nmodel = \"sentence-transformers/all-MiniLM-L6-v2\"\n\
+             [server]\nhost = \"0.0.0.0\"\nrest_port = 8080\ngrpc_port = 9090\ntimeout_seconds = 30\n",
+        );
+        let s = Settings::load(Some(file.path()), env(&[]), &[]).unwrap();
+        assert_eq!(s.embedding.model, "sentence-transformers/all-MiniLM-L6-v2");
+    }
+
+    #[test]
+    fn mlx_provider_is_refused_with_what_to_set() {
+        let err =
+            Settings::load(None, env(&[("AKIDB_EMBEDDING_PROVIDER", "mlx")]), &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("embedding.provider") && msg.contains("candle"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key_and_the_variable() {
+        let err = Settings::load(None, env(&[("AKIDB_REST_PORT", "abc")]), &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("server.rest_port") && msg.contains("AKIDB_REST_PORT"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_named() {
+        let file = toml("[server]\nrest_prot = 1\n");
+        let msg = Settings::load(Some(file.path()), env(&[]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("rest_prot"), "{msg}");
+    }
+
+    #[test]
+    fn text_limit_below_the_legacy_32_is_refused() {
+        let err =
+            Settings::load(None, env(&[("AKIDB_MAX_TEXTS_PER_REQUEST", "10")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("limits.max_texts_per_request"));
+    }
+
+    #[test]
+    fn lists_come_from_comma_separated_variables() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("AKIDB_MODELS", "a, b"),
+                ("AKIDB_API_KEYS", "0123456789abcdef,fedcba9876543210"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.embedding.models, vec!["a", "b"]);
+        assert_eq!(s.auth.api_keys.len(), 2);
+        assert!(
+            !format!("{:?}", s.auth).contains("0123456789abcdef"),
+            "keys never in Debug"
+        );
+    }
 }

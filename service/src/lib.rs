@@ -4,4 +4,11 @@
 //! tokenization, the forward pass, pooling) and knows nothing about HTTP or gRPC; the transports
 //! built on top of it only translate requests and errors.
 
+pub mod api;
+pub mod config;
 pub mod engine;
+pub mod grpc;
+pub mod infer;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;

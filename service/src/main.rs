@@ -2,11 +2,15 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use akidb_embed::engine::{self, EmbedOptions, EmbeddingModel, ModelLayout, Pooling};
+use akidb_embed::{
+    config::{LogFormat, Settings},
+    engine::{self, EmbedOptions, EmbeddingModel, ModelLayout, Pooling},
+    server::{self, VERSION},
+    telemetry,
+};
 use clap::{Parser, Subcommand};
+use figment::value::Value;
 use serde_json::json;
-
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AKIDB_REVISION"), ")");
 
 #[derive(Parser)]
 #[command(name = "akidb-embed", version = VERSION, about = "AkiDB's Candle embedding service")]
@@ -17,8 +21,107 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the REST, OpenAI-compatible and gRPC APIs.
+    Serve(ServeArgs),
     /// Embed texts with one model and print the result as JSON.
     Embed(EmbedArgs),
+}
+
+/// Flags of `serve`. Precedence: flags > environment (AKIDB_*) > config file > defaults.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (the v1.x `config.toml` keys, plus v2's).
+    #[arg(long, env = "AKIDB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to bind (server.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// REST port (server.rest_port; 0 picks a free one).
+    #[arg(long)]
+    rest_port: Option<u16>,
+    /// gRPC port (server.grpc_port; 0 picks a free one).
+    #[arg(long)]
+    grpc_port: Option<u16>,
+    /// Folder of model folders (embedding.models_dir).
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    /// Default model (embedding.model).
+    #[arg(long)]
+    model: Option<String>,
+    /// Models to serve, comma-separated (embedding.models; default: every folder found).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Texts per request (limits.max_texts_per_request, at least 32).
+    #[arg(long)]
+    max_texts_per_request: Option<u64>,
+    /// Texts that may wait per model before 429 (limits.queue_capacity).
+    #[arg(long)]
+    queue_capacity: Option<u64>,
+    /// Seconds to finish accepted requests after SIGTERM (server.shutdown_grace_seconds).
+    #[arg(long)]
+    shutdown_grace_seconds: Option<u64>,
+    /// Log format: text or json (log.format).
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Log level or tracing filter (log.level).
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Vec<(&'static str, Value)> {
+        let mut out: Vec<(&'static str, Value)> = Vec::new();
+        let mut put = |key, value: Option<Value>| {
+            if let Some(v) = value {
+                out.push((key, v));
+            }
+        };
+        put("server.host", self.host.clone().map(Value::from));
+        put("server.rest_port", self.rest_port.map(Value::from));
+        put("server.grpc_port", self.grpc_port.map(Value::from));
+        put(
+            "embedding.models_dir",
+            self.models_dir
+                .as_ref()
+                .map(|p| Value::from(p.display().to_string())),
+        );
+        put("embedding.model", self.model.clone().map(Value::from));
+        put("embedding.models", self.models.clone().map(Value::from));
+        put(
+            "limits.max_texts_per_request",
+            self.max_texts_per_request.map(Value::from),
+        );
+        put(
+            "limits.queue_capacity",
+            self.queue_capacity.map(Value::from),
+        );
+        put(
+            "server.shutdown_grace_seconds",
+            self.shutdown_grace_seconds.map(Value::from),
+        );
+        put("log.format", self.log_format.clone().map(Value::from));
+        put("log.level", self.log_level.clone().map(Value::from));
+        out
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = args.overrides();
+    let settings = Settings::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    if settings.embedding.threads > 0 {
+        // Candle's CPU kernels size their thread pool from this variable.
+        std::env::set_var("RAYON_NUM_THREADS", settings.embedding.threads.to_string());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let _telemetry = telemetry::init(&settings.log)?;
+        if settings.log.format == LogFormat::Text {
+            tracing::debug!(?settings, "configuration");
+        }
+        server::run(settings).await
+    })
 }
 
 #[derive(clap::Args)]
@@ -83,6 +186,7 @@ fn embed(args: EmbedArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve(args),
         Command::Embed(args) => embed(args),
     };
     match result {

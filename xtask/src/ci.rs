@@ -52,7 +52,11 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             Ok(())
         })?;
         step(&mut timings, "clippy", || {
-            cmd!(sh, "cargo clippy --workspace --all-targets --locked -- -D warnings").run()?;
+            cmd!(
+                sh,
+                "cargo clippy --workspace --all-targets --locked -- -D warnings"
+            )
+            .run()?;
             Ok(())
         })?;
         step(&mut timings, "cargo test", || {

@@ -10,7 +10,10 @@ mod rollout;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "AkiDB Candle release pipeline and project tasks")]
+#[command(
+    name = "cargo xtask",
+    about = "AkiDB Candle release pipeline and project tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -12,7 +12,6 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-
 /// A shell whose working directory is the workspace root.
 pub fn shell() -> anyhow::Result<Shell> {
     let sh = Shell::new()?;

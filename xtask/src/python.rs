@@ -32,9 +32,12 @@ pub fn ensure(sh: &Shell) -> anyhow::Result<PathBuf> {
             .run()
             .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
     }
-    cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check -r {requirements}")
-        .run()
-        .context("pip install of the test requirements")?;
+    cmd!(
+        sh,
+        "{python} -m pip install --quiet --disable-pip-version-check -r {requirements}"
+    )
+    .run()
+    .context("pip install of the test requirements")?;
     std::fs::write(&stamp, wanted)?;
     Ok(python)
 }

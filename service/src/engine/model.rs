@@ -62,6 +62,7 @@ pub struct EmbeddingModel {
     tokenizer: TextTokenizer,
     encoder: Box<dyn Encoder>,
     device: Device,
+    load_duration: std::time::Duration,
 }
 
 impl EmbeddingModel {
@@ -72,6 +73,7 @@ impl EmbeddingModel {
 
     /// Loads a model folder that has been read.
     pub fn load(layout: ModelLayout, device: &Device) -> Result<Self> {
+        let started = std::time::Instant::now();
         let encoder = arch::load(&layout, device)?;
         let tokenizer = TextTokenizer::load(
             &layout.file(TOKENIZER_FILE),
@@ -92,12 +94,18 @@ impl EmbeddingModel {
             tokenizer,
             encoder,
             device: device.clone(),
+            load_duration: started.elapsed(),
         })
     }
 
     /// What this model is.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// How long loading took (weights, tokenizer).
+    pub fn load_duration(&self) -> std::time::Duration {
+        self.load_duration
     }
 
     /// The model's tokenizer (truncating at its `max_seq_length`).

@@ -60,10 +60,7 @@ impl PlanArgs {
 
 /// `rollout/plan.yaml` in the workspace, wherever cargo was run from.
 fn default_plan() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("rollout")
-        .join("plan.yaml")
+    crate::project::root().join("rollout").join("plan.yaml")
 }
 
 /// The path relative to the current folder when it lies below it, so messages stay short and
@@ -88,7 +85,7 @@ pub fn run(_sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
         RolloutCommand::Plan(args) => {
             let (file, plan) = args.load()?;
             println!("Dry run of {} (nothing is executed)\n", file.display());
-            print!("{}", dry_run::render(&plan));
+            print!("{}", dry_run::DryRun(&plan));
             Ok(())
         }
         RolloutCommand::Run(args) => {

@@ -1,7 +1,7 @@
 //! What a runner would do with a plan, written out for people: every action, stage by stage in
 //! dependency order, with its wall-clock durations, approvals, gates and rollback triggers.
 
-use std::fmt::Write;
+use std::fmt;
 use std::time::Duration;
 
 use super::plan::rollback::RollbackCondition;
@@ -37,125 +37,123 @@ pub fn summary(plan: &Plan) -> String {
     )
 }
 
-/// Every action the runner would take, in order.
-pub fn render(plan: &Plan) -> String {
-    let mut out = String::new();
-    let scale = plan.time_scale();
-    // `write!` into a String cannot fail; the results are dropped rather than unwrapped.
-    let _ = writeln!(out, "Rollout plan `{}`", plan.name);
-    if scale.is_real_time() {
-        let _ = writeln!(out, "Time scale 1: every duration is waited in full.");
-    } else {
-        let _ = writeln!(
-            out,
-            "Time scale {scale}: durations run {} as fast (1h of plan time takes {}); latency \
-             thresholds are not scaled.",
-            ratio(scale.factor()),
-            wall(plan, Duration::from_secs(3600)),
-        );
-    }
+/// Every action the runner would take, in order; `Display` writes it out.
+pub struct DryRun<'a>(pub &'a Plan);
 
-    let _ = writeln!(out, "\nSLOs, the default thresholds of every gate:");
-    match plan.slos.resolve(&plan.slos) {
-        Ok(slos) => {
-            let _ = writeln!(out, "  {slos}");
+impl fmt::Display for DryRun<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plan = self.0;
+        let scale = plan.time_scale();
+        writeln!(f, "Rollout plan `{}`", plan.name)?;
+        if scale.is_real_time() {
+            writeln!(f, "Time scale 1: every duration is waited in full.")?;
+        } else {
+            writeln!(
+                f,
+                "Time scale {scale}: durations run {} as fast (1h of plan time takes {}); latency \
+                 thresholds are not scaled.",
+                ratio(scale.factor()),
+                wall(plan, Duration::from_secs(3600)),
+            )?;
         }
-        Err(_) => {
-            let _ = writeln!(
-                out,
+
+        writeln!(f, "\nSLOs, the default thresholds of every gate:")?;
+        match plan.slos.resolve(&plan.slos) {
+            Ok(slos) => writeln!(f, "  {slos}")?,
+            Err(_) => writeln!(
+                f,
                 "  incomplete: each gate sets the thresholds the plan leaves out"
-            );
+            )?,
         }
-    }
 
-    let _ = writeln!(
-        out,
-        "\nRollback triggers, watched from the first traffic change to the end:"
-    );
-    for trigger in &plan.rollback {
-        let condition = match &trigger.when {
-            RollbackCondition::ErrorRate(sustained) => format!(
-                "error rate > {} for {}",
-                sustained.above,
-                timed(plan, sustained.duration)
-            ),
-            RollbackCondition::P95Latency(sustained) => {
-                format!(
-                    "P95 latency > {} for {}",
-                    sustained.above,
-                    timed(plan, sustained.duration)
-                )
-            }
-            RollbackCondition::MemoryGrowth(growth) => {
-                format!(
-                    "memory grows > {} over {}",
-                    growth.above,
-                    timed(plan, growth.over)
-                )
-            }
-        };
-        let _ = writeln!(
-            out,
-            "  - {} ({}): {condition} -> all traffic back to the legacy service",
-            trigger.name, trigger.urgency
-        );
-    }
+        writeln!(
+            f,
+            "\nRollback triggers, watched from the first traffic change to the end:"
+        )?;
+        for trigger in &plan.rollback {
+            let condition = match &trigger.when {
+                RollbackCondition::ErrorRate(sustained) => {
+                    format!(
+                        "error rate > {} for {}",
+                        sustained.above,
+                        timed(plan, sustained.duration)
+                    )
+                }
+                RollbackCondition::P95Latency(sustained) => {
+                    format!(
+                        "P95 latency > {} for {}",
+                        sustained.above,
+                        timed(plan, sustained.duration)
+                    )
+                }
+                RollbackCondition::MemoryGrowth(growth) => {
+                    format!(
+                        "memory grows > {} over {}",
+                        growth.above,
+                        timed(plan, growth.over)
+                    )
+                }
+            };
+            writeln!(
+                f,
+                "  - {} ({}): {condition} -> all traffic back to the legacy service",
+                trigger.name, trigger.urgency
+            )?;
+        }
 
-    let count = plan.stages().len();
-    for (n, stage) in plan.stages().iter().enumerate() {
-        render_stage(&mut out, plan, stage, n + 1, count);
-    }
+        let count = plan.stages().len();
+        for (n, stage) in plan.stages().iter().enumerate() {
+            write_stage(f, plan, stage, n + 1, count)?;
+        }
 
-    let holds = plan.critical_path();
-    let approvals = plan
-        .stages()
-        .iter()
-        .filter(|stage| stage.environment.is_some())
-        .count();
-    let _ = writeln!(
-        out,
-        "\nTotal: {} of holds along the longest chain of `needs`, plus {approvals} approval{}.",
-        timed(plan, holds),
-        if approvals == 1 { "" } else { "s" },
-    );
-    out
+        let approvals = plan
+            .stages()
+            .iter()
+            .filter(|stage| stage.environment.is_some())
+            .count();
+        writeln!(
+            f,
+            "\nTotal: {} of holds along the longest chain of `needs`, plus {approvals} approval{}.",
+            timed(plan, plan.critical_path()),
+            if approvals == 1 { "" } else { "s" },
+        )
+    }
 }
 
-fn render_stage(out: &mut String, plan: &Plan, stage: &Stage, number: usize, count: usize) {
-    let _ = writeln!(
-        out,
-        "\nStage {number}/{count} `{}`: {}",
-        stage.id, stage.name
-    );
+fn write_stage(
+    f: &mut fmt::Formatter<'_>,
+    plan: &Plan,
+    stage: &Stage,
+    number: usize,
+    count: usize,
+) -> fmt::Result {
+    writeln!(f, "\nStage {number}/{count} `{}`: {}", stage.id, stage.name)?;
     let needs = if stage.needs.is_empty() {
         "nothing".to_owned()
     } else {
         stage.needs.join(", ")
     };
-    let _ = writeln!(out, "  needs: {needs}");
-    let approval = match &stage.environment {
-        Some(environment) => format!("wait for approval of environment `{environment}`"),
-        None => "none".to_owned(),
-    };
-    let _ = writeln!(out, "  approval: {approval}");
-    let traffic = if stage.exit_weight > stage.entry_weight {
-        format!(
-            "{} -> {} (promotion)",
-            stage.entry_weight, stage.exit_weight
-        )
-    } else {
-        format!("stays at {}", stage.entry_weight)
-    };
-    let _ = writeln!(out, "  canary traffic: {traffic}");
-    for (n, step) in stage.steps.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "  {}. {}: {}",
-            n + 1,
-            step.kind(),
-            describe(plan, step)
-        );
+    writeln!(f, "  needs: {needs}")?;
+    match &stage.environment {
+        Some(environment) => writeln!(
+            f,
+            "  approval: wait for approval of environment `{environment}`"
+        )?,
+        None => writeln!(f, "  approval: none")?,
     }
+    if stage.exit_weight > stage.entry_weight {
+        writeln!(
+            f,
+            "  canary traffic: {} -> {} (promotion)",
+            stage.entry_weight, stage.exit_weight
+        )?;
+    } else {
+        writeln!(f, "  canary traffic: stays at {}", stage.entry_weight)?;
+    }
+    for (n, step) in stage.steps.iter().enumerate() {
+        writeln!(f, "  {}. {}: {}", n + 1, step.kind(), describe(plan, step))?;
+    }
+    Ok(())
 }
 
 /// What one step does and what it gates on.
@@ -201,8 +199,10 @@ fn describe(plan: &Plan, step: &Step) -> String {
         ),
         Step::Wait(step) => format!("hold for {}", timed(plan, step.duration)),
         Step::Scale(step) => format!(
-            "scale deployment `{}` to {} replicas",
-            step.deployment, step.replicas
+            "scale deployment `{}` to {} replica{}",
+            step.deployment,
+            step.replicas,
+            if step.replicas == 1 { "" } else { "s" }
         ),
         Step::GaTag(step) => match &step.message {
             Some(message) => format!("tag `{}` ({message:?})", step.tag),
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn lists_stages_in_dependency_order_with_approvals() {
-        let text = render(&checked_in_plan());
+        let text = DryRun(&checked_in_plan()).to_string();
         let positions: Vec<Option<usize>> = (1..=6)
             .map(|week| text.find(&format!("Stage {week}/6 `week-{week}`")))
             .collect();
@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn shows_scaled_durations_next_to_the_written_ones() {
         let scale: TimeScale = "0.0001".parse().expect("valid scale");
-        let text = render(&checked_in_plan().with_time_scale(scale));
+        let text = DryRun(&checked_in_plan().with_time_scale(scale)).to_string();
         assert!(
             text.contains("hold for 3days (runs as 25s 920ms)"),
             "{text}"
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn real_time_shows_durations_once() {
-        let text = render(&checked_in_plan());
+        let text = DryRun(&checked_in_plan()).to_string();
         assert!(!text.contains("runs as"), "{text}");
     }
 }

@@ -2,7 +2,6 @@
 //! fields, steps or stages. Every broken rule is reported, each at the line that breaks it.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use thiserror::Error;
 
@@ -226,15 +225,6 @@ pub struct Violation {
     pub line: Option<usize>,
     /// The rule.
     pub error: ValidationError,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "line {line}: {}", self.error),
-            None => write!(f, "{}", self.error),
-        }
-    }
 }
 
 /// Checks every rule and builds the plan, or returns every violation sorted by line.
@@ -735,12 +725,12 @@ fn ancestors(stages: &[StageSpec], order: &[usize]) -> Vec<Vec<bool>> {
             let Some(&parent) = index.get(need.as_str()) else {
                 continue;
             };
-            ancestors[at][parent] = true;
-            for other in 0..stages.len() {
-                if ancestors[parent][other] {
-                    ancestors[at][other] = true;
-                }
+            // `order` puts `parent` first, so its own ancestors are already complete.
+            let inherited = ancestors[parent].clone();
+            for (mine, theirs) in ancestors[at].iter_mut().zip(inherited) {
+                *mine |= theirs;
             }
+            ancestors[at][parent] = true;
         }
     }
     ancestors

@@ -1,9 +1,10 @@
 //! The plan model: *what* the rollout does, validated and in dependency order. It knows nothing
 //! of how a step touches the world (that is the targets') nor of when it runs (the runner's).
 //!
-//! YAML is read with `serde_yaml_ng`, the maintained fork of the deprecated `serde_yaml` that
-//! keeps its API, so the serde derives below are the schema and its errors carry a line and
-//! column; `serde_norway` would do as well, but follows `serde_yaml` less closely.
+//! YAML is read with `serde_yaml_ng`, a maintained fork of the deprecated `serde_yaml` with the
+//! same API: the serde derives here are the schema, and its errors carry a line and column.
+//! `serde_norway` is an equivalent fork; `serde_yaml_ng` won because it builds on the widely used
+//! `unsafe-libyaml` rather than on a fork of it.
 
 pub mod rollback;
 pub mod slo;
@@ -30,6 +31,7 @@ pub struct Plan {
     pub max_weight: Option<Weight>,
     /// What rolls everything back.
     pub rollback: Vec<RollbackTrigger>,
+    /// Plan time against wall-clock time; read it with [`Plan::time_scale`].
     pub(crate) time_scale: TimeScale,
     /// In dependency order: every stage comes after all it needs, ties kept in file order.
     pub(crate) stages: Vec<Stage>,

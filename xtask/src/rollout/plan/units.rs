@@ -89,6 +89,11 @@ pub struct Weight(u8);
 impl Weight {
     /// No traffic on the canary: where every rollout starts.
     pub const ZERO: Weight = Weight(0);
+
+    /// The share as nginx's `canary-weight` annotation takes it.
+    pub fn percent(self) -> u8 {
+        self.0
+    }
 }
 
 impl TryFrom<u64> for Weight {
@@ -104,7 +109,7 @@ impl TryFrom<u64> for Weight {
 
 impl fmt::Display for Weight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}%", self.0)
+        write!(f, "{}%", self.percent())
     }
 }
 

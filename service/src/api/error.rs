@@ -1,0 +1,128 @@
+//! How service errors become HTTP responses: plain text for the v1 API (as v1.x answered),
+//! OpenAI's JSON envelope for `/v1/*`.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use crate::infer::ServiceError;
+
+/// Seconds a client should wait after 429 or 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// The status of each service error.
+pub fn status_of(error: &ServiceError) -> StatusCode {
+    match error {
+        ServiceError::EmptyInput
+        | ServiceError::TooManyTexts(_)
+        | ServiceError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        ServiceError::TextTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::UnknownModel { .. } => StatusCode::NOT_FOUND,
+        ServiceError::NotReady(_) | ServiceError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn with_retry_after(status: StatusCode, mut response: Response) -> Response {
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+/// An error of the v1 API: a plain-text body, as v1.x sent.
+pub struct LegacyError(pub ServiceError);
+
+impl IntoResponse for LegacyError {
+    fn into_response(self) -> Response {
+        let status = status_of(&self.0);
+        let body = match &self.0 {
+            ServiceError::Inference(reason) => format!("Embedding failed: {reason}"),
+            other => other.to_string(),
+        };
+        with_retry_after(status, (status, body).into_response())
+    }
+}
+
+/// An error of the OpenAI-compatible API, in OpenAI's envelope.
+pub struct OpenAiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human-readable message.
+    pub message: String,
+    /// OpenAI's error type (`invalid_request_error`, ...).
+    pub kind: &'static str,
+    /// The offending parameter, if any.
+    pub param: Option<&'static str>,
+    /// A machine-readable code, if any.
+    pub code: Option<&'static str>,
+}
+
+impl OpenAiError {
+    /// A 400 `invalid_request_error` about `param`.
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: Some(param),
+            code: None,
+        }
+    }
+}
+
+impl From<ServiceError> for OpenAiError {
+    fn from(error: ServiceError) -> Self {
+        let status = status_of(&error);
+        let (kind, param, code) = match &error {
+            ServiceError::EmptyInput | ServiceError::TooManyTexts(_) => {
+                ("invalid_request_error", Some("input"), None)
+            }
+            ServiceError::TextTooLong { .. } => (
+                "invalid_request_error",
+                Some("input"),
+                Some("input_too_long"),
+            ),
+            ServiceError::InvalidArgument(_) => ("invalid_request_error", None, None),
+            ServiceError::UnknownModel { .. } => (
+                "invalid_request_error",
+                Some("model"),
+                Some("model_not_found"),
+            ),
+            ServiceError::Overloaded(_) => ("rate_limit_error", None, Some("overloaded")),
+            ServiceError::NotReady(_) | ServiceError::TimedOut(_) => {
+                ("server_error", None, Some("unavailable"))
+            }
+            ServiceError::Inference(_) => ("server_error", None, None),
+        };
+        Self {
+            status,
+            message: error.to_string(),
+            kind,
+            param,
+            code,
+        }
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }});
+        with_retry_after(self.status, (self.status, Json(body)).into_response())
+    }
+}

@@ -1,0 +1,80 @@
+//! Request metrics, request spans (with W3C `traceparent`) and the `/metrics` route.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use super::{AppState, ServedModel, REQUEST_ID};
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.infer.observe_queues();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.infer.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Keeps `candle_requests_in_flight` right even when a request is cancelled.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Middleware: counts every request by route, model and status, and times it.
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let metrics = &state.infer.metrics;
+    metrics.in_flight.inc();
+    let _guard = InFlight(&metrics.in_flight);
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let model = response
+        .extensions()
+        .get::<ServedModel>()
+        .map(|m| m.0.as_str())
+        .unwrap_or("");
+    metrics
+        .requests
+        .with_label_values(&[&route, model, response.status().as_str()])
+        .inc();
+    metrics
+        .request_duration
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The span of one request: method, path and request id, a child of the caller's trace when
+/// the request carries `traceparent`.
+pub fn make_span(request: &Request) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    );
+    crate::telemetry::set_parent_from_headers(&span, request.headers());
+    span
+}

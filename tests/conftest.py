@@ -1,1 +1,0 @@
-"""Shared settings of the end-to-end tests (run by `cargo xtask ci` with the project's .venv)."""
