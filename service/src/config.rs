@@ -171,7 +171,6 @@ impl Default for LogSettings {
     }
 }
 
-
 /// Configuration that cannot start the service; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

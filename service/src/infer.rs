@@ -186,6 +186,7 @@ impl Served {
 /// The handle transports share.
 pub struct Infer {
     served: OnceLock<Served>,
+    failure: OnceLock<String>,
     warmed: AtomicBool,
     draining: AtomicBool,
     limits: Limits,
@@ -212,6 +213,7 @@ impl Infer {
     pub fn new(limits: Limits, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             served: OnceLock::new(),
+            failure: OnceLock::new(),
             warmed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             limits,
@@ -251,11 +253,21 @@ impl Infer {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Records why start-up could not serve the default model (the first reason wins).
+    pub fn set_failure(&self, reason: String) {
+        let _ = self.failure.set(reason);
+    }
+
+    /// Why start-up failed, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
     /// Current readiness.
-    pub fn readiness(&self, failed: bool) -> Readiness {
+    pub fn readiness(&self) -> Readiness {
         if self.is_draining() {
             Readiness::Draining
-        } else if failed {
+        } else if self.failure.get().is_some() {
             Readiness::Failed
         } else if self.served.get().is_some() && self.warmed.load(Ordering::Acquire) {
             Readiness::Ready
@@ -279,6 +291,11 @@ impl Infer {
         let started = Instant::now();
         if self.is_draining() {
             return Err(ServiceError::NotReady("the service is shutting down"));
+        }
+        if self.failure.get().is_some() {
+            return Err(ServiceError::NotReady(
+                "start-up failed: the default model is not available (see /health)",
+            ));
         }
         let served = self
             .served

@@ -5,6 +5,7 @@
 //! built on top of it only translate requests and errors.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod grpc;

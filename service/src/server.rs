@@ -1,12 +1,7 @@
 //! `akidb-embed serve`: binds REST and gRPC first (so probes answer while models load), loads
 //! and warms up the models, and shuts down gracefully on SIGTERM/SIGINT.
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use candle_core::Device;
@@ -96,11 +91,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.timeout(),
         Arc::clone(&metrics),
     ));
-    let failure = Arc::new(OnceLock::new());
+    let keys = Arc::new(ApiKeys::new(&settings.auth.api_keys));
     let state = AppState {
         infer: Arc::clone(&infer),
-        keys: Arc::new(ApiKeys::new(&settings.auth.api_keys)),
-        failure: Arc::clone(&failure),
+        keys: Arc::clone(&keys),
     };
     let host = settings.server.host;
     let rest = TcpListener::bind(SocketAddr::new(host, settings.server.rest_port))
@@ -146,7 +140,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let (result, settings) = match loaded {
                 Ok(pair) => pair,
                 Err(e) => {
-                    let _ = failure.set(format!("model loading panicked: {e}"));
+                    infer.set_failure(format!("model loading panicked: {e}"));
                     return;
                 }
             };
@@ -154,7 +148,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 Ok(registry) => registry,
                 Err(message) => {
                     error!(%message, "start-up failed");
-                    let _ = failure.set(message);
+                    infer.set_failure(message);
                     return;
                 }
             };
@@ -187,7 +181,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 if let Err(e) = infer.embed(warm, None).await {
                     let message = format!("warm-up of {name} failed: {e}");
                     error!(%message);
-                    let _ = failure.set(message);
+                    infer.set_failure(message);
                     return;
                 }
             }
@@ -213,8 +207,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let mut grpc_stop = stop_rx.clone();
-    let grpc_service = EmbeddingServiceServer::new(EmbeddingGrpc::new(Arc::clone(&infer)))
-        .max_decoding_message_size(settings.limits.max_body_bytes);
+    let grpc_service = tonic::service::interceptor::InterceptedService::new(
+        EmbeddingServiceServer::new(EmbeddingGrpc::new(Arc::clone(&infer)))
+            .max_decoding_message_size(settings.limits.max_body_bytes),
+        grpc::require_key(Arc::clone(&keys)),
+    );
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health_service)

@@ -106,3 +106,26 @@ def test_keys_never_reach_the_logs(secured):
 def test_without_configured_keys_no_key_is_needed(server, headers):
     assert server.post(*LEGACY, headers=headers).status == 200
     assert server.post(*OPENAI, headers=headers).status == 200
+
+
+# --- gRPC ---------------------------------------------------------------------------------------
+
+
+def test_grpc_embed_needs_a_valid_key_while_health_stays_open(secured, grpc_generated):
+    import grpc
+
+    from . import grpc_client
+
+    chan = grpc_client.channel(secured.grpc_port)
+    try:
+        stub = grpc_generated.pb2_grpc.EmbeddingServiceStub(chan)
+        request = grpc_generated.pb2.EmbedRequest(texts=["hello world"])
+        for metadata in [(), (("authorization", f"Bearer {WRONG}"),)]:
+            with pytest.raises(grpc.RpcError) as failure:
+                stub.Embed(request, metadata=metadata)
+            assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        reply = stub.Embed(request, metadata=(("authorization", f"Bearer {KEYS[1]}"),))
+        assert len(reply.embeddings) == 1 and len(reply.embeddings[0].values) == 384
+        assert grpc_client.health_status(chan) == "SERVING"
+    finally:
+        chan.close()

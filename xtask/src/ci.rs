@@ -64,7 +64,12 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             Ok(())
         })?;
         step(&mut timings, "end-to-end tests (pytest)", || {
-            cmd!(sh, "{py} -m pytest tests -q -p no:cacheprovider").run()?;
+            // The tests drive the real binary; this build is a no-op after `cargo test`.
+            cmd!(sh, "cargo build --locked -p akidb-embed").run()?;
+            let bin = crate::project::root().join("target/debug/akidb-embed");
+            cmd!(sh, "{py} -m pytest tests -q -p no:cacheprovider")
+                .env("AKIDB_EMBED_BIN", bin)
+                .run()?;
             Ok(())
         })?;
         Ok::<_, anyhow::Error>(())

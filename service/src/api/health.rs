@@ -13,8 +13,8 @@ use super::AppState;
 use crate::infer::Readiness;
 
 fn readiness(state: &AppState) -> (Readiness, String) {
-    let failure = state.failure.get();
-    let readiness = state.infer.readiness(failure.is_some());
+    let failure = state.infer.failure();
+    let readiness = state.infer.readiness();
     let message = match readiness {
         Readiness::Ready => {
             let names: Vec<String> = state
@@ -26,9 +26,17 @@ fn readiness(state: &AppState) -> (Readiness, String) {
         }
         Readiness::Loading => "models are loading".to_string(),
         Readiness::Draining => "shutting down: not accepting new work".to_string(),
-        Readiness::Failed => failure.cloned().unwrap_or_default(),
+        Readiness::Failed => failure.unwrap_or_default().to_string(),
     };
     (readiness, message)
+}
+
+/// Why no models are listed yet: still loading, or start-up failed.
+pub(super) fn not_loaded(state: &AppState) -> String {
+    match state.infer.failure() {
+        Some(reason) => format!("start-up failed: {reason}"),
+        None => "models are still loading".to_string(),
+    }
 }
 
 fn not_ready(body: serde_json::Value) -> Response {
@@ -42,7 +50,7 @@ fn not_ready(body: serde_json::Value) -> Response {
 
 /// `GET /health` (v1.x shape): healthy unless start-up failed.
 pub async fn legacy_health(State(state): State<AppState>) -> Response {
-    match state.failure.get() {
+    match state.infer.failure() {
         None => Json(json!({
             "status": "healthy",
             "message": format!("akidb-embed {} is running", env!("CARGO_PKG_VERSION")),

@@ -106,7 +106,8 @@ pub async fn models(State(state): State<AppState>) -> Response {
     let Some(served) = state.infer.served() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"default": null, "models": [], "message": "models are still loading"})),
+            [(axum::http::header::RETRY_AFTER, "1")],
+            Json(json!({"default": null, "models": [], "message": super::health::not_loaded(&state)})),
         )
             .into_response();
     };

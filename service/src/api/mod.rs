@@ -23,7 +23,7 @@ use tower_http::{
 
 use crate::infer::Infer;
 
-pub use auth::ApiKeys;
+pub use crate::auth::ApiKeys;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -32,8 +32,6 @@ pub struct AppState {
     pub infer: Arc<Infer>,
     /// Accepted API keys (empty: no authentication).
     pub keys: Arc<ApiKeys>,
-    /// Why start-up could not load the default model, once that has happened.
-    pub failure: Arc<std::sync::OnceLock<String>>,
 }
 
 impl AppState {

@@ -174,7 +174,17 @@ async fn serve(
 
 /// `GET /v1/models`.
 pub async fn models(State(state): State<AppState>) -> Response {
-    let infos = state.infer.served().map(|s| s.infos()).unwrap_or_default();
+    let Some(served) = state.infer.served() else {
+        return OpenAiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: super::health::not_loaded(&state),
+            kind: "server_error",
+            param: None,
+            code: Some("unavailable"),
+        }
+        .into_response();
+    };
+    let infos = served.infos();
     let data: Vec<Value> = infos
         .iter()
         .map(|i| {

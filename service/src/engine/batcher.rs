@@ -272,63 +272,104 @@ impl Worker {
             .flat_map(|(j, job)| (0..job.rows.len()).map(move |r| (j, r)))
             .collect();
         order.sort_by_key(|&(j, r)| jobs[j].rows[r].len());
-        let mut results: Vec<Vec<Option<Vec<f32>>>> =
-            jobs.iter().map(|j| vec![None; j.rows.len()]).collect();
-        let mut failed: Option<EngineError> = None;
+        let mut results: Vec<Vec<Vec<f32>>> = jobs
+            .iter()
+            .map(|j| vec![Vec::new(); j.rows.len()])
+            .collect();
+        let mut remaining: Vec<usize> = jobs.iter().map(|j| j.rows.len()).collect();
+        let mut replies: Vec<Option<oneshot::Sender<_>>> = Vec::with_capacity(jobs.len());
+        let mut rows: Vec<Vec<TokenRow>> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            replies.push(Some(job.reply));
+            rows.push(job.rows);
+        }
         let mut start = 0;
-        while start < order.len() && failed.is_none() {
-            // Grow the pass while rows × longest stays within the budget (at least one row).
-            let mut end = start + 1;
-            while end < order.len() {
-                let (j, r) = order[end];
-                let longest = jobs[j].rows[r].len();
-                if (end - start + 1) * longest > self.config.max_batch_tokens {
-                    break;
-                }
-                end += 1;
+        while start < order.len() {
+            let end = self.pass_end(&order, start, &rows);
+            let pass: Vec<(usize, usize)> = order[start..end]
+                .iter()
+                .copied()
+                .filter(|&(j, _)| replies[j].is_some())
+                .collect();
+            start = end;
+            if pass.is_empty() {
+                continue;
             }
-            let slice = &order[start..end];
-            let batch = TokenBatch::from_rows(
-                slice.iter().map(|&(j, r)| &jobs[j].rows[r]),
-                self.model.pad_id(),
-            );
+            let batch =
+                TokenBatch::from_rows(pass.iter().map(|&(j, r)| &rows[j][r]), self.model.pad_id());
             let started = Instant::now();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.model.embed_batch(&batch, options)
             }));
-            match outcome {
-                Ok(Ok(out)) => {
-                    (self.observer)(
-                        &self.model.info().name,
-                        BatchStats {
-                            size: slice.len(),
-                            tokens: batch.lengths.iter().sum(),
-                            padded_tokens: batch.len() * batch.seq_len,
-                            duration: started.elapsed(),
-                        },
-                    );
-                    for (&(j, r), vector) in slice.iter().zip(out.vectors) {
-                        results[j][r] = Some(vector);
+            let out = match outcome {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => {
+                    fail(&pass, &mut replies, &e.to_string());
+                    continue;
+                }
+                Err(_) => {
+                    fail(&pass, &mut replies, "the forward pass panicked");
+                    continue;
+                }
+            };
+            (self.observer)(
+                &self.model.info().name,
+                BatchStats {
+                    size: pass.len(),
+                    tokens: batch.lengths.iter().sum(),
+                    padded_tokens: batch.len() * batch.seq_len,
+                    duration: started.elapsed(),
+                },
+            );
+            for (&(j, r), vector) in pass.iter().zip(out.vectors) {
+                results[j][r] = vector;
+                remaining[j] -= 1;
+                // Answer each request as soon as its last input is embedded.
+                if remaining[j] == 0 {
+                    if let Some(reply) = replies[j].take() {
+                        let _ = reply.send(Ok(Embeddings {
+                            vectors: std::mem::take(&mut results[j]),
+                            token_counts: rows[j].iter().map(TokenRow::len).collect(),
+                        }));
                     }
                 }
-                Ok(Err(e)) => failed = Some(e),
-                Err(_) => {
-                    failed = Some(EngineError::BatchFailed(
-                        "the forward pass panicked".to_string(),
-                    ))
-                }
             }
-            start = end;
         }
-        for (job, vectors) in jobs.into_iter().zip(results) {
-            let answer = match &failed {
-                Some(e) => Err(SubmitError::Engine(EngineError::BatchFailed(e.to_string()))),
-                None => Ok(Embeddings {
-                    token_counts: job.rows.iter().map(TokenRow::len).collect(),
-                    vectors: vectors.into_iter().map(Option::unwrap_or_default).collect(),
-                }),
-            };
-            let _ = job.reply.send(answer);
+    }
+
+    /// End of the pass that starts at `order[start]`: grow while rows × longest stays within the
+    /// token budget and padding stays under half of the pass (inputs are sorted by length).
+    fn pass_end(&self, order: &[(usize, usize)], start: usize, rows: &[Vec<TokenRow>]) -> usize {
+        let len = |k: usize| {
+            let (j, r) = order[k];
+            rows[j][r].len()
+        };
+        let mut real = len(start);
+        let mut end = start + 1;
+        while end < order.len() {
+            let longest = len(end);
+            let padded = (end - start + 1) * longest;
+            if padded > self.config.max_batch_tokens || padded > 2 * (real + longest) {
+                break;
+            }
+            real += longest;
+            end += 1;
+        }
+        end
+    }
+}
+
+/// Answers every request with an input in a failed pass.
+fn fail(
+    pass: &[(usize, usize)],
+    replies: &mut [Option<oneshot::Sender<Result<Embeddings, SubmitError>>>],
+    reason: &str,
+) {
+    for &(j, _) in pass {
+        if let Some(reply) = replies[j].take() {
+            let _ = reply.send(Err(SubmitError::Engine(EngineError::BatchFailed(
+                reason.to_string(),
+            ))));
         }
     }
 }

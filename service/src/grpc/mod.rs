@@ -19,6 +19,29 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("embe
 /// Fully qualified service name, as health checks name it.
 pub const SERVICE_NAME: &str = "akidb.embedding.v1.EmbeddingService";
 
+/// Rejects calls without a valid `authorization: Bearer <key>` when API keys are configured.
+pub fn require_key(
+    keys: Arc<crate::auth::ApiKeys>,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        if !keys.enabled() {
+            return Ok(request);
+        }
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::bearer);
+        match token {
+            Some(t) if keys.accepts(t) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("invalid API key")),
+            None => Err(Status::unauthenticated(
+                "missing API key: send metadata authorization: Bearer <key>",
+            )),
+        }
+    }
+}
+
 /// The service implementation.
 pub struct EmbeddingGrpc {
     infer: Arc<Infer>,
