@@ -74,6 +74,10 @@ struct Job {
     options: EmbedOptions,
     deadline: Instant,
     reply: oneshot::Sender<Result<Embeddings, SubmitError>>,
+    /// The caller's span: parent of this job's `inference` span.
+    parent: tracing::Span,
+    /// Open while the job waits; closed when its first pass starts.
+    queued: Option<tracing::Span>,
 }
 
 /// The queue in front of one model.
@@ -148,7 +152,10 @@ impl BatchQueue {
             armed: true,
         };
         let model = Arc::clone(&self.model);
+        let parent = tracing::Span::current();
+        let tokenize = tracing::info_span!(parent: &parent, "tokenize", texts = n);
         let rows = tokio::task::spawn_blocking(move || {
+            let _span = tokenize.enter();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             model.tokenizer().encode_rows(&refs)
         })
@@ -161,6 +168,8 @@ impl BatchQueue {
                 options,
                 deadline,
                 reply,
+                queued: Some(tracing::info_span!(parent: &parent, "queue", texts = n)),
+                parent,
             })
             .map_err(|_| SubmitError::Closed)?;
         // From here the worker releases the queue slots.
@@ -279,9 +288,11 @@ impl Worker {
         let mut remaining: Vec<usize> = jobs.iter().map(|j| j.rows.len()).collect();
         let mut replies: Vec<Option<oneshot::Sender<_>>> = Vec::with_capacity(jobs.len());
         let mut rows: Vec<Vec<TokenRow>> = Vec::with_capacity(jobs.len());
+        let mut spans: Vec<(tracing::Span, Option<tracing::Span>)> = Vec::with_capacity(jobs.len());
         for job in jobs {
             replies.push(Some(job.reply));
             rows.push(job.rows);
+            spans.push((job.parent, job.queued));
         }
         let mut start = 0;
         while start < order.len() {
@@ -297,6 +308,23 @@ impl Worker {
             }
             let batch =
                 TokenBatch::from_rows(pass.iter().map(|&(j, r)| &rows[j][r]), self.model.pad_id());
+            // One `inference` span per pass, a child of the first request in it and linked to
+            // the others; the waiting of every request in the pass ends here.
+            let first = pass[0].0;
+            let inference = tracing::info_span!(
+                parent: &spans[first].0,
+                "inference",
+                model = %self.model.info().name,
+                size = pass.len(),
+                seq_len = batch.seq_len,
+            );
+            for &(j, _) in &pass {
+                spans[j].1.take();
+                if j != first {
+                    inference.follows_from(&spans[j].0);
+                }
+            }
+            let _inference = inference.enter();
             let started = Instant::now();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.model.embed_batch(&batch, options)
