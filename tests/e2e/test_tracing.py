@@ -48,7 +48,10 @@ def test_request_spans_are_exported_under_the_callers_traceparent(collector):
     fake, port = collector
     trace_id = secrets.token_hex(16)
     caller_span = secrets.token_hex(8)
-    server = start_server(env={"AKIDB_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})
+    # A short export delay: spans arrive while the server runs, not only at its shutdown flush.
+    server = start_server(
+        env={"AKIDB_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    )
     try:
         reply = server.post(
             "/api/v1/embed",
@@ -56,15 +59,15 @@ def test_request_spans_are_exported_under_the_callers_traceparent(collector):
             headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
         )
         assert reply.status == 200
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with fake.lock:
+                ours = [s for s in fake.spans if s.trace_id.hex() == trace_id]
+            if {"request", "tokenize", "queue", "inference"} <= {s.name for s in ours}:
+                break
+            time.sleep(0.2)
     finally:
-        server.stop()  # SIGTERM flushes the exporter
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        with fake.lock:
-            ours = [s for s in fake.spans if s.trace_id.hex() == trace_id]
-        if {"request", "tokenize", "queue", "inference"} <= {s.name for s in ours}:
-            break
-        time.sleep(0.2)
+        server.stop()
     by_name = {s.name: s for s in ours}
     assert {"request", "tokenize", "queue", "inference"} <= set(by_name), [s.name for s in ours]
     request = by_name["request"]
