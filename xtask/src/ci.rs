@@ -72,6 +72,16 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
                 .run()?;
             Ok(())
         })?;
+        step(&mut timings, "rollout on the local target", || {
+            // The whole plan at a time scale of minutes, a fault-injected run, and a killed and
+            // resumed run, against real nginx, Prometheus and both services.
+            cmd!(
+                sh,
+                "cargo test --locked -p xtask --test rollout_local -- --ignored --test-threads 1"
+            )
+            .run()?;
+            Ok(())
+        })?;
         Ok::<_, anyhow::Error>(())
     })();
     println!("\n== xtask ci: timings");

@@ -12,6 +12,13 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The read-only folder shared beside the repository (golden vectors, the legacy contract).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("AKIDB_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("..").join("shared"))
+}
+
 /// A shell whose working directory is the workspace root.
 pub fn shell() -> anyhow::Result<Shell> {
     let sh = Shell::new()?;

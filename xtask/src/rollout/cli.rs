@@ -3,11 +3,36 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use xshell::Shell;
 
 use super::plan::{Plan, TimeScale};
-use super::{dry_run, load};
+use super::{
+    dry_run, load,
+    run::{self, audit::AuditLog, state::RunState, state::RunStatus, RunFiles, RunOptions, Runner},
+    target::{
+        local::{LocalOptions, LocalTarget},
+        Target,
+    },
+};
+
+/// The local target, with the project's models, Python environment and service binary made
+/// ready first, so that `cargo xtask rollout run` works on a fresh machine.
+/// `AKIDB_EMBED_BIN` names a prebuilt service binary (tests run under `cargo test`, which holds
+/// the build lock) and skips the build.
+fn local_target(sh: &Shell, files: &RunFiles) -> anyhow::Result<LocalTarget> {
+    crate::models::fetch_all(sh)?;
+    crate::python::ensure(sh)?;
+    let root = crate::project::root();
+    let mut options = LocalOptions::for_workspace(&root, &files.dir.join("local"));
+    match std::env::var_os("AKIDB_EMBED_BIN") {
+        Some(binary) => options.service_binary = PathBuf::from(binary),
+        None => xshell::cmd!(sh, "cargo build --quiet -p akidb-embed")
+            .run()
+            .context("building the service for the local target")?,
+    }
+    Ok(LocalTarget::new(options))
+}
 
 /// Arguments of `cargo xtask rollout`.
 #[derive(Args)]
@@ -22,8 +47,152 @@ enum RolloutCommand {
     Validate(PlanArgs),
     /// Dry run: print every action the runner would take, stage by stage, without doing any.
     Plan(PlanArgs),
-    /// Run the whole plan on the local target.
-    Run(PlanArgs),
+    /// Run the plan (by default the whole plan on the local target).
+    Run(RunArgs),
+    /// Continue an unfinished run where it stopped, without repeating finished steps.
+    Resume(RunArgs),
+    /// Show where the current run stands.
+    Status(StateArgs),
+    /// Approve a stage's environment for the current run.
+    Approve {
+        /// The stage id (e.g. week-2).
+        stage: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Send all traffic back to the stable side and mark the run rolled back.
+    Rollback {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "manual rollback")]
+        reason: String,
+    },
+}
+
+/// Where the run's state, audit log and report live.
+#[derive(Args)]
+struct StateArgs {
+    /// Folder of state.json, audit.jsonl and the report [default: target/rollout]
+    #[arg(long, value_name = "DIR", env = "AKIDB_ROLLOUT_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl StateArgs {
+    fn files(&self) -> RunFiles {
+        RunFiles {
+            dir: self
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| crate::project::root().join("target").join("rollout")),
+        }
+    }
+}
+
+/// The kinds of target.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TargetKind {
+    /// nginx, Prometheus, the legacy stand-in and the Candle service on this machine.
+    Local,
+    /// A Kubernetes cluster through its API.
+    Kubernetes,
+}
+
+/// Options of `run`, `resume` and `rollback`.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    plan: PlanArgs,
+    #[command(flatten)]
+    state: StateArgs,
+    /// Where the rollout acts.
+    #[arg(long, value_enum, default_value = "local")]
+    target: TargetKind,
+    /// Run up to and including this stage, then pause (a CI job per stage uses this).
+    #[arg(long, value_name = "STAGE")]
+    stage: Option<String>,
+    /// Approve a stage up front (repeatable; `all` approves every stage).
+    #[arg(long, value_name = "STAGE")]
+    approve: Vec<String>,
+    /// Make this stage's canary fail, to prove the automatic rollback.
+    #[arg(long, value_name = "STAGE")]
+    inject_fault: Option<String>,
+    /// Cap the traffic rate of load tests (req/s), for small machines.
+    #[arg(long, value_name = "RATE")]
+    max_rate: Option<u32>,
+    /// Never prompt for approvals; pause instead.
+    #[arg(long)]
+    non_interactive: bool,
+}
+
+impl RunArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            approve: self.approve.clone(),
+            inject_fault: self.inject_fault.clone(),
+            stage: self.stage.clone(),
+            max_rate: self.max_rate,
+            non_interactive: self.non_interactive,
+        }
+    }
+
+    fn target(&self, sh: &Shell, files: &RunFiles) -> anyhow::Result<Box<dyn Target>> {
+        match self.target {
+            TargetKind::Local => Ok(Box::new(local_target(sh, files)?)),
+            TargetKind::Kubernetes => anyhow::bail!(
+                "the kubernetes target is not built yet (it arrives with the Kubernetes work);                  use --target local"
+            ),
+        }
+    }
+}
+
+/// Runs `run` or `resume` and reports how it ended; a rollback or a pause is a non-zero exit.
+fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
+    let (file, plan) = args
+        .plan
+        .load()
+        .context("the rollout runner only runs a valid plan")?;
+    if let Some(stage) = &args.inject_fault {
+        anyhow::ensure!(
+            plan.stages().iter().any(|s| &s.id == stage),
+            "--inject-fault {stage}: the plan has no such stage"
+        );
+    }
+    let files = args.state.files();
+    std::fs::create_dir_all(&files.dir)?;
+    let mut target = args.target(sh, &files)?;
+    let mut runner = Runner::new(
+        &plan,
+        target.as_mut(),
+        files.clone(),
+        args.options(),
+        crate::project::shared_dir(),
+    );
+    let status = if resume {
+        runner.resume(&file)?
+    } else {
+        runner.run(&file)?
+    };
+    println!(
+        "rollout: {} (report: {})",
+        match &status {
+            RunStatus::Completed => "completed".to_string(),
+            other => format!(
+                "{}: {}",
+                run::status_label(other),
+                run::status_detail(other)
+            ),
+        },
+        files.dir.join("report.md").display()
+    );
+    match status {
+        RunStatus::Completed => Ok(()),
+        RunStatus::Paused { .. } if args.stage.is_some() => Ok(()),
+        RunStatus::Paused { .. } => std::process::exit(3),
+        _ => std::process::exit(2),
+    }
 }
 
 /// Which plan, at which speed.
@@ -75,7 +244,7 @@ fn shown_path(file: &Path) -> PathBuf {
 }
 
 /// Runs a rollout command.
-pub fn run(_sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
+pub fn run(sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
     match args.command {
         RolloutCommand::Validate(args) => {
             let (file, plan) = args.load()?;
@@ -88,20 +257,51 @@ pub fn run(_sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
             print!("{}", dry_run::DryRun(&plan));
             Ok(())
         }
-        RolloutCommand::Run(args) => {
-            let (file, plan) = args
-                .load()
-                .context("the rollout runner only runs a valid plan")?;
-            println!("OK {}: {}", file.display(), dry_run::summary(&plan));
-            println!(
-                "The rollout runner is not built yet. `cargo xtask rollout run` will execute \
-                 rollout/plan.yaml on the local target: build the service, start the legacy \
-                 stand-in, the Candle service, nginx (canary split) and Prometheus, then run each \
-                 week's gated stage (load test, parity, canary 1% -> 10% -> 50% -> 100%, SLO \
-                 checks, GA tag, Helm push, MLX teardown) with automatic rollback. \
-                 `cargo xtask rollout plan` shows what it will do."
-            );
+        RolloutCommand::Run(args) => drive(sh, &args, false),
+        RolloutCommand::Resume(args) => drive(sh, &args, true),
+        RolloutCommand::Status(args) => {
+            let files = args.files();
+            match RunState::load(&files.state())? {
+                None => println!("no run in {}", files.dir.display()),
+                Some(state) => {
+                    println!(
+                        "plan {} on {}: {} (canary weight {}%)",
+                        state.plan,
+                        state.target,
+                        run::status_label(&state.status),
+                        state.weight
+                    );
+                    let detail = run::status_detail(&state.status);
+                    if !detail.is_empty() {
+                        println!("  {detail}");
+                    }
+                    for (id, record) in &state.stages {
+                        println!(
+                            "  {id}: {} steps done{}",
+                            record.done.len(),
+                            if record.finished { ", finished" } else { "" }
+                        );
+                    }
+                    let entries = AuditLog::new(files.audit(), run::actor()).read()?;
+                    println!("last actions ({}):", files.audit().display());
+                    for e in entries.iter().rev().take(5).rev() {
+                        println!(
+                            "  {} [{}] {} {} by {}: {}",
+                            e.time, e.stage, e.step, e.result, e.actor, e.detail
+                        );
+                    }
+                }
+            }
             Ok(())
+        }
+        RolloutCommand::Approve { stage, plan, state } => {
+            let (_, plan) = plan.load()?;
+            run::approve(&state.files(), &plan, &stage)
+        }
+        RolloutCommand::Rollback { run: args, reason } => {
+            let files = args.state.files();
+            let mut target = args.target(sh, &files)?;
+            run::manual_rollback(&files, target.as_mut(), &reason)
         }
     }
 }

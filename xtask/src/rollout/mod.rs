@@ -2,11 +2,13 @@
 //!
 //! `plan` is what the rollout does (the model and its YAML schema), `validate` the rules a plan
 //! must follow, `load` reads a file through both, and `dry_run` shows what a runner would do.
-//! The runner (when, gates, state) and the targets (how steps touch the world) build on `Plan`
-//! and are not here.
+//! `run` is the runner (when: order, approvals, gates, state, rollback) and `target` how steps
+//! touch the world (`local`, later `kubernetes`).
 
 pub mod cli;
 pub mod dry_run;
 pub mod load;
 pub mod plan;
+pub mod run;
+pub mod target;
 pub mod validate;

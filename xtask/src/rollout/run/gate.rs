@@ -1,0 +1,148 @@
+//! Go/no-go: a measurement judged against SLO thresholds. When the measurement cannot decide
+//! (too little traffic, no latency data), the verdict is inconclusive and nothing promotes.
+
+use std::time::Duration;
+
+use crate::rollout::{plan::slo::SloThresholds, target::Measurement};
+
+/// The outcome of a gate.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Every threshold held.
+    Pass(String),
+    /// At least one threshold was breached.
+    Fail(String),
+    /// Not enough data to decide.
+    Inconclusive(String),
+}
+
+impl Verdict {
+    /// `pass`, `fail` or `inconclusive`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Pass(_) => "pass",
+            Verdict::Fail(_) => "fail",
+            Verdict::Inconclusive(_) => "inconclusive",
+        }
+    }
+
+    /// What was measured and why.
+    pub fn detail(&self) -> &str {
+        match self {
+            Verdict::Pass(d) | Verdict::Fail(d) | Verdict::Inconclusive(d) => d,
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Judges `m` against `t`, requiring at least `min_requests` in the window.
+pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
+    if m.requests < min_requests.max(1) {
+        return Verdict::Inconclusive(format!(
+            "only {} requests in the window; at least {} are needed to decide",
+            m.requests,
+            min_requests.max(1)
+        ));
+    }
+    let (Some(p50), Some(p95), Some(p99)) = (m.p50, m.p95, m.p99) else {
+        return Verdict::Inconclusive("no latency data in the window".into());
+    };
+    let rate = 100.0 * m.errors as f64 / m.requests as f64;
+    let summary = format!(
+        "{} requests, error rate {rate:.3}%, P50 {}, P95 {}, P99 {}",
+        m.requests,
+        ms(p50),
+        ms(p95),
+        ms(p99)
+    );
+    let mut breaches = Vec::new();
+    if rate >= t.error_rate.value() {
+        breaches.push(format!("error rate {rate:.3}% >= {}", t.error_rate));
+    }
+    for (name, got, limit) in [
+        ("P50", p50, t.p50),
+        ("P95", p95, t.p95),
+        ("P99", p99, t.p99),
+    ] {
+        if got >= limit {
+            breaches.push(format!("{name} {} >= {}", ms(got), ms(limit)));
+        }
+    }
+    if let (Some(limit), Some(bytes)) = (t.memory_per_pod, m.memory_bytes) {
+        if bytes >= limit.as_u64() {
+            breaches.push(format!("memory {bytes} B >= {limit}"));
+        }
+    }
+    if breaches.is_empty() {
+        Verdict::Pass(summary)
+    } else {
+        Verdict::Fail(format!("{summary}: {}", breaches.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slos() -> SloThresholds {
+        SloThresholds {
+            error_rate: "0.1%".parse().unwrap(),
+            p50: Duration::from_millis(20),
+            p95: Duration::from_millis(35),
+            p99: Duration::from_millis(50),
+            memory_per_pod: Some(bytesize::ByteSize::gib(4)),
+        }
+    }
+
+    fn measured(requests: u64, errors: u64, p95_ms: u64) -> Measurement {
+        Measurement {
+            requests,
+            errors,
+            p50: Some(Duration::from_millis(5)),
+            p95: Some(Duration::from_millis(p95_ms)),
+            p99: Some(Duration::from_millis(p95_ms + 5)),
+            memory_bytes: Some(200 << 20),
+        }
+    }
+
+    #[test]
+    fn passes_within_every_threshold() {
+        assert_eq!(
+            judge(&measured(10_000, 5, 20), &slos(), 100).label(),
+            "pass"
+        );
+    }
+
+    #[test]
+    fn fails_on_error_rate_and_latency_naming_both() {
+        let v = judge(&measured(1000, 10, 40), &slos(), 100);
+        assert_eq!(v.label(), "fail");
+        assert!(
+            v.detail().contains("error rate") && v.detail().contains("P95"),
+            "{}",
+            v.detail()
+        );
+    }
+
+    #[test]
+    fn too_little_traffic_is_inconclusive_not_a_pass() {
+        assert_eq!(
+            judge(&measured(3, 0, 10), &slos(), 100).label(),
+            "inconclusive"
+        );
+        assert_eq!(
+            judge(&Measurement::default(), &slos(), 0).label(),
+            "inconclusive"
+        );
+    }
+
+    #[test]
+    fn missing_latency_is_inconclusive() {
+        let mut m = measured(1000, 0, 10);
+        m.p95 = None;
+        assert_eq!(judge(&m, &slos(), 1).label(), "inconclusive");
+    }
+}

@@ -1,0 +1,387 @@
+//! Prometheus scraping both services every second (job `stable`: the legacy stand-in, job
+//! `canary`: Candle), and the PromQL that turns its series into a [`Measurement`].
+//!
+//! Both services export the same metric names (the stand-in copies Candle's), so one query
+//! shape serves both sides; only memory differs, which the stand-in does not export.
+
+use std::{
+    fs,
+    net::SocketAddr,
+    path::Path,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use super::{
+    supervisor::{free_port, Ledger, Supervised, STOP_GRACE},
+    Side,
+};
+use crate::rollout::target::Measurement;
+
+/// The route every gate measures: the legacy API, which both sides serve.
+pub const EMBED_ROUTE: &str = "/api/v1/embed";
+/// How often Prometheus scrapes; windows shorter than two scrapes measure nothing.
+const SCRAPE_INTERVAL: &str = "1s";
+/// The shortest window a measurement covers, in seconds.
+const MIN_WINDOW_SECS: u64 = 2;
+/// How long Prometheus gets to start and scrape both targets once.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Prometheus's job name for a side.
+pub fn job(side: Side) -> &'static str {
+    match side {
+        Side::Canary => "canary",
+        Side::Stable => "stable",
+    }
+}
+
+/// A running Prometheus server.
+pub struct Prometheus {
+    api: PrometheusApi,
+    process: Supervised,
+}
+
+impl Prometheus {
+    /// Starts Prometheus on a free port with its data under `dir`, scraping `stable` and
+    /// `canary`, and waits until both are up.
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        stable: SocketAddr,
+        canary: SocketAddr,
+        ledger: &Ledger,
+    ) -> anyhow::Result<Self> {
+        // Series of an earlier run would count in the first windows (instant queries look
+        // back five minutes): start empty.
+        let data = dir.join("data");
+        if data.exists() {
+            fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+        }
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let config = dir.join("prometheus.yml");
+        fs::write(&config, render(stable, canary))
+            .with_context(|| format!("writing {}", config.display()))?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={listen}"))
+            .arg("--storage.tsdb.retention.time=1d")
+            .arg("--log.level=warn");
+        let process =
+            Supervised::spawn("prometheus", command, &dir.join("prometheus.log"), ledger)?;
+        let mut prometheus = Self {
+            api: PrometheusApi::new(listen),
+            process,
+        };
+        prometheus.await_targets_up()?;
+        Ok(prometheus)
+    }
+
+    /// The query API.
+    pub fn api(&self) -> &PrometheusApi {
+        &self.api
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.process.terminate(STOP_GRACE)
+    }
+
+    fn await_targets_up(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.process.ensure_running()?;
+            if let Ok(up) = self.api.query("up") {
+                let is_up = |side| {
+                    up.iter()
+                        .any(|s| s.job.as_deref() == Some(job(side)) && s.value >= 1.0)
+                };
+                if is_up(Side::Stable) && is_up(Side::Canary) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "Prometheus at {} did not see both targets up within {READY_TIMEOUT:?}; see {}",
+                    self.api.address,
+                    self.process.log().display()
+                );
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// The configuration: two jobs, one target each, scraped every second.
+pub fn render(stable: SocketAddr, canary: SocketAddr) -> String {
+    format!(
+        "# Written by `cargo xtask rollout` (local target).\n\
+         global:\n  scrape_interval: {SCRAPE_INTERVAL}\n  scrape_timeout: {SCRAPE_INTERVAL}\n  \
+         evaluation_interval: {SCRAPE_INTERVAL}\n\
+         scrape_configs:\n\
+         \x20 - job_name: {stable_job}\n    static_configs:\n      - targets: ['{stable}']\n\
+         \x20 - job_name: {canary_job}\n    static_configs:\n      - targets: ['{canary}']\n",
+        stable_job = job(Side::Stable),
+        canary_job = job(Side::Canary),
+    )
+}
+
+/// The HTTP query API of a Prometheus server.
+#[derive(Clone, Debug)]
+pub struct PrometheusApi {
+    address: SocketAddr,
+    agent: ureq::Agent,
+}
+
+/// One series of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The series' `job` label, when it has one.
+    pub job: Option<String>,
+    /// The value (may be NaN).
+    pub value: f64,
+}
+
+impl PrometheusApi {
+    /// The API of the server at `address`.
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            address,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(10))
+                .build(),
+        }
+    }
+
+    /// Where the server listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Runs an instant query; fails when Prometheus cannot be reached or rejects the query.
+    pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
+        let url = format!("http://{}/api/v1/query", self.address);
+        let response = match self.agent.get(&url).query("query", promql).call() {
+            Ok(response) => response,
+            Err(ureq::Error::Status(status, response)) => {
+                let body = response.into_string().unwrap_or_default();
+                bail!("Prometheus rejected `{promql}` ({status}): {body}");
+            }
+            Err(error) => {
+                bail!("Prometheus at {} cannot be reached: {error}", self.address)
+            }
+        };
+        let body: QueryResponse = response
+            .into_json()
+            .with_context(|| format!("reading Prometheus's answer to `{promql}`"))?;
+        if body.status != "success" {
+            bail!(
+                "Prometheus failed `{promql}`: {}",
+                body.error.unwrap_or_default()
+            );
+        }
+        if body.data.result_type != "vector" {
+            bail!(
+                "`{promql}` gave a {}, not an instant vector",
+                body.data.result_type
+            );
+        }
+        body.data
+            .result
+            .into_iter()
+            .map(|series| {
+                let value = series.value.1.parse::<f64>().with_context(|| {
+                    format!("Prometheus value `{}` is not a number", series.value.1)
+                })?;
+                Ok(Sample {
+                    job: series.metric.job,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    /// The single value of a query that aggregates to one series, or `None` when it is empty
+    /// or NaN (no traffic in the window).
+    fn scalar(&self, promql: &str) -> anyhow::Result<Option<f64>> {
+        let samples = self.query(promql)?;
+        Ok(samples
+            .first()
+            .map(|sample| sample.value)
+            .filter(|v| v.is_finite()))
+    }
+
+    /// Requests, errors, latency percentiles and memory of `side` over the trailing `window`.
+    pub fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement> {
+        let queries = MeasurementQueries::new(side, window);
+        let count = |promql: &str| -> anyhow::Result<u64> {
+            Ok(self
+                .scalar(promql)?
+                .map_or(0, |v| v.max(0.0).round() as u64))
+        };
+        let latency = |promql: &str| -> anyhow::Result<Option<Duration>> {
+            Ok(self
+                .scalar(promql)?
+                .filter(|v| *v >= 0.0)
+                .map(Duration::from_secs_f64))
+        };
+        Ok(Measurement {
+            requests: count(&queries.requests)?,
+            errors: count(&queries.errors)?,
+            p50: latency(&queries.quantile(0.50))?,
+            p95: latency(&queries.quantile(0.95))?,
+            p99: latency(&queries.quantile(0.99))?,
+            memory_bytes: match &queries.memory {
+                Some(promql) => self.scalar(promql)?.map(|v| v.max(0.0) as u64),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The PromQL of one measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeasurementQueries {
+    /// Requests answered in the window.
+    pub requests: String,
+    /// 5xx answers in the window.
+    pub errors: String,
+    /// The selector of the latency histogram's rate, for `quantile`.
+    buckets: String,
+    /// Largest resident memory, when the side exports it.
+    pub memory: Option<String>,
+}
+
+impl MeasurementQueries {
+    /// The queries for `side` over the trailing `window` (whole seconds, at least two).
+    pub fn new(side: Side, window: Duration) -> Self {
+        let secs = window.as_secs_f64().ceil().max(MIN_WINDOW_SECS as f64) as u64;
+        let job = job(side);
+        let selector = format!(r#"job="{job}",route="{EMBED_ROUTE}""#);
+        Self {
+            requests: format!("sum(increase(candle_requests_total{{{selector}}}[{secs}s]))"),
+            errors: format!(
+                r#"sum(increase(candle_requests_total{{{selector},status=~"5.."}}[{secs}s]))"#
+            ),
+            buckets: format!(
+                "sum by (le) (rate(candle_request_duration_seconds_bucket{{{selector}}}[{secs}s]))"
+            ),
+            memory: match side {
+                Side::Canary => Some(format!(r#"max(candle_memory_usage_bytes{{job="{job}"}})"#)),
+                Side::Stable => None,
+            },
+        }
+    }
+
+    /// The `q` quantile of latency.
+    pub fn quantile(&self, q: f64) -> String {
+        format!("histogram_quantile({q}, {})", self.buckets)
+    }
+}
+
+#[derive(Deserialize)]
+struct QueryResponse {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    data: QueryData,
+}
+
+#[derive(Default, Deserialize)]
+struct QueryData {
+    #[serde(rename = "resultType", default)]
+    result_type: String,
+    #[serde(default)]
+    result: Vec<Series>,
+}
+
+#[derive(Deserialize)]
+struct Series {
+    metric: Labels,
+    value: (f64, String),
+}
+
+#[derive(Deserialize)]
+struct Labels {
+    #[serde(default)]
+    job: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_select_the_side_and_the_embed_route_over_whole_seconds() {
+        let q = MeasurementQueries::new(Side::Canary, Duration::from_millis(4500));
+        assert_eq!(
+            q.requests,
+            r#"sum(increase(candle_requests_total{job="canary",route="/api/v1/embed"}[5s]))"#
+        );
+        assert_eq!(
+            q.errors,
+            r#"sum(increase(candle_requests_total{job="canary",route="/api/v1/embed",status=~"5.."}[5s]))"#
+        );
+        assert_eq!(
+            q.quantile(0.95),
+            r#"histogram_quantile(0.95, sum by (le) (rate(candle_request_duration_seconds_bucket{job="canary",route="/api/v1/embed"}[5s])))"#
+        );
+        assert_eq!(
+            q.memory.as_deref(),
+            Some(r#"max(candle_memory_usage_bytes{job="canary"})"#)
+        );
+    }
+
+    #[test]
+    fn short_windows_cover_two_scrapes_and_stable_has_no_memory_series() {
+        let q = MeasurementQueries::new(Side::Stable, Duration::from_millis(300));
+        assert!(q.requests.contains(r#"job="stable""#));
+        assert!(q.requests.ends_with("[2s]))"), "{}", q.requests);
+        assert_eq!(q.memory, None);
+    }
+
+    #[test]
+    fn an_unreachable_server_is_a_clear_error() {
+        let port = free_port().expect("free port");
+        let api = PrometheusApi::new(SocketAddr::from(([127, 0, 0, 1], port)));
+        let error = api
+            .measure(Side::Canary, Duration::from_secs(5))
+            .expect_err("nothing listens");
+        assert!(
+            format!("{error:#}").contains("cannot be reached"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn config_scrapes_each_side_as_its_own_job_every_second() {
+        let text = render(
+            "127.0.0.1:1001".parse().expect("address"),
+            "127.0.0.1:1002".parse().expect("address"),
+        );
+        let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+        assert_eq!(config["global"]["scrape_interval"].as_str(), Some("1s"));
+        let jobs = config["scrape_configs"].as_sequence().expect("jobs");
+        assert_eq!(jobs[0]["job_name"].as_str(), Some("stable"));
+        assert_eq!(
+            jobs[0]["static_configs"][0]["targets"][0].as_str(),
+            Some("127.0.0.1:1001")
+        );
+        assert_eq!(jobs[1]["job_name"].as_str(), Some("canary"));
+    }
+}

@@ -1,0 +1,219 @@
+//! The whole rollout plan on the local target (real nginx, Prometheus, legacy stand-in and
+//! Candle service): it completes with no failed request during the weight shifts, an injected
+//! canary fault rolls back within a minute, and a killed run resumes without repeating steps.
+//!
+//! These runs take minutes, so they are ignored by `cargo test`; `cargo xtask ci` runs the
+//! rollback and resume ones (`cargo test -p xtask --test rollout_local -- --ignored
+//! --test-threads 1 rolls_back resumes`). They need `cargo xtask models`, the `.venv` and
+//! `target/debug/akidb-embed`.
+//!
+//! The whole-plan run is not in CI yet: on a 2-core machine that also runs nginx, Prometheus,
+//! the legacy stand-in and the traffic, the Candle service's P95 at the 1% stage is above the
+//! plan's 35 ms SLO (a few requests of ~15 take 50-70 ms), so the runner rightly rolls back at
+//! week 2. It passes once the service meets its latency targets (the performance work). The two
+//! runs in CI do not depend on the canary's latency: the fault run breaks the canary at week 2
+//! (nothing reaches it, the front door sees the failures), the resume run stops after week 1.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const TIME_SCALE: &str = "0.0001";
+const MAX_RATE: &str = "50";
+
+fn xtask(state_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.arg("rollout")
+        .args(args)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("NO_COLOR", "1")
+        .env(
+            "AKIDB_EMBED_BIN",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/akidb-embed"),
+        );
+    cmd
+}
+
+fn run(state_dir: &Path, args: &[&str]) -> Output {
+    let out = xtask(state_dir, args).output().expect("xtask runs");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn report(state_dir: &Path) -> Value {
+    let text = std::fs::read_to_string(state_dir.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn audit(state_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(state_dir.join("audit.jsonl"))
+        .expect("audit.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn state_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/rollout-tests")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+#[ignore = "minutes long; fails its P95 gate at week 3 until the service is faster"]
+fn the_whole_plan_completes_without_failed_requests_and_with_the_planned_split() {
+    let dir = state_dir("full");
+    let args = [
+        "run",
+        "--approve",
+        "all",
+        "--time-scale",
+        TIME_SCALE,
+        "--max-rate",
+        MAX_RATE,
+        "--non-interactive",
+    ];
+    let out = run(&dir, &args);
+    assert!(out.status.success(), "the run failed: see its output above");
+    let r = report(&dir);
+    assert_eq!(r["status"]["status"], "completed", "{}", r["status"]);
+    let mut failed = 0;
+    for (id, stage) in r["stages"].as_object().unwrap() {
+        failed += stage["traffic"]["failed"].as_u64().unwrap();
+        let weight = stage["weight"].as_f64().unwrap();
+        let split = &stage["after_shift"];
+        if split.is_object() && weight >= 10.0 {
+            let canary = split["canary"].as_f64().unwrap();
+            let stable = split["stable"].as_f64().unwrap();
+            let share = 100.0 * canary / (canary + stable);
+            assert!(
+                (share - weight).abs() <= 2.0,
+                "{id}: observed share {share:.2}% at weight {weight}%"
+            );
+        }
+        for gate in stage["gates"].as_array().unwrap() {
+            assert_eq!(gate["verdict"], "pass", "{id}: {gate}");
+        }
+    }
+    assert_eq!(
+        failed, 0,
+        "requests failed during the planned weight shifts"
+    );
+    let parity: Vec<_> = r["stages"]["week-1"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["kind"] == "parity")
+        .collect();
+    assert_eq!(parity.len(), 2);
+    assert_eq!(r["weight"], 100);
+}
+
+#[test]
+#[ignore = "minutes long: run by cargo xtask ci"]
+fn an_injected_canary_fault_rolls_back_to_stable_within_a_minute() {
+    let dir = state_dir("fault");
+    let args = [
+        "run",
+        "--approve",
+        "all",
+        "--time-scale",
+        TIME_SCALE,
+        "--max-rate",
+        MAX_RATE,
+        "--non-interactive",
+        "--inject-fault",
+        "week-2",
+    ];
+    let out = run(&dir, &args);
+    assert_eq!(out.status.code(), Some(2), "a rolled-back run exits 2");
+    let r = report(&dir);
+    assert_eq!(r["status"]["status"], "rolled_back");
+    assert_eq!(r["weight"], 0, "all traffic back on stable");
+    let rollback = &r["rollback"];
+    assert_eq!(rollback["stage"], "week-2");
+    // The canary answers nothing once broken, so only the front door sees the failures.
+    assert!(
+        rollback["reason"].as_str().unwrap().contains("front door"),
+        "{rollback}"
+    );
+    let recovery = rollback["recovery_seconds"].as_f64().unwrap();
+    assert!(recovery < 60.0, "fault to 100% stable took {recovery:.1} s");
+    assert!(
+        rollback["failed_requests"].as_u64().unwrap() > 0,
+        "the fault window's failures are counted"
+    );
+    assert!(std::fs::read_to_string(dir.join("report.md"))
+        .unwrap()
+        .contains("fault to 100% on stable"));
+}
+
+#[test]
+#[ignore = "minutes long: run by cargo xtask ci"]
+fn a_killed_run_resumes_without_repeating_finished_steps() {
+    let dir = state_dir("resume");
+    let args = [
+        "--approve",
+        "all",
+        "--time-scale",
+        TIME_SCALE,
+        "--max-rate",
+        MAX_RATE,
+        "--non-interactive",
+        "--stage",
+        "week-1",
+    ];
+    let mut child = xtask(&dir, &[&["run"], &args[..]].concat())
+        .spawn()
+        .unwrap();
+    // Kill it (no chance to clean up) once week 1 has finished its load test.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the run never got through week-1's first steps"
+        );
+        let done = std::fs::read_to_string(dir.join("state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|s| s["stages"]["week-1"]["done"].as_array().map(|d| d.len()))
+            .unwrap_or(0);
+        if done >= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // A new run is refused while this one is unfinished; resume continues it.
+    let refused = run(&dir, &[&["run"], &args[..]].concat());
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("resume"));
+    let out = run(&dir, &[&["resume"], &args[..]].concat());
+    assert!(out.status.success(), "resume failed: see its output above");
+    let r = report(&dir);
+    assert_eq!(r["status"]["status"], "paused", "{}", r["status"]);
+    assert!(r["stages"]["week-1"]["finished"].as_bool().unwrap());
+    assert_eq!(r["weight"], 0);
+    let mut seen = HashSet::new();
+    for entry in audit(&dir) {
+        if entry["result"] == "ok" && entry["stage"] != "" && entry["step"] != "stage" {
+            let key = format!("{}/{}", entry["stage"], entry["step"]);
+            assert!(seen.insert(key.clone()), "{key} ran twice");
+        }
+    }
+    assert!(
+        seen.contains("\"week-1\"/\"load_test#0\"") && seen.contains("\"week-1\"/\"parity#2\""),
+        "{seen:?}"
+    );
+}
