@@ -3,6 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use akidb_embed::{
+    bench,
     config::{LogFormat, Settings},
     engine::{self, EmbedOptions, EmbeddingModel, ModelLayout, Pooling},
     server::{self, VERSION},
@@ -11,6 +12,12 @@ use akidb_embed::{
 use clap::{Parser, Subcommand};
 use figment::value::Value;
 use serde_json::json;
+
+// mimalloc keeps freed pages for reuse: with the system allocator every large buffer of a
+// forward pass came back as fresh, zero-filled pages (page faults were ~7% of a single-request
+// profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "akidb-embed", version = VERSION, about = "AkiDB's Candle embedding service")]
@@ -25,6 +32,9 @@ enum Command {
     Serve(ServeArgs),
     /// Embed texts with one model and print the result as JSON.
     Embed(EmbedArgs),
+    /// Time one batch size in process and print one JSON line (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchEngine(BenchEngineArgs),
 }
 
 /// Flags of `serve`. Precedence: flags > environment (AKIDB_*) > config file > defaults.
@@ -108,10 +118,7 @@ impl ServeArgs {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let overrides = args.overrides();
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), &overrides)?;
-    if settings.embedding.threads > 0 {
-        // Candle's CPU kernels size their thread pool from this variable.
-        std::env::set_var("RAYON_NUM_THREADS", settings.embedding.threads.to_string());
-    }
+    engine::init_threads(settings.embedding.threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -183,11 +190,55 @@ fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
+struct BenchEngineArgs {
+    /// The model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Texts per call.
+    #[arg(long)]
+    batch: usize,
+    /// Tokens per text, special tokens included (capped at the model's max_seq_length).
+    #[arg(long)]
+    tokens: usize,
+    /// Seconds to keep calling.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Untimed calls first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Inference threads, as `serve` takes them (0: one per core).
+    #[arg(long, env = "AKIDB_THREADS", default_value_t = 0)]
+    threads: usize,
+    /// Also write the texts (a JSON array) here, so a peer engine can run the very same ones.
+    #[arg(long)]
+    texts_out: Option<PathBuf>,
+}
+
+fn bench_engine(args: BenchEngineArgs) -> anyhow::Result<()> {
+    // The same knob `serve` turns.
+    engine::init_threads(args.threads);
+    let model = EmbeddingModel::from_dir(&args.model)?;
+    let texts = bench::texts_of_length(&model, args.batch, args.tokens)?;
+    if let Some(path) = &args.texts_out {
+        std::fs::write(path, serde_json::to_string(&texts)?)?;
+    }
+    let schedule = bench::Schedule {
+        warmup_calls: args.warmup,
+        duration: std::time::Duration::from_secs_f64(args.seconds.max(0.0)),
+        min_iterations: 3,
+    };
+    let run = bench::measure(&model, &texts, schedule, args.threads)?;
+    println!("{}", serde_json::to_string(&run)?);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Embed(args) => embed(args),
+        Command::BenchEngine(args) => bench_engine(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use akidb_embed::engine::{EmbedOptions, EmbeddingModel, Pooling};
+use akidb_embed::engine::{EmbedOptions, EmbeddingModel, Implementation, Pooling};
 use common::{cosine, norm, TinyBert};
 
 const TEXTS: &[&str] = &[
@@ -113,4 +113,72 @@ fn empty_input_gives_no_vectors() {
     let model = EmbeddingModel::from_dir(dir.path()).unwrap();
     let out = model.embed(&[], EmbedOptions::default()).unwrap();
     assert!(out.vectors.is_empty() && out.token_counts.is_empty());
+}
+
+/// The packed CPU implementation computes what Candle's `BertModel` computes, for every
+/// configuration, at lengths on both sides of the threshold where work moves to the pool.
+#[test]
+fn packed_implementation_matches_candle_bert_model() {
+    let long = "vector search finds documents by meaning rather than words ".repeat(12);
+    let texts: Vec<&str> = TEXTS.iter().copied().chain([long.as_str()]).collect();
+    for spec in [
+        common::bge_small(),
+        common::e5_small_v2(),
+        common::bert_base_uncased(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        spec.write(dir.path());
+        let packed = EmbeddingModel::from_dir_as(dir.path(), Implementation::Packed).unwrap();
+        let candle = EmbeddingModel::from_dir_as(dir.path(), Implementation::Reference).unwrap();
+        for batch in [&texts[..], &texts[4..], &texts[..1]] {
+            let a = packed.embed(batch, EmbedOptions::default()).unwrap();
+            let b = candle.embed(batch, EmbedOptions::default()).unwrap();
+            assert_eq!(a.token_counts, b.token_counts);
+            for (x, y) in a.vectors.iter().zip(&b.vectors) {
+                let c = cosine(x, y);
+                assert!(c > 0.99999, "cosine {c} between implementations");
+                let scale = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(diff <= 1e-4 * scale.max(1.0), "max difference {diff}");
+            }
+        }
+    }
+}
+
+/// Two models running passes at once share the kernel thread pool, where a thread waiting in one
+/// pass may run part of the other: every result must still be the one a lone call gives.
+#[test]
+fn concurrent_passes_of_two_models_give_lone_results() {
+    let long = "packed batches share one pool of kernel threads ".repeat(8);
+    let texts: Vec<&str> = TEXTS.iter().copied().chain([long.as_str()]).collect();
+    let dirs: Vec<_> = [common::e5_small_v2(), common::bge_small()]
+        .into_iter()
+        .map(|spec| {
+            let dir = tempfile::tempdir().unwrap();
+            spec.write(dir.path());
+            dir
+        })
+        .collect();
+    let models: Vec<EmbeddingModel> = dirs
+        .iter()
+        .map(|d| EmbeddingModel::from_dir_as(d.path(), Implementation::Packed).unwrap())
+        .collect();
+    let lone: Vec<_> = models
+        .iter()
+        .map(|m| m.embed(&texts, EmbedOptions::default()).unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        for worker in 0..4 {
+            let (model, want) = (&models[worker % 2], &lone[worker % 2]);
+            let texts = &texts;
+            s.spawn(move || {
+                for _ in 0..20 {
+                    let got = model.embed(texts, EmbedOptions::default()).unwrap();
+                    for (g, w) in got.vectors.iter().zip(&want.vectors) {
+                        assert!(cosine(g, w) > 0.99999);
+                    }
+                }
+            });
+        }
+    });
 }

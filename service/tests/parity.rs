@@ -3,7 +3,7 @@
 
 mod common;
 
-use akidb_embed::engine::{EmbedOptions, EmbeddingModel};
+use akidb_embed::engine::{EmbedOptions, EmbeddingModel, Implementation};
 use common::{cosine, norm};
 use serde::Deserialize;
 
@@ -34,9 +34,10 @@ fn golden(model: &str) -> Golden {
 
 const MIN_COSINE: f64 = 0.9999;
 
-fn check_against_golden(model_name: &str) {
+fn check_against_golden(model_name: &str, implementation: Implementation) {
     let golden = golden(model_name);
-    let model = EmbeddingModel::from_dir(common::real_model(model_name)).unwrap();
+    let model =
+        EmbeddingModel::from_dir_as(common::real_model(model_name), implementation).unwrap();
     let info = model.info();
     assert_eq!(info.dimension, golden.dimension);
     assert_eq!(info.max_seq_length, golden.max_seq_length);
@@ -61,7 +62,7 @@ fn check_against_golden(model_name: &str) {
             .embed(&[item.text.as_str()], EmbedOptions::default())
             .unwrap();
         let label = format!(
-            "{model_name} item {k} {:?}",
+            "{model_name} ({implementation:?}) item {k} {:?}",
             item.text.chars().take(40).collect::<String>()
         );
         assert_eq!(
@@ -89,12 +90,18 @@ fn check_against_golden(model_name: &str) {
 
 #[test]
 fn all_minilm_l6_v2_matches_reference_vectors() {
-    check_against_golden("all-MiniLM-L6-v2");
+    check_against_golden("all-MiniLM-L6-v2", Implementation::Packed);
 }
 
 #[test]
 fn paraphrase_minilm_l3_v2_matches_reference_vectors() {
-    check_against_golden("paraphrase-MiniLM-L3-v2");
+    check_against_golden("paraphrase-MiniLM-L3-v2", Implementation::Packed);
+}
+
+#[test]
+fn candle_bert_model_matches_reference_vectors_too() {
+    check_against_golden("all-MiniLM-L6-v2", Implementation::Reference);
+    check_against_golden("paraphrase-MiniLM-L3-v2", Implementation::Reference);
 }
 
 #[test]

@@ -27,7 +27,8 @@ use super::{
 pub struct BatchConfig {
     /// Texts that may wait per model before new work is refused.
     pub queue_capacity: usize,
-    /// Padded tokens (rows × longest row) per forward pass.
+    /// Tokens per forward pass: real tokens where the encoder skips padding, else padded ones
+    /// (rows × longest row).
     pub max_batch_tokens: usize,
     /// Extra time to wait for more work when a batch is not full (0: take only what is queued).
     pub max_wait: Duration,
@@ -345,7 +346,11 @@ impl Worker {
                 BatchStats {
                     size: pass.len(),
                     tokens: batch.lengths.iter().sum(),
-                    padded_tokens: batch.len() * batch.seq_len,
+                    padded_tokens: if self.model.skips_padding() {
+                        batch.lengths.iter().sum()
+                    } else {
+                        batch.len() * batch.seq_len
+                    },
                     duration: started.elapsed(),
                 },
             );
@@ -365,19 +370,26 @@ impl Worker {
         }
     }
 
-    /// End of the pass that starts at `order[start]`: grow while rows × longest stays within the
-    /// token budget and padding stays under half of the pass (inputs are sorted by length).
+    /// End of the pass that starts at `order[start]`: grow while the pass stays within the
+    /// token budget and, where the encoder computes over padding, padding stays under half of
+    /// the pass (inputs are sorted by length).
     fn pass_end(&self, order: &[(usize, usize)], start: usize, rows: &[Vec<TokenRow>]) -> usize {
         let len = |k: usize| {
             let (j, r) = order[k];
             rows[j][r].len()
         };
+        let packed = self.model.skips_padding();
         let mut real = len(start);
         let mut end = start + 1;
         while end < order.len() {
             let longest = len(end);
             let padded = (end - start + 1) * longest;
-            if padded > self.config.max_batch_tokens || padded > 2 * (real + longest) {
+            let over = if packed {
+                real + longest > self.config.max_batch_tokens
+            } else {
+                padded > self.config.max_batch_tokens || padded > 2 * (real + longest)
+            };
+            if over {
                 break;
             }
             real += longest;

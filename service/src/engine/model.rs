@@ -5,7 +5,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use super::{
-    arch::{self, Encoder},
+    arch::{self, bert::Implementation, Encoder},
     error::Result,
     layout::{ModelLayout, TOKENIZER_FILE},
     pooling::{l2_normalize, Pooling},
@@ -71,10 +71,23 @@ impl EmbeddingModel {
         Self::load(ModelLayout::read(dir)?, &Device::Cpu)
     }
 
-    /// Loads a model folder that has been read.
+    /// Loads a model folder that has been read, in the implementation best for `device`.
     pub fn load(layout: ModelLayout, device: &Device) -> Result<Self> {
+        Self::load_as(layout, device, Implementation::for_device(device))
+    }
+
+    /// Loads the model in `dir` in a chosen implementation (to compare them).
+    pub fn from_dir_as(dir: impl AsRef<Path>, implementation: Implementation) -> Result<Self> {
+        Self::load_as(ModelLayout::read(dir)?, &Device::Cpu, implementation)
+    }
+
+    fn load_as(
+        layout: ModelLayout,
+        device: &Device,
+        implementation: Implementation,
+    ) -> Result<Self> {
         let started = std::time::Instant::now();
-        let encoder = arch::load(&layout, device)?;
+        let encoder = arch::load_as(&layout, device, implementation)?;
         let tokenizer = TextTokenizer::load(
             &layout.file(TOKENIZER_FILE),
             layout.max_seq_length,
@@ -113,6 +126,11 @@ impl EmbeddingModel {
         &self.tokenizer
     }
 
+    /// Whether a forward pass costs only real tokens (no work on padding).
+    pub fn skips_padding(&self) -> bool {
+        self.encoder.skips_padding()
+    }
+
     /// Id of the padding token.
     pub fn pad_id(&self) -> u32 {
         self.encoder.pad_token_id()
@@ -142,18 +160,13 @@ impl EmbeddingModel {
                 token_counts: Vec::new(),
             });
         }
-        let (states, mask) = self.token_states(batch)?;
-        let pooled = options
-            .pooling
-            .unwrap_or(self.info.pooling)
-            .pool(&states, &mask)?;
-        let pooled = if options.normalize.unwrap_or(self.info.normalize) {
-            l2_normalize(&pooled)?
-        } else {
-            pooled
-        };
+        let pooling = options.pooling.unwrap_or(self.info.pooling);
+        let mut vectors = self.encoder.pooled(batch, pooling)?;
+        if options.normalize.unwrap_or(self.info.normalize) {
+            vectors.iter_mut().for_each(|v| l2_normalize(v));
+        }
         Ok(Embeddings {
-            vectors: pooled.to_vec2::<f32>()?,
+            vectors,
             token_counts: batch.lengths.clone(),
         })
     }

@@ -2,7 +2,7 @@
 
 use std::{fmt, str::FromStr};
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{Tensor, D};
 
 /// How token states become one sentence vector (sentence-transformers' `1_Pooling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -62,15 +62,10 @@ impl FromStr for Pooling {
     }
 }
 
-/// Scales every row of `x` (batch, dim) to unit L2 norm; an all-zero row stays zero.
-pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
-    let norm = x
-        .to_dtype(DType::F32)?
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(1e-12, f64::MAX)?;
-    x.broadcast_div(&norm.to_dtype(x.dtype())?)
+/// Scales `v` to unit L2 norm; an all-zero vector stays zero.
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 #[cfg(test)]
@@ -96,9 +91,12 @@ mod tests {
 
     #[test]
     fn l2_normalize_gives_unit_rows_and_keeps_zero_rows() {
-        let x = Tensor::new(&[[3f32, 4.], [0., 0.]], &Device::Cpu).unwrap();
-        let y = l2_normalize(&x).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(y, vec![vec![0.6, 0.8], vec![0., 0.]]);
+        let mut unit = [3f32, 4.];
+        l2_normalize(&mut unit);
+        assert_eq!(unit, [0.6, 0.8]);
+        let mut zero = [0f32, 0.];
+        l2_normalize(&mut zero);
+        assert_eq!(zero, [0., 0.]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Transformer architectures, one file each, behind the [`Encoder`] trait.
+//! Transformer architectures, one folder or file each, behind the [`Encoder`] trait.
 
 pub mod bert;
 
@@ -7,6 +7,8 @@ use candle_core::{Device, Tensor};
 use super::{
     error::{EngineError, Result},
     layout::{ModelLayout, CONFIG_FILE},
+    pooling::Pooling,
+    tokenizer::TokenBatch,
 };
 
 /// Architectures this engine implements, by `config.json` `model_type`.
@@ -21,6 +23,29 @@ pub trait Encoder: Send + Sync {
         type_ids: &Tensor,
         mask: &Tensor,
     ) -> candle_core::Result<Tensor>;
+
+    /// One pooled (not normalised) vector per input of `batch`.
+    ///
+    /// The default runs [`Encoder::forward`] on the padded batch and pools the states;
+    /// implementations that can skip the padding override it.
+    fn pooled(&self, batch: &TokenBatch, pooling: Pooling) -> candle_core::Result<Vec<Vec<f32>>> {
+        let shape = (batch.len(), batch.seq_len);
+        let device = self.device();
+        let ids = Tensor::from_slice(&batch.ids, shape, device)?;
+        let type_ids = Tensor::from_slice(&batch.type_ids, shape, device)?;
+        let mask = Tensor::from_slice(&batch.mask, shape, device)?;
+        let states = self.forward(&ids, &type_ids, &mask)?;
+        pooling.pool(&states, &mask)?.to_vec2::<f32>()
+    }
+
+    /// Whether a pass costs only its real tokens ([`Encoder::pooled`] skips padding), so that
+    /// batches need not group inputs of similar length.
+    fn skips_padding(&self) -> bool {
+        false
+    }
+
+    /// The device the weights live on.
+    fn device(&self) -> &Device;
     /// Width of the token states.
     fn hidden_size(&self) -> usize;
     /// Rows of the word-embedding table.
@@ -29,10 +54,24 @@ pub trait Encoder: Send + Sync {
     fn pad_token_id(&self) -> u32;
 }
 
-/// Loads the encoder a model folder describes.
+/// Loads the encoder a model folder describes, in the implementation best for `device`.
 pub fn load(layout: &ModelLayout, device: &Device) -> Result<Box<dyn Encoder>> {
+    load_as(layout, device, bert::Implementation::for_device(device))
+}
+
+/// Loads the encoder a model folder describes, in the given implementation.
+pub fn load_as(
+    layout: &ModelLayout,
+    device: &Device,
+    implementation: bert::Implementation,
+) -> Result<Box<dyn Encoder>> {
     match layout.model_type.as_str() {
-        "bert" => Ok(Box::new(bert::Bert::load(layout, device)?)),
+        "bert" => Ok(match implementation {
+            bert::Implementation::Packed => Box::new(bert::packed::PackedBert::load(layout)?),
+            bert::Implementation::Reference => {
+                Box::new(bert::reference::Bert::load(layout, device)?)
+            }
+        }),
         other => Err(EngineError::UnsupportedArchitecture {
             path: layout.file(CONFIG_FILE),
             model_type: other.to_string(),

@@ -1,0 +1,259 @@
+//! Multi-head self-attention over packed sequences: each input attends only to its own tokens,
+//! so padding is never computed, and no mask is needed.
+
+use std::{cell::RefCell, ops::Range};
+
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use crate::{math, rows};
+
+/// How the hidden state splits into attention heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    /// Number of heads.
+    pub count: usize,
+    /// Width of each head.
+    pub dim: usize,
+}
+
+impl Heads {
+    /// Width of the hidden state.
+    pub fn hidden(self) -> usize {
+        self.count * self.dim
+    }
+}
+
+thread_local! {
+    /// Attention scores of the (sequence, head) pair a thread works on, reused across calls.
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A pointer that may cross threads: every task writes its own disjoint block through it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint (rows × head columns) blocks; see `attention`.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// `softmax(q·kᵀ/√d)·v` for every head of every sequence.
+///
+/// `qkv` holds one row per token: the query, key and value projections side by side
+/// (`3 × hidden` wide); `sequences` are the token rows of each input; `context` receives one
+/// `hidden`-wide row per token, heads side by side. With `parallel`, (sequence, head) pairs are
+/// spread over the current thread pool.
+///
+/// # Panics
+/// When the buffers' sizes do not match `heads` and `sequences`.
+pub fn attention(
+    qkv: &[f32],
+    sequences: &[Range<usize>],
+    heads: Heads,
+    context: &mut [f32],
+    parallel: bool,
+) {
+    let hidden = heads.hidden();
+    let tokens = rows(qkv, 3 * hidden);
+    assert_eq!(
+        context.len(),
+        tokens * hidden,
+        "context rows do not match qkv rows"
+    );
+    assert!(
+        sequences
+            .iter()
+            .all(|s| s.start <= s.end && s.end <= tokens),
+        "a sequence lies outside the token rows"
+    );
+    assert!(
+        sequences.windows(2).all(|w| w[0].end <= w[1].start),
+        "sequences overlap or are out of order"
+    );
+    let out = SharedOut(context.as_mut_ptr());
+    let task = |(seq, head): (usize, usize)| {
+        let range = sequences[seq].clone();
+        // SAFETY: sequences are disjoint, in-bounds row ranges (checked above), and each task
+        // writes only the columns of its own head in its own rows.
+        unsafe { attend(qkv, range, head, heads, out) };
+    };
+    let pairs = (0..sequences.len()).flat_map(|s| (0..heads.count).map(move |h| (s, h)));
+    if parallel {
+        pairs.collect::<Vec<_>>().into_par_iter().for_each(task);
+    } else {
+        pairs.for_each(task);
+    }
+}
+
+/// One head of one sequence.
+///
+/// # Safety
+/// `rows` must be in bounds of `qkv` and of the context `out` points to, and no other thread may
+/// write the same rows and head columns at the same time.
+unsafe fn attend(qkv: &[f32], rows: Range<usize>, head: usize, heads: Heads, out: SharedOut) {
+    let len = rows.len();
+    if len == 0 {
+        return;
+    }
+    let hidden = heads.hidden();
+    let stride = 3 * hidden as isize;
+    let q = qkv.as_ptr().add(rows.start * 3 * hidden + head * heads.dim);
+    let k = q.add(hidden);
+    let v = q.add(2 * hidden);
+    let ctx = out.0.add(rows.start * hidden + head * heads.dim);
+    let scale = 1.0 / (heads.dim as f32).sqrt();
+    SCORES.with_borrow_mut(|scores| {
+        scores.resize(len * len, 0.0);
+        // scores = scale · Q·Kᵀ  (len × len)
+        gemm::gemm(
+            len,
+            len,
+            heads.dim,
+            scores.as_mut_ptr(),
+            1,
+            len as isize,
+            false,
+            q,
+            1,
+            stride,
+            k,
+            stride,
+            1,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+        softmax_rows(scores, len);
+        // context = scores·V  (len × dim)
+        gemm::gemm(
+            len,
+            heads.dim,
+            len,
+            ctx,
+            1,
+            hidden as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            len as isize,
+            v,
+            1,
+            stride,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    });
+}
+
+/// Softmax of each `width`-wide row of `x`, in place.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
+    "x86_64+avx2+avx+fma",
+))]
+pub fn softmax_rows(x: &mut [f32], width: usize) {
+    for row in x.chunks_exact_mut(width) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+        let mut lanes = [0f32; 16];
+        let mut chunks = row.chunks_exact_mut(16);
+        for chunk in &mut chunks {
+            for (lane, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
+                *v = math::exp(*v - max);
+                *lane += *v;
+            }
+        }
+        let mut sum = 0.0;
+        for v in chunks.into_remainder() {
+            *v = math::exp(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / (sum + lanes.iter().sum::<f32>());
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
+    }
+
+    /// Attention of one sequence computed the textbook way, in f64.
+    fn naive(qkv: &[f32], range: Range<usize>, heads: Heads) -> Vec<f64> {
+        let hidden = heads.hidden();
+        let at = |t: usize, part: usize, h: usize, c: usize| {
+            qkv[t * 3 * hidden + part * hidden + h * heads.dim + c] as f64
+        };
+        let mut out = vec![0f64; range.len() * hidden];
+        for h in 0..heads.count {
+            for (i, ti) in range.clone().enumerate() {
+                let scores: Vec<f64> = range
+                    .clone()
+                    .map(|tj| {
+                        (0..heads.dim)
+                            .map(|c| at(ti, 0, h, c) * at(tj, 1, h, c))
+                            .sum::<f64>()
+                            / (heads.dim as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = exps.iter().sum();
+                for c in 0..heads.dim {
+                    out[i * hidden + h * heads.dim + c] = range
+                        .clone()
+                        .zip(&exps)
+                        .map(|(tj, e)| e / total * at(tj, 2, h, c))
+                        .sum();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packed_sequences_attend_only_to_themselves() {
+        let heads = Heads { count: 3, dim: 8 };
+        let sequences = [0..5, 5..6, 6..23];
+        let tokens = 23;
+        let qkv = values(tokens * 3 * heads.hidden(), 5);
+        for parallel in [false, true] {
+            let mut context = vec![f32::NAN; tokens * heads.hidden()];
+            crate::threads::run(parallel, || {
+                attention(&qkv, &sequences, heads, &mut context, parallel)
+            });
+            for range in &sequences {
+                let want = naive(&qkv, range.clone(), heads);
+                let got = &context[range.start * heads.hidden()..range.end * heads.hidden()];
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((*g as f64 - w).abs() < 1e-5, "{g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_keep_order() {
+        let width = 37;
+        let mut x = values(width * 4, 9);
+        x[5] = 80.0; // large logits must not overflow
+        let input = x.clone();
+        softmax_rows(&mut x, width);
+        for (row, row_in) in x.chunks(width).zip(input.chunks(width)) {
+            let total: f32 = row.iter().sum();
+            assert!((total - 1.0).abs() < 1e-5);
+            let max_in = row_in.iter().cloned().fold(f32::MIN, f32::max);
+            let max_at = row_in.iter().position(|v| *v == max_in).unwrap();
+            assert!(row.iter().all(|v| *v <= row[max_at]));
+        }
+    }
+}

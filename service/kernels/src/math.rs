@@ -1,0 +1,94 @@
+//! Branch-free scalar approximations written so that loops over them vectorise.
+//!
+//! Each function is `#[inline(always)]`: it is meant to be called inside a loop of a
+//! multiversioned kernel, which then compiles it for that kernel's instruction set.
+
+const LOG2_E: f32 = std::f32::consts::LOG2_E;
+// ln 2 split in a part exact in f32 and the rest (Cody–Waite reduction).
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+
+/// `e^x` for `x` in [-87, 88], relative error below 2e-7; outside, the value at the nearer
+/// end (e^-87 ≈ 1.6e-38 is as good as 0 for softmax and `erf`).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2_E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    // Taylor series of e^r to degree 7 on |r| <= ln2/2.
+    let p = 1.0 / 5040.0;
+    let p = p * r + 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    p * scale
+}
+
+/// The error function, absolute error below 5e-7 (Abramowitz and Stegun 7.1.26).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let p = 1.061_405_4;
+    let p = p * t - 1.453_152;
+    let p = p * t + 1.421_413_8;
+    let p = p * t - 0.284_496_74;
+    let p = p * t + 0.254_829_6;
+    let y = 1.0 - p * t * exp(-a * a);
+    y.copysign(x)
+}
+
+/// `tanh(x)`, from [`exp`].
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    // 1 - 2 / (e^2x + 1): exact at both saturations, no cancellation issue at the precision
+    // GELU needs.
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> impl Iterator<Item = f32> {
+        (-20_000..=20_000).map(|i| i as f32 * 0.005)
+    }
+
+    #[test]
+    fn exp_matches_the_standard_library() {
+        for x in samples()
+            .filter(|x| (-87.0..=88.0).contains(x))
+            .chain((-87..=88).map(|i| i as f32))
+        {
+            let want = x.exp();
+            let got = exp(x);
+            assert!(
+                ((got - want) / want).abs() < 2e-7,
+                "exp({x}) = {got}, want {want}"
+            );
+        }
+        assert_eq!(exp(-200.0), exp(-87.0));
+        assert!(exp(-200.0) < 2e-38);
+    }
+
+    #[test]
+    fn erf_matches_libm() {
+        for x in samples() {
+            let want = libm::erf(x as f64);
+            let got = erf(x) as f64;
+            assert!((got - want).abs() < 5e-7, "erf({x}) = {got}, want {want}");
+        }
+    }
+
+    #[test]
+    fn tanh_matches_the_standard_library() {
+        for x in samples() {
+            let want = x.tanh();
+            assert!((tanh(x) - want).abs() < 4e-7, "tanh({x})");
+        }
+    }
+}

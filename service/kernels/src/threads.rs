@@ -1,0 +1,67 @@
+//! The worker threads the kernels run on: one pool per process, sized to the cores.
+//!
+//! Work on a handful of tokens stays on the calling thread (waking workers would cost more than
+//! it saves); larger passes run inside the pool, where matrix products split their columns and
+//! attention its (sequence, head) pairs across the workers.
+
+use std::sync::OnceLock;
+
+static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+
+/// The environment variable that sets the number of threads (default: the cores available).
+pub const THREADS_ENV: &str = "AKIDB_THREADS";
+
+fn default_threads() -> usize {
+    std::env::var(THREADS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+fn build(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("akidb-kernel-{i}"))
+        .build()
+        .expect("the kernel thread pool could not start")
+}
+
+/// Sizes the pool before its first use; returns the size in effect (a later call cannot resize
+/// a pool already running and returns its size).
+pub fn init(threads: Option<usize>) -> usize {
+    POOL.get_or_init(|| build(threads.filter(|&n| n > 0).unwrap_or_else(default_threads)))
+        .current_num_threads()
+}
+
+/// The pool (started on first use with [`init`]'s default).
+pub fn pool() -> &'static rayon::ThreadPool {
+    POOL.get_or_init(|| build(default_threads()))
+}
+
+/// Threads in the pool.
+pub fn count() -> usize {
+    pool().current_num_threads()
+}
+
+/// Runs `f` in the pool when `parallel`, else on the calling thread.
+pub fn run<R: Send>(parallel: bool, f: impl FnOnce() -> R + Send) -> R {
+    if parallel && count() > 1 {
+        pool().install(f)
+    } else {
+        f()
+    }
+}
+
+/// The parallelism to ask of `gemm` for a product of `m × n × k` multiply-adds.
+pub(crate) fn gemm_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    // Below ~1M multiply-adds a product takes tens of microseconds: splitting it costs more
+    // than it saves. Outside the pool, `rayon::current_thread_index` is `None`: stay serial.
+    const MIN_PARALLEL_WORK: usize = 1 << 20;
+    let threads = rayon::current_num_threads();
+    if m * n * k >= MIN_PARALLEL_WORK && threads > 1 && rayon::current_thread_index().is_some() {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}

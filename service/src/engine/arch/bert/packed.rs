@@ -1,0 +1,308 @@
+//! BERT on this project's CPU kernels, over *packed* batches: the tokens of every input are laid
+//! end to end (no padding), dense layers run once over all of them, and attention runs per input.
+//! A batch of one 10-token and one 128-token text costs 138 token rows, not 256.
+
+use std::{ops::Range, sync::Mutex};
+
+use akidb_kernels::{
+    activation::Activation,
+    attention::{attention, Heads},
+    linear::{Linear, Output},
+    norm::LayerNorm,
+    threads,
+};
+use candle_core::{bail, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{Config, HiddenAct};
+
+use crate::engine::{
+    arch::Encoder,
+    error::{EngineError, Result},
+    layout::{ModelLayout, CONFIG_FILE},
+    pooling::Pooling,
+    tokenizer::TokenBatch,
+};
+
+/// Passes with fewer token rows than this stay on the calling thread. Measured on 2 cores, even
+/// one 10-token input runs 1.6× faster split across the pool (both cores stream the weights), so
+/// every pass goes to the pool.
+const MIN_PARALLEL_TOKENS: usize = 1;
+
+/// One transformer layer.
+struct Layer {
+    /// Query, key and value projections as one product.
+    qkv: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+/// A BERT encoder on packed batches.
+pub struct PackedBert {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: Heads,
+    activation: Activation,
+    config: Config,
+    device: Device,
+    /// Idle workspaces: one per pass running at once.
+    workspaces: Mutex<Vec<Workspace>>,
+}
+
+/// Buffers of one pass, reused by later passes.
+///
+/// Kept by the model, not per thread: a pool thread waiting inside one pass may run another
+/// model's pass (work stealing), so a thread-local buffer could be borrowed twice.
+#[derive(Default)]
+struct Workspace {
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    intermediate: Vec<f32>,
+}
+
+/// `buffer` resized to `len` (contents unspecified: every user overwrites it).
+fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buffer.resize(len, 0.0);
+    &mut buffer[..len]
+}
+
+fn tensor(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<Vec<f32>> {
+    vb.get(shape, name)?.flatten_all()?.to_vec1::<f32>()
+}
+
+fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
+    let weight = tensor(&vb, &[outputs, inputs], "weight")?;
+    let bias = tensor(&vb, &[outputs], "bias")?;
+    Ok(Linear::from_torch(&weight, bias, inputs))
+}
+
+fn layer_norm(vb: VarBuilder, width: usize, eps: f64) -> candle_core::Result<LayerNorm> {
+    Ok(LayerNorm {
+        gamma: tensor(&vb, &[width], "weight")?,
+        beta: tensor(&vb, &[width], "bias")?,
+        eps: eps as f32,
+    })
+}
+
+impl PackedBert {
+    /// Loads `model.safetensors` with the shapes `config.json` gives.
+    pub fn load(layout: &ModelLayout) -> Result<Self> {
+        let config = super::config(layout)?;
+        let device = Device::Cpu;
+        let (hidden, heads) = (config.hidden_size, config.num_attention_heads);
+        if heads == 0 || hidden % heads != 0 {
+            return Err(EngineError::invalid(
+                layout.file(CONFIG_FILE),
+                format!("hidden_size {hidden} is not a multiple of num_attention_heads {heads}"),
+            ));
+        }
+        let vb = super::weights(layout, &config, &device)?;
+        let built = Self::build(&vb, &config).map_err(|e| super::corrupt(layout, e))?;
+        Ok(built)
+    }
+
+    fn build(vb: &VarBuilder, config: &Config) -> candle_core::Result<Self> {
+        let hidden = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let emb = vb.pp("embeddings");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("encoder.layer.{i}"));
+                let att = vb.pp("attention");
+                let parts =
+                    ["query", "key", "value"].map(|p| linear(att.pp("self").pp(p), hidden, hidden));
+                let [q, k, v] = parts;
+                Ok(Layer {
+                    qkv: Linear::concat(&[q?, k?, v?]),
+                    attention_out: linear(att.pp("output.dense"), hidden, hidden)?,
+                    attention_norm: layer_norm(att.pp("output.LayerNorm"), hidden, eps)?,
+                    intermediate: linear(
+                        vb.pp("intermediate.dense"),
+                        hidden,
+                        config.intermediate_size,
+                    )?,
+                    output: linear(vb.pp("output.dense"), config.intermediate_size, hidden)?,
+                    output_norm: layer_norm(vb.pp("output.LayerNorm"), hidden, eps)?,
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self {
+            word: tensor(&emb, &[config.vocab_size, hidden], "word_embeddings.weight")?,
+            position: tensor(
+                &emb,
+                &[config.max_position_embeddings, hidden],
+                "position_embeddings.weight",
+            )?,
+            token_type: tensor(
+                &emb,
+                &[config.type_vocab_size, hidden],
+                "token_type_embeddings.weight",
+            )?,
+            embedding_norm: layer_norm(emb.pp("LayerNorm"), hidden, eps)?,
+            layers,
+            heads: Heads {
+                count: config.num_attention_heads,
+                dim: hidden / config.num_attention_heads,
+            },
+            activation: match config.hidden_act {
+                HiddenAct::Gelu => Activation::Gelu,
+                HiddenAct::GeluApproximate => Activation::GeluTanh,
+                HiddenAct::Relu => Activation::Relu,
+            },
+            config: config.clone(),
+            device: Device::Cpu,
+            workspaces: Mutex::default(),
+        })
+    }
+
+    /// Token states of the inputs of `batch`, packed: the rows of input *i* are `ranges[i]`.
+    fn packed_states(
+        &self,
+        batch: &TokenBatch,
+    ) -> candle_core::Result<(Vec<f32>, Vec<Range<usize>>)> {
+        let hidden = self.config.hidden_size;
+        let mut ranges = Vec::with_capacity(batch.len());
+        let mut start = 0;
+        for &len in &batch.lengths {
+            if len > self.config.max_position_embeddings {
+                bail!(
+                    "an input of {len} tokens exceeds the model's {} positions",
+                    self.config.max_position_embeddings
+                );
+            }
+            ranges.push(start..start + len);
+            start += len;
+        }
+        let tokens = start;
+        let mut x = vec![0f32; tokens * hidden];
+        for (b, range) in ranges.iter().enumerate() {
+            let row = b * batch.seq_len;
+            for (pos, t) in range.clone().enumerate() {
+                let (id, ty) = (
+                    batch.ids[row + pos] as usize,
+                    batch.type_ids[row + pos] as usize,
+                );
+                if id >= self.config.vocab_size || ty >= self.config.type_vocab_size {
+                    bail!("token id {id} or type id {ty} is outside the model's tables");
+                }
+                let out = &mut x[t * hidden..(t + 1) * hidden];
+                let w = &self.word[id * hidden..(id + 1) * hidden];
+                let p = &self.position[pos * hidden..(pos + 1) * hidden];
+                let y = &self.token_type[ty * hidden..(ty + 1) * hidden];
+                for (((o, w), p), y) in out.iter_mut().zip(w).zip(p).zip(y) {
+                    *o = w + p + y;
+                }
+            }
+        }
+        let parallel = tokens >= MIN_PARALLEL_TOKENS;
+        let mut ws = self.idle_workspaces().pop().unwrap_or_default();
+        threads::run(parallel, || self.encode(&mut x, &ranges, &mut ws, parallel));
+        self.idle_workspaces().push(ws);
+        Ok((x, ranges))
+    }
+
+    fn idle_workspaces(&self) -> std::sync::MutexGuard<'_, Vec<Workspace>> {
+        // A panic in a pass cannot leave a workspace half-updated in the list (it is out of the
+        // list while in use), so a poisoned lock is still sound.
+        self.workspaces.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the embedding LayerNorm and every layer over the packed rows `x`, in place.
+    fn encode(&self, x: &mut [f32], ranges: &[Range<usize>], ws: &mut Workspace, parallel: bool) {
+        let hidden = self.config.hidden_size;
+        let tokens = x.len() / hidden;
+        self.embedding_norm.apply(x);
+        for layer in &self.layers {
+            let qkv = sized(&mut ws.qkv, tokens * layer.qkv.outputs());
+            layer.qkv.forward(x, qkv, Output::Overwrite);
+            let context = sized(&mut ws.context, tokens * hidden);
+            attention(qkv, ranges, self.heads, context, parallel);
+            layer.attention_out.forward(context, x, Output::Accumulate);
+            layer.attention_norm.apply(x);
+            let inner = sized(&mut ws.intermediate, tokens * layer.intermediate.outputs());
+            layer.intermediate.forward(x, inner, Output::Overwrite);
+            self.activation.apply(inner);
+            layer.output.forward(inner, x, Output::Accumulate);
+            layer.output_norm.apply(x);
+        }
+    }
+}
+
+impl Encoder for PackedBert {
+    fn forward(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        mask: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (n, seq_len) = ids.dims2()?;
+        let mask = mask.to_vec2::<u32>()?;
+        let lengths: Vec<usize> = mask
+            .iter()
+            .map(|m| m.iter().take_while(|&&v| v == 1).count())
+            .collect();
+        let batch = TokenBatch {
+            ids: ids.flatten_all()?.to_vec1()?,
+            type_ids: type_ids.flatten_all()?.to_vec1()?,
+            mask: mask.concat(),
+            lengths,
+            seq_len,
+        };
+        let hidden = self.config.hidden_size;
+        let (packed, ranges) = self.packed_states(&batch)?;
+        let mut padded = vec![0f32; n * seq_len * hidden];
+        for (b, range) in ranges.iter().enumerate() {
+            let rows = &packed[range.start * hidden..range.end * hidden];
+            padded[b * seq_len * hidden..][..rows.len()].copy_from_slice(rows);
+        }
+        Tensor::from_vec(padded, (n, seq_len, hidden), &self.device)
+    }
+
+    fn pooled(&self, batch: &TokenBatch, pooling: Pooling) -> candle_core::Result<Vec<Vec<f32>>> {
+        let hidden = self.config.hidden_size;
+        let (states, ranges) = self.packed_states(batch)?;
+        Ok(ranges
+            .iter()
+            .map(|range| {
+                let rows = &states[range.start * hidden..range.end * hidden];
+                match pooling {
+                    Pooling::Cls => rows[..hidden].to_vec(),
+                    Pooling::Mean => {
+                        let mut sum = vec![0f32; hidden];
+                        for row in rows.chunks_exact(hidden) {
+                            sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                        }
+                        let n = range.len().max(1) as f32;
+                        sum.iter_mut().for_each(|s| *s /= n);
+                        sum
+                    }
+                }
+            })
+            .collect())
+    }
+
+    fn skips_padding(&self) -> bool {
+        true
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn pad_token_id(&self) -> u32 {
+        self.config.pad_token_id as u32
+    }
+}
