@@ -1,0 +1,323 @@
+//! The JSON a bench run writes (`target/bench/bench.json`), and the tables it prints.
+//!
+//! Every figure of one run sits beside its same-run peer (ONNX Runtime for the engine, the
+//! legacy stand-in for HTTP): on a noisy, shared machine their ratio moves far less than either
+//! absolute figure, which is why `--compare` gates on ratios.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON layout; `--compare` refuses other versions.
+pub const SCHEMA: u32 = 1;
+
+/// One run of `cargo xtask bench`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BenchReport {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The commit measured (`git rev-parse HEAD`), when known.
+    pub commit: Option<String>,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix: u64,
+    /// Which service binary ran: `release` or `dev`.
+    pub profile: String,
+    /// Whether this was a `--quick` smoke (its figures are not comparable to a full run's).
+    pub quick: bool,
+    /// Threads each engine and server was given.
+    pub threads: usize,
+    /// Where it ran.
+    pub machine: Machine,
+    /// In-process engine figures, Candle beside ONNX Runtime.
+    pub engine: Option<EngineSection>,
+    /// Open-loop HTTP figures, akidb-embed beside the legacy stand-in.
+    pub http: Option<HttpSection>,
+    /// Time from spawn to ready.
+    pub cold_start: Option<ColdStartSection>,
+}
+
+/// The machine a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Machine {
+    /// CPU model name (`/proc/cpuinfo`).
+    pub cpu: String,
+    /// Logical CPUs.
+    pub cores: usize,
+    /// SIMD extensions that matter to the kernels (avx2, fma, avx512f, ...), as the CPU reports.
+    pub simd: Vec<String>,
+}
+
+/// The in-process engine section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EngineSection {
+    /// Timed seconds per engine, shape and repetition.
+    pub seconds: f64,
+    /// Repetitions per shape (engines alternate within each).
+    pub repetitions: usize,
+    /// One row per model and shape.
+    pub rows: Vec<EngineRow>,
+}
+
+/// One model and batch shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EngineRow {
+    /// Model folder name.
+    pub model: String,
+    /// Texts per call.
+    pub batch: usize,
+    /// Target tokens per text.
+    pub tokens: usize,
+    /// Candle (akidb-embed).
+    pub candle: EngineFigures,
+    /// ONNX Runtime on the same texts, where the model has an ONNX export.
+    pub ort: Option<EngineFigures>,
+    /// Candle's sentences/s over ONNX Runtime's (above 1: Candle is faster).
+    pub ratio: Option<f64>,
+}
+
+/// One engine's figures for a shape: medians over the repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EngineFigures {
+    /// Texts embedded per second.
+    pub sentences_per_s: f64,
+    /// Median time of one call, ms.
+    pub p50_ms: f64,
+    /// 95th percentile time of one call, ms.
+    pub p95_ms: f64,
+    /// Mean tokens per text the engine saw (special tokens included).
+    pub mean_tokens: f64,
+    /// Timed calls, all repetitions together.
+    pub iterations: usize,
+    /// Sentences/s of each repetition, to show the spread.
+    pub runs: Vec<f64>,
+}
+
+/// The HTTP section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HttpSection {
+    /// The model both servers served.
+    pub model: String,
+    /// Seconds per load.
+    pub seconds: f64,
+    /// Resident memory of each server once ready, before any load, MB.
+    pub idle_rss_mb: Peers<f64>,
+    /// One row per load.
+    pub loads: Vec<LoadRow>,
+    /// The step search for the highest rate held, when it ran.
+    pub max_rate: Option<MaxRate>,
+}
+
+/// A value for akidb-embed and for the legacy stand-in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Peers<T> {
+    /// akidb-embed.
+    pub candle: T,
+    /// The legacy stand-in, when it ran.
+    pub legacy: Option<T>,
+}
+
+/// One constant-rate load against both servers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadRow {
+    /// `short@200`, `mixed@200`, ...
+    pub name: String,
+    /// Requests per second asked for.
+    pub rate: u32,
+    /// Share of requests carrying a ~128-token text instead of a short one.
+    pub long_share: f64,
+    /// What each server did.
+    pub figures: Peers<LoadFigures>,
+}
+
+/// What one server did under one load.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LoadFigures {
+    /// Successful requests per second.
+    pub achieved_rps: f64,
+    /// Latency from each request's due time (coordinated-omission corrected), ms.
+    pub p50_ms: f64,
+    /// As `p50_ms`.
+    pub p95_ms: f64,
+    /// As `p50_ms`.
+    pub p99_ms: f64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests that failed: not 2xx, or no answer.
+    pub errors: u64,
+    /// Peak resident memory of the server during the load (VmHWM), MB.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// The step search for the highest rate each server holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MaxRate {
+    /// A rate is held when P95 stays under this, with no errors and ≥ 95% of it achieved.
+    pub p95_limit_ms: f64,
+    /// akidb-embed's highest rate held (req/s), when any was.
+    pub candle: Option<u32>,
+    /// The legacy stand-in's, when any was.
+    pub legacy: Option<u32>,
+    /// akidb-embed's highest over the legacy stand-in's: the "× faster than legacy" figure.
+    pub faster_than_legacy: Option<f64>,
+    /// Every step tried, in order.
+    pub steps: Vec<SearchStep>,
+}
+
+/// One step of the search.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchStep {
+    /// `candle` or `legacy`.
+    pub server: String,
+    /// Rate tried.
+    pub rate: u32,
+    /// What happened.
+    pub figures: LoadFigures,
+    /// Whether the rate was held.
+    pub held: bool,
+}
+
+/// Cold start: spawn to `/health/ready` (akidb-embed) or `/ready` (the stand-in).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColdStartSection {
+    /// Median milliseconds over the runs.
+    pub median_ms: Peers<f64>,
+    /// Each run, ms.
+    pub runs_ms: Peers<Vec<f64>>,
+    /// What akidb-embed served in these runs.
+    pub models: Vec<String>,
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn or_dash<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+    value.map_or_else(|| "-".to_string(), show)
+}
+
+impl BenchReport {
+    /// The tables for a terminal (Markdown, so they paste into docs and pull requests).
+    pub fn tables(&self) -> String {
+        let mut out = format!(
+            "machine: {} ({} cores; {}), {} threads, {} binary{}\n",
+            self.machine.cpu,
+            self.machine.cores,
+            self.machine.simd.join(" "),
+            self.threads,
+            self.profile,
+            if self.quick { ", quick smoke" } else { "" }
+        );
+        if let Some(engine) = &self.engine {
+            out.push_str(&engine.table());
+        }
+        if let Some(http) = &self.http {
+            out.push_str(&http.table());
+        }
+        if let Some(cold) = &self.cold_start {
+            out.push_str(&cold.table());
+        }
+        out
+    }
+}
+
+impl EngineSection {
+    fn table(&self) -> String {
+        let mut out = format!(
+            "\nEngine, in process: sentences/s (p50 ms per call), median of {} × {:.1} s\n\n\
+             | model | batch × tokens (mean) | Candle | ONNX Runtime | Candle / ORT |\n\
+             |---|---|---|---|---|\n",
+            self.repetitions, self.seconds
+        );
+        let cell = |f: &EngineFigures| format!("{:.1} ({:.2})", f.sentences_per_s, f.p50_ms);
+        for row in &self.rows {
+            out.push_str(&format!(
+                "| {} | {} × {} ({:.1}) | {} | {} | {} |\n",
+                row.model,
+                row.batch,
+                row.tokens,
+                row.candle.mean_tokens,
+                cell(&row.candle),
+                or_dash(row.ort.as_ref(), cell),
+                or_dash(row.ratio, |r| format!("{r:.2}×")),
+            ));
+        }
+        out
+    }
+}
+
+impl HttpSection {
+    fn table(&self) -> String {
+        let mb = |v: Option<f64>| or_dash(v, |v| format!("{v:.0}"));
+        let mut out = format!(
+            "\nHTTP, open loop, {} s per load, model {}: P50/P95/P99 ms from each request's due \
+             time\nidle RSS MB: akidb-embed {:.0}, legacy {}\n\n\
+             | load | server | achieved req/s | P50 | P95 | P99 | errors | peak RSS MB |\n\
+             |---|---|---|---|---|---|---|---|\n",
+            self.seconds,
+            self.model,
+            self.idle_rss_mb.candle,
+            mb(self.idle_rss_mb.legacy)
+        );
+        for load in &self.loads {
+            let servers = [
+                ("akidb-embed", Some(&load.figures.candle)),
+                ("legacy", load.figures.legacy.as_ref()),
+            ];
+            for (server, figures) in servers {
+                if let Some(f) = figures {
+                    out.push_str(&format!(
+                        "| {} | {server} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+                        load.name,
+                        f.achieved_rps,
+                        f.p50_ms,
+                        f.p95_ms,
+                        f.p99_ms,
+                        f.errors,
+                        mb(f.peak_rss_mb)
+                    ));
+                }
+            }
+        }
+        if let Some(max) = &self.max_rate {
+            let rate = |r: Option<u32>| or_dash(r, |r| format!("{r} req/s"));
+            out.push_str(&format!(
+                "\nhighest rate held at P95 < {} ms (0 errors): akidb-embed {}, legacy {}; \
+                 × faster than legacy: {}\n",
+                max.p95_limit_ms,
+                rate(max.candle),
+                rate(max.legacy),
+                or_dash(max.faster_than_legacy, |r| format!("{r:.2}×")),
+            ));
+        }
+        out
+    }
+}
+
+impl ColdStartSection {
+    fn table(&self) -> String {
+        format!(
+            "\nCold start to ready (median of {}): akidb-embed {:.0} ms ({}), legacy {}\n",
+            self.runs_ms.candle.len(),
+            self.median_ms.candle,
+            self.models.join(", "),
+            or_dash(self.median_ms.legacy, |v| format!("{v:.0} ms")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+}

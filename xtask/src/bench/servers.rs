@@ -1,0 +1,228 @@
+//! The two servers the HTTP and cold-start sections measure, started the same way: akidb-embed
+//! (`serve`) and the legacy stand-in (`tests/legacy_standin/server.py`), each on a free port of
+//! 127.0.0.1, with the same thread count, stopped when dropped (the rollout's supervisor).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+
+use crate::rollout::target::local::supervisor::{free_port, Ledger, Supervised};
+
+/// How long a server gets to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How often readiness is polled: fine enough for a cold start measured in milliseconds.
+const READY_POLL: Duration = Duration::from_millis(5);
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `akidb-embed serve`.
+    Candle,
+    /// The legacy stand-in (Python, ONNX Runtime).
+    Legacy,
+}
+
+impl ServerKind {
+    /// The name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Candle => "candle",
+            ServerKind::Legacy => "legacy",
+        }
+    }
+
+    /// The route that answers 200 once the server can embed.
+    fn ready_route(self) -> &'static str {
+        match self {
+            ServerKind::Candle => "/health/ready",
+            ServerKind::Legacy => "/ready",
+        }
+    }
+}
+
+/// How to start either server.
+#[derive(Debug, Clone)]
+pub struct ServerSetup {
+    /// The `akidb-embed` binary.
+    pub binary: PathBuf,
+    /// The Python interpreter with the stand-in's requirements.
+    pub python: PathBuf,
+    /// `tests/legacy_standin/server.py`.
+    pub standin: PathBuf,
+    /// The folder of model folders.
+    pub models_dir: PathBuf,
+    /// Threads each server's engine gets.
+    pub threads: usize,
+    /// Where logs go.
+    pub log_dir: PathBuf,
+    /// The children ledger.
+    pub ledger: Ledger,
+}
+
+/// A running server.
+pub struct BenchServer {
+    kind: ServerKind,
+    address: SocketAddr,
+    process: Supervised,
+}
+
+impl BenchServer {
+    /// Starts `kind` serving `model` (for akidb-embed, `None` serves every model folder) and
+    /// waits until it is ready; returns it and the time from spawn to ready.
+    pub fn start(
+        setup: &ServerSetup,
+        kind: ServerKind,
+        model: Option<&str>,
+    ) -> anyhow::Result<(Self, Duration)> {
+        let port = free_port()?;
+        let command = match kind {
+            ServerKind::Candle => {
+                let mut serve = Command::new(&setup.binary);
+                serve
+                    .arg("serve")
+                    .args(["--host", "127.0.0.1", "--rest-port", &port.to_string()])
+                    .args(["--grpc-port", &free_port()?.to_string()])
+                    .arg("--models-dir")
+                    .arg(&setup.models_dir)
+                    .args(["--log-format", "text", "--log-level", "warn"])
+                    .env("AKIDB_THREADS", setup.threads.to_string())
+                    .env("NO_COLOR", "1");
+                if let Some(model) = model {
+                    serve.args(["--models", model, "--model", model]);
+                }
+                serve
+            }
+            ServerKind::Legacy => {
+                let model = model.context("the legacy stand-in serves one named model")?;
+                let mut python = Command::new(&setup.python);
+                python
+                    .arg(&setup.standin)
+                    .arg("--model-dir")
+                    .arg(setup.models_dir.join(model))
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--name", model, "--threads", &setup.threads.to_string()])
+                    .env("PYTHONUNBUFFERED", "1");
+                python
+            }
+        };
+        let program = Path::new(command.get_program());
+        if !program.exists() {
+            bail!("{} is missing", program.display());
+        }
+        let log = setup.log_dir.join(format!("{}.log", kind.name()));
+        let started = Instant::now();
+        let mut process = Supervised::spawn(kind.name(), command, &log, &setup.ledger)?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_ready(
+            &mut process,
+            &format!("http://{address}{}", kind.ready_route()),
+        )
+        .with_context(|| format!("waiting for {} (log: {})", kind.name(), log.display()))?;
+        let took = started.elapsed();
+        Ok((
+            Self {
+                kind,
+                address,
+                process,
+            },
+            took,
+        ))
+    }
+
+    /// Which server this is.
+    pub fn kind(&self) -> ServerKind {
+        self.kind
+    }
+
+    /// `POST /api/v1/embed` on it.
+    pub fn embed_url(&self) -> String {
+        format!("http://{}/api/v1/embed", self.address)
+    }
+
+    /// Resident memory now, MB.
+    pub fn rss_mb(&self) -> Option<f64> {
+        status_kib(self.process.pid(), "VmRSS:").map(kib_to_mb)
+    }
+
+    /// Peak resident memory since start or since [`Self::reset_peak`], MB.
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        status_kib(self.process.pid(), "VmHWM:").map(kib_to_mb)
+    }
+
+    /// Starts the peak over from the current resident memory (Linux `clear_refs` 5), so that
+    /// each load gets its own peak; without it the peak is the process's whole life's.
+    pub fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.process.pid()), "5");
+    }
+
+    /// Fails with the end of its log when the server has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        self.process.ensure_running()
+    }
+
+    /// Stops it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.process.terminate(Duration::from_secs(10))
+    }
+}
+
+fn wait_ready(process: &mut Supervised, url: &str) -> anyhow::Result<()> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        process.ensure_running()?;
+        if agent.get(url).call().is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("no 200 from {url} within {READY_TIMEOUT:?}");
+        }
+        thread::sleep(READY_POLL);
+    }
+}
+
+fn kib_to_mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+/// A `kB` field of /proc/PID/status.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&text, field)
+}
+
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find_map(|line| line.strip_prefix(field))?;
+    line.trim().strip_suffix("kB")?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_peak_and_current_resident_memory() {
+        let status = "Name:\takidb-embed\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n";
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(204_800));
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(102_400));
+        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+        assert_eq!(kib_to_mb(1_000_000), 1024.0);
+    }
+
+    #[test]
+    fn own_process_reports_a_peak() {
+        // Current first: other test threads may allocate between the two reads, and the peak
+        // read afterwards covers whatever the current one saw.
+        let now = status_kib(std::process::id(), "VmRSS:").expect("VmRSS");
+        let peak = status_kib(std::process::id(), "VmHWM:").expect("VmHWM");
+        assert!(peak >= now && now > 0);
+    }
+}
