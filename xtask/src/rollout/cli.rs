@@ -62,6 +62,9 @@ enum RolloutCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Write the weekly status report (traffic split, error rate, latency, incidents,
+    /// approvals, go/no-go decisions) as markdown.
+    Report(crate::monitoring::weekly_report::ReportArgs),
     /// Send all traffic back to the stable side and mark the run rolled back.
     Rollback {
         #[command(flatten)]
@@ -298,6 +301,7 @@ pub fn run(sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
             let (_, plan) = plan.load()?;
             run::approve(&state.files(), &plan, &stage)
         }
+        RolloutCommand::Report(args) => crate::monitoring::weekly_report::run(args),
         RolloutCommand::Rollback { run: args, reason } => {
             let files = args.state.files();
             let mut target = args.target(sh, &files)?;

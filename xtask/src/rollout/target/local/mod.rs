@@ -14,9 +14,9 @@ mod candle;
 mod legacy;
 mod nginx;
 mod parity;
-mod prometheus;
-mod supervisor;
-mod tools;
+pub(crate) mod prometheus;
+pub(crate) mod supervisor;
+pub(crate) mod tools;
 mod traffic;
 
 #[cfg(test)]

@@ -35,10 +35,7 @@ impl Tools {
             "local: nginx or prometheus missing; installing {} with apt-get",
             PACKAGES.join(" ")
         );
-        apt_get(&["update"])?;
-        let mut install = vec!["install", "-y", "--no-install-recommends"];
-        install.extend_from_slice(PACKAGES);
-        apt_get(&install)?;
+        install(PACKAGES)?;
         Self::find().context(
             "nginx and prometheus are still not on PATH (or in /usr/sbin, /usr/bin) after \
              apt-get install",
@@ -53,22 +50,47 @@ impl Tools {
     }
 }
 
-fn apt_get(args: &[&str]) -> anyhow::Result<()> {
+/// Finds the program `name`, installing the Debian `package` that provides it when it is
+/// missing (promtool from `prometheus`, amtool from `prometheus-alertmanager`).
+pub fn ensure_program(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(path) = which(name) {
+        return Ok(path);
+    }
+    println!("{name} missing; installing {package} with apt-get");
+    install(&[package])?;
+    which(name).with_context(|| {
+        format!(
+            "{name} is still not on PATH (or in /usr/sbin, /usr/bin) after installing {package}"
+        )
+    })
+}
+
+fn install(packages: &[&str]) -> anyhow::Result<()> {
+    apt_get(&["update"], packages)?;
+    let mut install = vec!["install", "-y", "--no-install-recommends"];
+    install.extend_from_slice(packages);
+    apt_get(&install, packages)
+}
+
+fn apt_get(args: &[&str], packages: &[&str]) -> anyhow::Result<()> {
     let status = Command::new("apt-get")
         // Wait for another apt or dpkg to finish rather than fail on its lock.
         .args(["-o", "DPkg::Lock::Timeout=300"])
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
-        .context(
-            "running apt-get (the local target installs nginx-light and prometheus from \
-             Debian; elsewhere install nginx and Prometheus yourself)",
-        )?;
+        .with_context(|| {
+            format!(
+                "running apt-get to install {} from Debian (elsewhere install them yourself)",
+                packages.join(" ")
+            )
+        })?;
     if !status.success() {
         bail!(
             "apt-get {} failed ({status}); it needs root: install {} yourself",
             args.join(" "),
-            PACKAGES.join(" ")
+            packages.join(" ")
         );
     }
     Ok(())
