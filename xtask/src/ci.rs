@@ -63,6 +63,11 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             cmd!(sh, "cargo test --workspace --locked").run()?;
             Ok(())
         })?;
+        step(
+            &mut timings,
+            "helm chart, rollout/k8s manifests, Dockerfile",
+            || crate::k8s::check(sh),
+        )?;
         step(&mut timings, "end-to-end tests (pytest)", || {
             // The tests drive the real binary. Built for the whole workspace, so that features
             // unify as in `cargo test --workspace` and nothing is compiled twice.
@@ -73,6 +78,16 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
                 .run()?;
             Ok(())
         })?;
+        step(&mut timings, "bench smoke", || {
+            // A few seconds of `cargo xtask bench --quick` on the dev binary built above, so
+            // the bench cannot rot; it checks that the figures are sane, not fast.
+            crate::bench::smoke(sh)
+        })?;
+        step(
+            &mut timings,
+            "monitoring: promtool, amtool, dashboard queries vs a scrape",
+            || crate::monitoring::ci(sh),
+        )?;
         step(&mut timings, "rollout on the local target", || {
             // A fault-injected run and a killed-and-resumed run at a time scale of minutes,
             // against real nginx, Prometheus and both services. The whole-plan run waits for
@@ -83,6 +98,9 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             )
             .run()?;
             Ok(())
+        })?;
+        step(&mut timings, "container image (podman)", || {
+            crate::k8s::image::test(sh)
         })?;
         Ok::<_, anyhow::Error>(())
     })();

@@ -1,11 +1,15 @@
 //! `cargo xtask`: the release pipeline engine of AkiDB's Candle embedding service, and the
 //! project's own chores (models, CI).
 
+mod bench;
 mod ci;
+mod k8s;
 mod models;
+mod monitoring;
 mod project;
 mod python;
 mod rollout;
+mod tools;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +31,15 @@ enum Command {
     Ci,
     /// The GA rollout plan (rollout/plan.yaml).
     Rollout(rollout::cli::RolloutArgs),
+    /// Generate (or `--check`, `--verify`) the alerts, Alertmanager routing and dashboards in rollout/monitoring/.
+    Monitoring(monitoring::MonitoringArgs),
+    /// Benchmark the engine beside ONNX Runtime and the service beside the legacy stand-in;
+    /// print tables, write JSON, and with --compare fail on a regression.
+    Bench(bench::BenchArgs),
+    /// The Helm chart (charts/akidb-candle) and the plain manifests in rollout/k8s/.
+    Chart(k8s::ChartArgs),
+    /// Build the image from service/Dockerfile with podman, run it, and call it.
+    Container,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +49,9 @@ fn main() -> anyhow::Result<()> {
         Command::Models => models::fetch_all(&sh),
         Command::Ci => ci::run(&sh),
         Command::Rollout(args) => rollout::cli::run(&sh, args),
+        Command::Monitoring(args) => monitoring::run(&sh, args),
+        Command::Bench(args) => bench::run(&sh, &args).map(drop),
+        Command::Chart(args) => k8s::run(&sh, args),
+        Command::Container => k8s::image::test(&sh),
     }
 }
