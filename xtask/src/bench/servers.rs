@@ -6,7 +6,6 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
-    thread,
     time::{Duration, Instant},
 };
 
@@ -119,11 +118,13 @@ impl BenchServer {
         let started = Instant::now();
         let mut process = Supervised::spawn(kind.name(), command, &log, &setup.ledger)?;
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_ready(
-            &mut process,
-            &format!("http://{address}{}", kind.ready_route()),
-        )
-        .with_context(|| format!("waiting for {} (log: {})", kind.name(), log.display()))?;
+        process
+            .poll_http_ok(
+                &format!("http://{address}{}", kind.ready_route()),
+                READY_TIMEOUT,
+                READY_POLL,
+            )
+            .with_context(|| format!("waiting for {} (log: {})", kind.name(), log.display()))?;
         let took = started.elapsed();
         Ok((
             Self {
@@ -169,23 +170,6 @@ impl BenchServer {
     /// Stops it.
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.process.terminate(Duration::from_secs(10))
-    }
-}
-
-fn wait_ready(process: &mut Supervised, url: &str) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(2))
-        .build();
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        process.ensure_running()?;
-        if agent.get(url).call().is_ok() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("no 200 from {url} within {READY_TIMEOUT:?}");
-        }
-        thread::sleep(READY_POLL);
     }
 }
 

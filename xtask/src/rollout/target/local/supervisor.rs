@@ -114,6 +114,16 @@ impl Supervised {
     /// Waits until `GET url` answers 200; fails when the process exits first or `timeout`
     /// passes.
     pub fn wait_for_http_ok(&mut self, url: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.poll_http_ok(url, timeout, Duration::from_millis(100))
+    }
+
+    /// [`Self::wait_for_http_ok`], asking every `poll` (short polls time a cold start closely).
+    pub fn poll_http_ok(
+        &mut self,
+        url: &str,
+        timeout: Duration,
+        poll: Duration,
+    ) -> anyhow::Result<()> {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(2))
             .build();
@@ -130,7 +140,7 @@ impl Supervised {
                     self.log.display()
                 );
             }
-            thread::sleep(Duration::from_millis(100));
+            thread::sleep(poll);
         }
     }
 
