@@ -87,7 +87,7 @@ impl EmbeddingModel {
         implementation: Implementation,
     ) -> Result<Self> {
         let started = std::time::Instant::now();
-        let encoder = arch::load_as(&layout, device, implementation)?;
+        let encoder = arch::load(&layout, device, implementation)?;
         let tokenizer = TextTokenizer::load(
             &layout.file(TOKENIZER_FILE),
             layout.max_seq_length,
@@ -144,10 +144,7 @@ impl EmbeddingModel {
 
     /// Contextual token states (batch, seq, hidden) of a tokenized batch, and its mask.
     pub fn token_states(&self, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
-        let shape = (batch.len(), batch.seq_len);
-        let ids = Tensor::from_slice(&batch.ids, shape, &self.device)?;
-        let type_ids = Tensor::from_slice(&batch.type_ids, shape, &self.device)?;
-        let mask = Tensor::from_slice(&batch.mask, shape, &self.device)?;
+        let (ids, type_ids, mask) = arch::batch_tensors(batch, &self.device)?;
         let states = self.encoder.forward(&ids, &type_ids, &mask)?;
         Ok((states, mask))
     }

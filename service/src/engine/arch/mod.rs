@@ -29,11 +29,7 @@ pub trait Encoder: Send + Sync {
     /// The default runs [`Encoder::forward`] on the padded batch and pools the states;
     /// implementations that can skip the padding override it.
     fn pooled(&self, batch: &TokenBatch, pooling: Pooling) -> candle_core::Result<Vec<Vec<f32>>> {
-        let shape = (batch.len(), batch.seq_len);
-        let device = self.device();
-        let ids = Tensor::from_slice(&batch.ids, shape, device)?;
-        let type_ids = Tensor::from_slice(&batch.type_ids, shape, device)?;
-        let mask = Tensor::from_slice(&batch.mask, shape, device)?;
+        let (ids, type_ids, mask) = batch_tensors(batch, self.device())?;
         let states = self.forward(&ids, &type_ids, &mask)?;
         pooling.pool(&states, &mask)?.to_vec2::<f32>()
     }
@@ -54,13 +50,21 @@ pub trait Encoder: Send + Sync {
     fn pad_token_id(&self) -> u32;
 }
 
-/// Loads the encoder a model folder describes, in the implementation best for `device`.
-pub fn load(layout: &ModelLayout, device: &Device) -> Result<Box<dyn Encoder>> {
-    load_as(layout, device, bert::Implementation::for_device(device))
+/// The token ids, type ids and mask of a padded batch as (batch, seq) tensors on `device`.
+pub(crate) fn batch_tensors(
+    batch: &TokenBatch,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let shape = (batch.len(), batch.seq_len);
+    Ok((
+        Tensor::from_slice(&batch.ids, shape, device)?,
+        Tensor::from_slice(&batch.type_ids, shape, device)?,
+        Tensor::from_slice(&batch.mask, shape, device)?,
+    ))
 }
 
 /// Loads the encoder a model folder describes, in the given implementation.
-pub fn load_as(
+pub fn load(
     layout: &ModelLayout,
     device: &Device,
     implementation: bert::Implementation,
