@@ -90,6 +90,10 @@ pub struct EngineRun {
     pub p95_ms: f64,
     /// Threads the engine was given (0: the library's default).
     pub threads: usize,
+    /// Where the model ran (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Weights' and activations' precision (`f32`, `f16`, `bf16`).
+    pub precision: String,
 }
 
 /// How long and how often to measure.
@@ -137,6 +141,8 @@ pub fn measure(
         p50_ms: quantile_ms(&calls, 0.50),
         p95_ms: quantile_ms(&calls, 0.95),
         threads,
+        device: crate::engine::device::describe(model.device()),
+        precision: model.precision().to_string(),
     })
 }
 

@@ -155,6 +155,12 @@ struct EmbedArgs {
     /// L2-normalise (true/false) instead of the model's own setting.
     #[arg(long)]
     normalize: Option<bool>,
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Precision: f32 (default), f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    precision: engine::Precision,
     /// Texts to embed.
     #[arg(required = true)]
     texts: Vec<String>,
@@ -166,7 +172,8 @@ fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     } else {
         ModelLayout::read(args.models_dir.join(&args.model))?
     };
-    let model = EmbeddingModel::load(layout, &candle_core::Device::Cpu)?;
+    let device = engine::device::open(&args.device)?;
+    let model = EmbeddingModel::load_with(layout, &device, args.precision)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let started = std::time::Instant::now();
     let out = model.embed(
@@ -213,15 +220,32 @@ struct BenchEngineArgs {
     /// Also write the texts (a JSON array) here, so a peer engine can run the very same ones.
     #[arg(long)]
     texts_out: Option<PathBuf>,
+    /// Also write the vectors of one call (a JSON array of arrays) here, to compare devices
+    /// and precisions.
+    #[arg(long)]
+    vectors_out: Option<PathBuf>,
+    /// Where to run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Precision: f32 (default), f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    precision: engine::Precision,
 }
 
 fn bench_engine(args: BenchEngineArgs) -> anyhow::Result<()> {
     // The same knob `serve` turns.
     engine::init_threads(args.threads);
-    let model = EmbeddingModel::from_dir(&args.model)?;
+    let device = engine::device::open(&args.device)?;
+    let model =
+        EmbeddingModel::load_with(ModelLayout::read(&args.model)?, &device, args.precision)?;
     let texts = bench::texts_of_length(&model, args.batch, args.tokens)?;
     if let Some(path) = &args.texts_out {
         std::fs::write(path, serde_json::to_string(&texts)?)?;
+    }
+    if let Some(path) = &args.vectors_out {
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let out = model.embed(&texts, EmbedOptions::default())?;
+        std::fs::write(path, serde_json::to_string(&out.vectors)?)?;
     }
     let schedule = bench::Schedule {
         warmup_calls: args.warmup,

@@ -43,6 +43,9 @@ pub enum EngineError {
     /// Loading from the HuggingFace Hub failed or is not available in this build.
     #[error("hub: {0}")]
     Hub(String),
+    /// The device asked for cannot be used.
+    #[error("device {spec:?}: {reason}")]
+    Device { spec: String, reason: String },
     /// Tokenization of the input failed.
     #[error("tokenization failed: {0}")]
     Tokenization(String),

@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod batcher;
+pub mod device;
 pub mod error;
 pub mod hub;
 pub mod layout;
@@ -12,6 +13,7 @@ pub mod registry;
 pub mod tokenizer;
 
 pub use arch::bert::Implementation;
+pub use device::Precision;
 pub use error::EngineError;
 pub use layout::ModelLayout;
 pub use model::{EmbedOptions, EmbeddingModel, Embeddings, ModelInfo};

@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor};
 
 use super::{
     arch::{self, bert::Implementation, Encoder},
+    device::Precision,
     error::Result,
     layout::{ModelLayout, TOKENIZER_FILE},
     pooling::{l2_normalize, Pooling},
@@ -62,6 +63,7 @@ pub struct EmbeddingModel {
     tokenizer: TextTokenizer,
     encoder: Box<dyn Encoder>,
     device: Device,
+    precision: Precision,
     load_duration: std::time::Duration,
 }
 
@@ -71,23 +73,37 @@ impl EmbeddingModel {
         Self::load(ModelLayout::read(dir)?, &Device::Cpu)
     }
 
-    /// Loads a model folder that has been read, in the implementation best for `device`.
+    /// Loads a model folder that has been read, in f32, in the implementation best for
+    /// `device`.
     pub fn load(layout: ModelLayout, device: &Device) -> Result<Self> {
-        Self::load_as(layout, device, Implementation::for_device(device))
+        Self::load_with(layout, device, Precision::F32)
+    }
+
+    /// Loads a model folder that has been read on `device` at `precision` (reduced precision
+    /// is opt-in: vectors drift from the f32 reference; see docs/BENCHMARKS.md).
+    pub fn load_with(layout: ModelLayout, device: &Device, precision: Precision) -> Result<Self> {
+        let implementation = Implementation::choose(device, precision);
+        Self::load_as(layout, device, implementation, precision)
     }
 
     /// Loads the model in `dir` in a chosen implementation (to compare them).
     pub fn from_dir_as(dir: impl AsRef<Path>, implementation: Implementation) -> Result<Self> {
-        Self::load_as(ModelLayout::read(dir)?, &Device::Cpu, implementation)
+        Self::load_as(
+            ModelLayout::read(dir)?,
+            &Device::Cpu,
+            implementation,
+            Precision::F32,
+        )
     }
 
     fn load_as(
         layout: ModelLayout,
         device: &Device,
         implementation: Implementation,
+        precision: Precision,
     ) -> Result<Self> {
         let started = std::time::Instant::now();
-        let encoder = arch::load(&layout, device, implementation)?;
+        let encoder = arch::load(&layout, device, implementation, precision)?;
         let tokenizer = TextTokenizer::load(
             &layout.file(TOKENIZER_FILE),
             layout.max_seq_length,
@@ -107,6 +123,7 @@ impl EmbeddingModel {
             tokenizer,
             encoder,
             device: device.clone(),
+            precision,
             load_duration: started.elapsed(),
         })
     }
@@ -114,6 +131,16 @@ impl EmbeddingModel {
     /// What this model is.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The precision of its weights and activations.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// How long loading took (weights, tokenizer).

@@ -2,9 +2,10 @@
 
 pub mod bert;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::{
+    device::{describe, Precision},
     error::{EngineError, Result},
     layout::{ModelLayout, CONFIG_FILE},
     pooling::Pooling,
@@ -30,7 +31,9 @@ pub trait Encoder: Send + Sync {
     /// implementations that can skip the padding override it.
     fn pooled(&self, batch: &TokenBatch, pooling: Pooling) -> candle_core::Result<Vec<Vec<f32>>> {
         let (ids, type_ids, mask) = batch_tensors(batch, self.device())?;
-        let states = self.forward(&ids, &type_ids, &mask)?;
+        // Pooled in f32 whatever the model's precision: a mean over many tokens in 16 bits
+        // loses digits for nothing.
+        let states = self.forward(&ids, &type_ids, &mask)?.to_dtype(DType::F32)?;
         pooling.pool(&states, &mask)?.to_vec2::<f32>()
     }
 
@@ -68,12 +71,23 @@ pub fn load(
     layout: &ModelLayout,
     device: &Device,
     implementation: bert::Implementation,
+    precision: Precision,
 ) -> Result<Box<dyn Encoder>> {
     match layout.model_type.as_str() {
         "bert" => Ok(match implementation {
-            bert::Implementation::Packed => Box::new(bert::packed::PackedBert::load(layout)?),
+            bert::Implementation::Packed => {
+                if !device.is_cpu() || precision != Precision::F32 {
+                    return Err(EngineError::Device {
+                        spec: describe(device),
+                        reason: format!(
+                            "the packed encoder runs on the CPU in f32 only, not {precision}"
+                        ),
+                    });
+                }
+                Box::new(bert::packed::PackedBert::load(layout)?)
+            }
             bert::Implementation::Reference => {
-                Box::new(bert::reference::Bert::load(layout, device)?)
+                Box::new(bert::reference::Bert::load(layout, device, precision)?)
             }
         }),
         other => Err(EngineError::UnsupportedArchitecture {

@@ -13,6 +13,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
 
 use crate::engine::{
+    device::Precision,
     error::{EngineError, Result},
     layout::{ModelLayout, CONFIG_FILE, WEIGHTS_FILE},
 };
@@ -31,10 +32,11 @@ pub enum Implementation {
 pub const IMPLEMENTATION_ENV: &str = "AKIDB_ENCODER";
 
 impl Implementation {
-    /// The implementation for `device`, unless `AKIDB_ENCODER` asks for Candle's.
-    pub fn for_device(device: &Device) -> Self {
+    /// The implementation for `device` at `precision`, unless `AKIDB_ENCODER` asks for
+    /// Candle's: the packed encoder where it applies (CPU, f32), else Candle's.
+    pub fn choose(device: &Device, precision: Precision) -> Self {
         let requested = std::env::var(IMPLEMENTATION_ENV).unwrap_or_default();
-        if device.is_cpu() && requested != "candle" {
+        if device.is_cpu() && precision == Precision::F32 && requested != "candle" {
             Implementation::Packed
         } else {
             Implementation::Reference
@@ -49,12 +51,13 @@ pub(crate) fn config(layout: &ModelLayout) -> Result<Config> {
         .map_err(|e| EngineError::invalid(&path, format!("not a BERT config: {e}")))
 }
 
-/// The model's weights, read into memory as f32, under the prefix its tensors use (`bert.`, the
+/// The model's weights, read into memory as `dtype`, under the prefix its tensors use (`bert.`, the
 /// `model_type`, or none).
 pub(crate) fn weights(
     layout: &ModelLayout,
     config: &Config,
     device: &Device,
+    dtype: DType,
 ) -> Result<VarBuilder<'static>> {
     let path = layout.file(WEIGHTS_FILE);
     // Read into memory rather than mmap: a file truncated or replaced while mapped would crash
@@ -63,7 +66,7 @@ pub(crate) fn weights(
         std::io::ErrorKind::NotFound => EngineError::MissingFile { path: path.clone() },
         _ => EngineError::invalid(&path, e),
     })?;
-    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+    let vb = VarBuilder::from_buffered_safetensors(bytes, dtype, device)
         .map_err(|e| corrupt(layout, e))?;
     let probe = "embeddings.word_embeddings.weight";
     let prefixes = ["bert"].into_iter().chain(config.model_type.as_deref());

@@ -101,7 +101,7 @@ impl PackedBert {
                 format!("hidden_size {hidden} is not a multiple of num_attention_heads {heads}"),
             ));
         }
-        let vb = super::weights(layout, &config, &device)?;
+        let vb = super::weights(layout, &config, &device, candle_core::DType::F32)?;
         let built = Self::build(&vb, &config).map_err(|e| super::corrupt(layout, e))?;
         Ok(built)
     }
