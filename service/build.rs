@@ -1,10 +1,7 @@
 //! Generates the gRPC code from `proto/` (with a vendored `protoc`, so no system package is
 //! needed) and records the source revision for `--version` and `akidb_build_info`.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 /// Output of `git ARGS` run in this package's folder, trimmed; `None` when git is missing, the
 /// folder is not in a checkout, or the command fails.
@@ -47,7 +44,7 @@ fn watch_revision() {
             }
         }
     }
-    for path in watched.iter().filter(|p| Path::new(p).exists()) {
+    for path in watched.iter().filter(|p| p.exists()) {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 }
