@@ -130,7 +130,7 @@ struct RunArgs {
     #[arg(long)]
     non_interactive: bool,
     #[command(flatten, next_help_heading = "Kubernetes target (--target kubernetes)")]
-    kubernetes: KubernetesOptions,
+    kubernetes: Box<KubernetesOptions>,
 }
 
 impl RunArgs {
@@ -147,7 +147,9 @@ impl RunArgs {
     fn target(&self, sh: &Shell, files: &RunFiles) -> anyhow::Result<Box<dyn Target>> {
         match self.target {
             TargetKind::Local => Ok(Box::new(local_target(sh, files)?)),
-            TargetKind::Kubernetes => Ok(Box::new(KubernetesTarget::new(self.kubernetes.clone())?)),
+            TargetKind::Kubernetes => {
+                Ok(Box::new(KubernetesTarget::new(*self.kubernetes.clone())?))
+            }
         }
     }
 
@@ -176,7 +178,7 @@ fn dry_run_kubernetes(args: &RunArgs) -> anyhow::Result<()> {
         "Dry run of {} on the kubernetes target (no API call is made)",
         file.display()
     );
-    let mut target = KubernetesTarget::new(args.kubernetes.clone())?;
+    let mut target = KubernetesTarget::new(*args.kubernetes.clone())?;
     let calls = kubernetes::dry_run::walk(&plan, &mut target)?;
     println!("\n{calls} API calls printed, none made");
     Ok(())
