@@ -75,6 +75,7 @@ fn print_queries(target: &KubernetesTarget, window: std::time::Duration) {
     for promql in [q.requests.clone(), q.errors.clone(), q.quantile(0.95)] {
         println!("     {promql}");
     }
-    let [front_door, _] = metrics::front_door_queries(&options.canary_deployment, window);
+    let [front_door, _] =
+        metrics::front_door_queries(&options.namespace, &options.canary_deployment, window);
     println!("     {front_door}");
 }

@@ -13,17 +13,25 @@ pub struct ClusterMetrics {
     api: PrometheusApi,
     canary_job: String,
     stable_job: String,
-    /// The Service behind the canary Ingress, as ingress-nginx labels its requests.
+    /// The namespace and Service behind the canary Ingress, as ingress-nginx labels requests.
+    namespace: String,
     canary_service: String,
 }
 
 impl ClusterMetrics {
     /// Queries Prometheus at `url`.
-    pub fn new(url: &str, canary_job: &str, stable_job: &str, canary_service: &str) -> Self {
+    pub fn new(
+        url: &str,
+        canary_job: &str,
+        stable_job: &str,
+        namespace: &str,
+        canary_service: &str,
+    ) -> Self {
         Self {
             api: PrometheusApi::at_url(url),
             canary_job: canary_job.to_string(),
             stable_job: stable_job.to_string(),
+            namespace: namespace.to_string(),
             canary_service: canary_service.to_string(),
         }
     }
@@ -42,7 +50,7 @@ impl ClusterMetrics {
     /// `(answered, failed)` requests ingress-nginx sent to the canary's Service over `window`
     /// (its 502/503/504 for a canary with no ready pod count here, not in the canary's series).
     pub fn front_door(&self, window: Duration) -> anyhow::Result<(u64, u64)> {
-        let [answered, failed] = front_door_queries(&self.canary_service, window);
+        let [answered, failed] = front_door_queries(&self.namespace, &self.canary_service, window);
         let answered_series = self.api.query(&answered)?;
         anyhow::ensure!(
             !answered_series.is_empty(),
@@ -73,17 +81,18 @@ pub fn queries(
     }
 }
 
-/// ingress-nginx's request counter for `service`: all answers, and the 5xx among them.
-pub fn front_door_queries(service: &str, window: Duration) -> [String; 2] {
+/// ingress-nginx's request counter for the canary's Service `service` in `namespace`: all
+/// answers, and the 5xx among them. While the Ingress is a canary, ingress-nginx labels a request
+/// it routed there with the primary's `service` and the canary upstream
+/// (`NAMESPACE-SERVICE-PORT`) in `canary`; once it is the primary, with its own `service`.
+pub fn front_door_queries(namespace: &str, service: &str, window: Duration) -> [String; 2] {
     let secs = window_secs(window);
-    [
+    let series = |extra: &str| {
         format!(
-            r#"sum(increase(nginx_ingress_controller_requests{{service="{service}"}}[{secs}s]))"#
-        ),
-        format!(
-            r#"sum(increase(nginx_ingress_controller_requests{{service="{service}",status=~"5.."}}[{secs}s]))"#
-        ),
-    ]
+            r#"sum(increase(nginx_ingress_controller_requests{{canary=~"{namespace}-{service}-.+"{extra}}}[{secs}s]) or increase(nginx_ingress_controller_requests{{service="{service}",canary!~".+"{extra}}}[{secs}s]))"#
+        )
+    };
+    [series(""), series(r#",status=~"5..""#)]
 }
 
 #[cfg(test)]
@@ -124,11 +133,12 @@ mod tests {
 
     #[test]
     fn the_front_door_counts_the_canary_services_requests_and_its_5xx() {
-        let [all, failed] = front_door_queries("akidb-candle", Duration::from_secs(60));
+        let [all, failed] =
+            front_door_queries("production", "akidb-candle", Duration::from_secs(60));
         assert_eq!(
             all,
-            r#"sum(increase(nginx_ingress_controller_requests{service="akidb-candle"}[60s]))"#
+            r#"sum(increase(nginx_ingress_controller_requests{canary=~"production-akidb-candle-.+"}[60s]) or increase(nginx_ingress_controller_requests{service="akidb-candle",canary!~".+"}[60s]))"#
         );
-        assert!(failed.contains(r#"status=~"5..""#), "{failed}");
+        assert_eq!(failed.matches(r#"status=~"5..""#).count(), 2, "{failed}");
     }
 }

@@ -67,6 +67,7 @@ impl KubernetesTarget {
                 url,
                 &options.canary_job,
                 &options.stable_job,
+                &options.namespace,
                 &options.canary_deployment,
             )
         });

@@ -477,3 +477,133 @@ fn no_synthetic_traffic_and_no_fault_injection_on_a_cluster() {
     );
     assert!(fake.received().is_empty());
 }
+
+/// The cluster's Prometheus, played by a real Prometheus scraping a stand-in exporter: each
+/// scrape adds 10 answered and 1 failed request to Candle's series, and to ingress-nginx's
+/// series for the canary upstream, while 100 stable-routed requests must not count.
+mod cluster_prometheus {
+    use std::{
+        io::{Read, Write},
+        net::{SocketAddr, TcpListener},
+        sync::atomic::{AtomicU64, Ordering},
+        sync::Arc,
+        time::Instant,
+    };
+
+    use super::*;
+    use crate::rollout::target::{
+        local::{prometheus::Prometheus, supervisor::Ledger, tools::Tools},
+        Side,
+    };
+
+    fn exposition(n: u64, nginx: bool) -> String {
+        let mut text = format!(
+            "# TYPE candle_requests_total counter\n\
+             candle_requests_total{{route=\"/api/v1/embed\",status=\"200\"}} {ok}\n\
+             candle_requests_total{{route=\"/api/v1/embed\",status=\"500\"}} {n}\n\
+             # TYPE candle_request_duration_seconds histogram\n\
+             candle_request_duration_seconds_bucket{{route=\"/api/v1/embed\",le=\"0.01\"}} {fast}\n\
+             candle_request_duration_seconds_bucket{{route=\"/api/v1/embed\",le=\"0.05\"}} {all}\n\
+             candle_request_duration_seconds_bucket{{route=\"/api/v1/embed\",le=\"+Inf\"}} {all}\n\
+             candle_request_duration_seconds_sum{{route=\"/api/v1/embed\"}} {sum}\n\
+             candle_request_duration_seconds_count{{route=\"/api/v1/embed\"}} {all}\n\
+             # TYPE candle_memory_usage_bytes gauge\n\
+             candle_memory_usage_bytes 150000000\n",
+            ok = 10 * n,
+            fast = 2 * n,
+            all = 11 * n,
+            sum = 0.02 * (11 * n) as f64,
+        );
+        if nginx {
+            text.push_str(&format!(
+                "# TYPE nginx_ingress_controller_requests counter\n\
+                 nginx_ingress_controller_requests{{service=\"akidb-mlx\",canary=\"production-akidb-candle-http\",status=\"200\"}} {ok}\n\
+                 nginx_ingress_controller_requests{{service=\"akidb-mlx\",canary=\"production-akidb-candle-http\",status=\"503\"}} {n}\n\
+                 nginx_ingress_controller_requests{{service=\"akidb-mlx\",canary=\"\",status=\"200\"}} {stable}\n",
+                ok = 10 * n,
+                stable = 100 * n,
+            ));
+        }
+        text
+    }
+
+    /// Serves the exposition on a free port; every scrape counts one more round of requests.
+    fn exporter(nginx: bool) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let scrapes = Arc::new(AtomicU64::new(0));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                let n = scrapes.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = exposition(n, nginx);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn gates_and_the_front_door_read_the_clusters_prometheus() {
+        let tools = Tools::ensure().expect("prometheus installed");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = Ledger::new(dir.path().join("children"));
+        // Job `canary` scrapes Candle and ingress-nginx; job `stable` the legacy service.
+        let mut prometheus = Prometheus::start(
+            &tools.prometheus,
+            dir.path(),
+            exporter(false),
+            exporter(true),
+            &ledger,
+        )
+        .expect("prometheus");
+        let mut options = KubernetesOptions::for_namespace(NS);
+        options.prometheus_url = Some(prometheus.api().url().to_string());
+        options.canary_job = "canary".into();
+        options.stable_job = "stable".into();
+        let fake = FakeApiServer::start(Duration::from_millis(10)).expect("fake");
+        let target = target_with(&fake, options);
+        let window = Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let measured = loop {
+            let m = target.measure(Side::Canary, window).expect("measure");
+            let front = target.front_door(Side::Canary, window);
+            if let (true, Ok((answered, failed))) = (m.requests > 0 && m.p95.is_some(), &front) {
+                if *answered > 0 && *failed > 0 {
+                    break (m, (*answered, *failed));
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no series after a minute: {m:?} {front:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let (m, (answered, failed)) = measured;
+        prometheus.stop().expect("stop prometheus");
+        // 1 in 11 requests fails, on both views; the stable-routed requests do not count.
+        let rate = m.errors as f64 / m.requests as f64;
+        assert!((0.05..0.15).contains(&rate), "{m:?}");
+        let front_rate = failed as f64 / answered as f64;
+        assert!(
+            (0.05..0.15).contains(&front_rate),
+            "{answered} answered, {failed} failed"
+        );
+        let p95 = m.p95.expect("p95");
+        assert!(
+            p95 > Duration::from_millis(10) && p95 <= Duration::from_millis(50),
+            "{p95:?}"
+        );
+        assert_eq!(m.memory_bytes, Some(150_000_000));
+        assert!(
+            fake.received().is_empty(),
+            "measuring never calls the API server"
+        );
+    }
+}
