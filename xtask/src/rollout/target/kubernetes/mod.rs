@@ -254,6 +254,14 @@ impl Target for KubernetesTarget {
     }
 
     fn teardown_legacy(&mut self, deployment: &str, grace: Duration) -> anyhow::Result<Outcome> {
+        if deployment != self.options.legacy_deployment {
+            return Err(TargetError::TeardownRefused(format!(
+                "the plan retires `{deployment}`, but the legacy deployment is `{}` \
+                 (--legacy-deployment)",
+                self.options.legacy_deployment
+            ))
+            .into());
+        }
         let cluster = self.cluster()?;
         let labels = self.options.legacy_labels().map_err(TargetError::Options)?;
         let teardown = Teardown {

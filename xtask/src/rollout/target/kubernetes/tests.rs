@@ -406,6 +406,22 @@ fn teardown_refuses_a_canary_object_carrying_the_legacy_label() {
 }
 
 #[test]
+fn teardown_refuses_a_deployment_other_than_the_configured_legacy_one() {
+    let fake = cluster(legacy_labels());
+    let mut target = target(&fake);
+    target.set_canary_weight(100).expect("cut-over");
+    let before = writes(&fake);
+    let error = target
+        .teardown_legacy("akidb-candle", Duration::from_millis(10))
+        .expect_err("not the legacy deployment");
+    assert!(
+        format!("{error:#}").contains("the legacy deployment is `akidb-mlx`"),
+        "{error:#}"
+    );
+    assert_eq!(writes(&fake), before);
+}
+
+#[test]
 fn teardown_refuses_before_the_canary_carries_all_traffic() {
     let fake = cluster(legacy_labels());
     let mut target = target(&fake);
