@@ -11,6 +11,7 @@ use super::{
     dry_run, load,
     run::{self, audit::AuditLog, state::RunState, state::RunStatus, RunFiles, RunOptions, Runner},
     target::{
+        kubernetes::{self, KubernetesOptions, KubernetesTarget},
         local::{LocalOptions, LocalTarget},
         Target,
     },
@@ -128,6 +129,8 @@ struct RunArgs {
     /// Never prompt for approvals; pause instead.
     #[arg(long)]
     non_interactive: bool,
+    #[command(flatten, next_help_heading = "Kubernetes target (--target kubernetes)")]
+    kubernetes: Box<KubernetesOptions>,
 }
 
 impl RunArgs {
@@ -144,15 +147,49 @@ impl RunArgs {
     fn target(&self, sh: &Shell, files: &RunFiles) -> anyhow::Result<Box<dyn Target>> {
         match self.target {
             TargetKind::Local => Ok(Box::new(local_target(sh, files)?)),
-            TargetKind::Kubernetes => anyhow::bail!(
-                "the kubernetes target is not built yet (it arrives with the Kubernetes work);                  use --target local"
-            ),
+            TargetKind::Kubernetes => {
+                Ok(Box::new(KubernetesTarget::new(*self.kubernetes.clone())?))
+            }
         }
     }
+
+    /// Refuses options that do not fit the target before anything is touched.
+    fn check(&self) -> anyhow::Result<()> {
+        match self.target {
+            TargetKind::Local => anyhow::ensure!(
+                !self.kubernetes.dry_run,
+                "--dry-run prints the Kubernetes API calls of --target kubernetes; for the local \
+                 target's actions use `cargo xtask rollout plan`"
+            ),
+            TargetKind::Kubernetes => anyhow::ensure!(
+                self.inject_fault.is_none(),
+                "--inject-fault breaks the canary on purpose: not on a cluster (prove the \
+                 rollback with --target local)"
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// `run --target kubernetes --dry-run`: the plan's cluster actions, printed, none made.
+fn dry_run_kubernetes(args: &RunArgs) -> anyhow::Result<()> {
+    let (file, plan) = args.plan.load()?;
+    println!(
+        "Dry run of {} on the kubernetes target (no API call is made)",
+        file.display()
+    );
+    let mut target = KubernetesTarget::new(*args.kubernetes.clone())?;
+    let calls = kubernetes::dry_run::walk(&plan, &mut target)?;
+    println!("\n{calls} API calls printed, none made");
+    Ok(())
 }
 
 /// Runs `run` or `resume` and reports how it ended; a rollback or a pause is a non-zero exit.
 fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
+    args.check()?;
+    if args.kubernetes.dry_run {
+        return dry_run_kubernetes(args);
+    }
     let (file, plan) = args
         .plan
         .load()
@@ -303,6 +340,11 @@ pub fn run(sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
         }
         RolloutCommand::Report(args) => crate::monitoring::weekly_report::run(args),
         RolloutCommand::Rollback { run: args, reason } => {
+            args.check()?;
+            anyhow::ensure!(
+                !args.kubernetes.dry_run,
+                "a rollback is one weight change; --dry-run does not apply"
+            );
             let files = args.state.files();
             let mut target = args.target(sh, &files)?;
             run::manual_rollback(&files, target.as_mut(), &reason)

@@ -2,6 +2,7 @@
 //! rollback); a target knows *how* on one kind of system: `local` (nginx, Prometheus and the two
 //! services on this machine) or `kubernetes`.
 
+pub mod kubernetes;
 pub mod local;
 
 use std::{path::Path, time::Duration};

@@ -13,7 +13,7 @@
 mod candle;
 mod legacy;
 mod nginx;
-mod parity;
+pub(crate) mod parity;
 pub(crate) mod prometheus;
 pub(crate) mod supervisor;
 pub(crate) mod tools;
@@ -241,7 +241,7 @@ impl Target for LocalTarget {
         )?;
         println!(
             "local: prometheus on {} scraping stable and canary (pid {})",
-            prometheus.api().address(),
+            prometheus.api().url(),
             prometheus.pid()
         );
         self.running = Some(Running {
@@ -323,8 +323,11 @@ impl Target for LocalTarget {
             .as_ref()
             .context("parity: akidb-embed is stopped (scaled to 0)")?;
         let services = parity::Services {
-            candle: candle.rest(),
-            legacy: running.legacy.as_ref().map(LegacyStandin::address),
+            candle: format!("http://{}", candle.rest()),
+            legacy: running
+                .legacy
+                .as_ref()
+                .map(|legacy| format!("http://{}", legacy.address())),
         };
         let run = parity::check(&services, corpus, against)?;
         let report = run.report;

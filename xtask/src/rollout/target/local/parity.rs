@@ -7,7 +7,7 @@
 //! services embed each text, unnormalised, with the model the legacy stand-in serves (its only
 //! one), so any corpus works as a list of texts.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -69,9 +69,10 @@ struct EmbedApi {
 }
 
 impl EmbedApi {
-    fn new(address: SocketAddr) -> Self {
+    /// `base` is the service's root URL (`http://host:port`).
+    fn new(base: &str) -> Self {
         Self {
-            url: format!("http://{address}/api/v1/embed"),
+            url: format!("{}/api/v1/embed", base.trim_end_matches('/')),
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(30))
                 .build(),
@@ -79,11 +80,11 @@ impl EmbedApi {
         }
     }
 
-    fn openai(address: SocketAddr) -> Self {
+    fn openai(base: &str) -> Self {
         Self {
-            url: format!("http://{address}/v1/embeddings"),
+            url: format!("{}/v1/embeddings", base.trim_end_matches('/')),
             openai: true,
-            ..Self::new(address)
+            ..Self::new(base)
         }
     }
 
@@ -158,12 +159,12 @@ struct OpenAiUsage {
     prompt_tokens: u64,
 }
 
-/// Where the services listen.
+/// Where the services listen: root URLs (`http://host:port`), straight to each service.
 pub struct Services {
-    /// Candle's REST address.
-    pub candle: SocketAddr,
-    /// The legacy stand-in's address, when it runs.
-    pub legacy: Option<SocketAddr>,
+    /// Candle's REST API.
+    pub candle: String,
+    /// The legacy service's API, when it runs.
+    pub legacy: Option<String>,
 }
 
 /// A finished parity check.
@@ -181,7 +182,7 @@ pub fn check(
     against: ParityReference,
 ) -> anyhow::Result<ParityRun> {
     let corpus = Corpus::read(corpus_path)?;
-    let candle = EmbedApi::openai(services.candle);
+    let candle = EmbedApi::openai(&services.candle);
     let mut report = ParityReport {
         texts: 0,
         min_cosine: 1.0,
@@ -196,10 +197,11 @@ pub fn check(
             corpus.model
         }
         ParityReference::Legacy => {
-            let address = services
+            let base = services
                 .legacy
-                .context("parity against legacy: the legacy stand-in is not running")?;
-            let legacy = EmbedApi::new(address);
+                .as_deref()
+                .context("parity against legacy: the legacy service is not running")?;
+            let legacy = EmbedApi::new(base);
             for item in &corpus.items {
                 let got = candle.embed(&item.text, LEGACY_MODEL, false)?;
                 let reference = legacy.embed(&item.text, LEGACY_MODEL, false)?;

@@ -117,7 +117,7 @@ impl Prometheus {
             if Instant::now() >= deadline {
                 bail!(
                     "Prometheus at {} did not see both targets up within {READY_TIMEOUT:?}; see {}",
-                    self.api.address,
+                    self.api.url,
                     self.process.log().display()
                 );
             }
@@ -140,10 +140,11 @@ pub fn render(stable: SocketAddr, canary: SocketAddr) -> String {
     )
 }
 
-/// The HTTP query API of a Prometheus server.
+/// The HTTP query API of a Prometheus server (local, or a cluster's for the kubernetes target).
 #[derive(Clone, Debug)]
 pub struct PrometheusApi {
-    address: SocketAddr,
+    /// `http://host:port` (or with a path prefix), without a trailing slash.
+    url: String,
     agent: ureq::Agent,
 }
 
@@ -159,8 +160,14 @@ pub struct Sample {
 impl PrometheusApi {
     /// The API of the server at `address`.
     pub fn new(address: SocketAddr) -> Self {
+        Self::at_url(&format!("http://{address}"))
+    }
+
+    /// The API of the server at `url` (`http://prometheus.monitoring:9090`, or with the path
+    /// prefix a proxy serves it under).
+    pub fn at_url(url: &str) -> Self {
         Self {
-            address,
+            url: url.trim_end_matches('/').to_string(),
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(10))
                 .build(),
@@ -168,13 +175,13 @@ impl PrometheusApi {
     }
 
     /// Where the server listens.
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Runs an instant query; fails when Prometheus cannot be reached or rejects the query.
     pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
-        let url = format!("http://{}/api/v1/query", self.address);
+        let url = format!("{}/api/v1/query", self.url);
         let response = match self.agent.get(&url).query("query", promql).call() {
             Ok(response) => response,
             Err(ureq::Error::Status(status, response)) => {
@@ -182,7 +189,7 @@ impl PrometheusApi {
                 bail!("Prometheus rejected `{promql}` ({status}): {body}");
             }
             Err(error) => {
-                bail!("Prometheus at {} cannot be reached: {error}", self.address)
+                bail!("Prometheus at {} cannot be reached: {error}", self.url)
             }
         };
         let body: QueryResponse = response
@@ -227,7 +234,11 @@ impl PrometheusApi {
 
     /// Requests, errors, latency percentiles and memory of `side` over the trailing `window`.
     pub fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement> {
-        let queries = MeasurementQueries::new(side, window);
+        self.measure_with(&MeasurementQueries::new(side, window))
+    }
+
+    /// Runs the queries of one measurement.
+    pub fn measure_with(&self, queries: &MeasurementQueries) -> anyhow::Result<Measurement> {
         let count = |promql: &str| -> anyhow::Result<u64> {
             Ok(self
                 .scalar(promql)?
@@ -269,8 +280,13 @@ pub struct MeasurementQueries {
 impl MeasurementQueries {
     /// The queries for `side` over the trailing `window` (whole seconds, at least two).
     pub fn new(side: Side, window: Duration) -> Self {
-        let secs = window.as_secs_f64().ceil().max(MIN_WINDOW_SECS as f64) as u64;
-        let job = job(side);
+        Self::for_job(job(side), side == Side::Canary, window)
+    }
+
+    /// The queries for the series of Prometheus job `job` (a cluster names its jobs after the
+    /// scraped Services), with the memory query when the job exports Candle's memory gauge.
+    pub fn for_job(job: &str, memory: bool, window: Duration) -> Self {
+        let secs = window_secs(window);
         let selector = format!(r#"job="{job}",route="{EMBED_ROUTE}""#);
         Self {
             requests: format!("sum(increase(candle_requests_total{{{selector}}}[{secs}s]))"),
@@ -280,10 +296,7 @@ impl MeasurementQueries {
             buckets: format!(
                 "sum by (le) (rate(candle_request_duration_seconds_bucket{{{selector}}}[{secs}s]))"
             ),
-            memory: match side {
-                Side::Canary => Some(format!(r#"max(candle_memory_usage_bytes{{job="{job}"}})"#)),
-                Side::Stable => None,
-            },
+            memory: memory.then(|| format!(r#"max(candle_memory_usage_bytes{{job="{job}"}})"#)),
         }
     }
 
@@ -291,6 +304,11 @@ impl MeasurementQueries {
     pub fn quantile(&self, q: f64) -> String {
         format!("histogram_quantile({q}, {})", self.buckets)
     }
+}
+
+/// A window in whole seconds, at least two scrapes long (PromQL range selectors take seconds).
+pub fn window_secs(window: Duration) -> u64 {
+    window.as_secs_f64().ceil().max(MIN_WINDOW_SECS as f64) as u64
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,119 @@
+//! What the kubernetes target acts on: the cluster (kube's standard configuration inference),
+//! the namespace and object names, the cluster's Prometheus, the legacy label and the timeouts.
+
+use std::time::Duration;
+
+/// The legacy service's label: what `mlx_teardown` may delete carries it.
+pub const LEGACY_SELECTOR: &str = "app.kubernetes.io/name=akidb-mlx";
+
+/// Options of `--target kubernetes`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct KubernetesOptions {
+    /// Kubeconfig context [default: the current context; the cluster comes from $KUBECONFIG,
+    /// ~/.kube/config or the in-cluster service account, as kubectl finds it]
+    #[arg(long = "kube-context", value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace of every object the rollout touches.
+    #[arg(
+        long = "kube-namespace",
+        value_name = "NS",
+        default_value = "production"
+    )]
+    pub namespace: String,
+    /// The canary Ingress whose weight the rollout moves (ingress-nginx canary annotations).
+    #[arg(long, value_name = "NAME", default_value = "akidb-candle-canary")]
+    pub canary_ingress: String,
+    /// The Candle Deployment (the plan's canary deployment).
+    #[arg(long, value_name = "NAME", default_value = "akidb-candle")]
+    pub canary_deployment: String,
+    /// The legacy Deployment (the plan's `mlx_teardown` deployment).
+    #[arg(long, value_name = "NAME", default_value = "akidb-mlx")]
+    pub legacy_deployment: String,
+    /// Label selector of the legacy service's objects: teardown deletes only what carries it.
+    #[arg(long, value_name = "SELECTOR", default_value = LEGACY_SELECTOR)]
+    pub legacy_selector: String,
+    /// The cluster's Prometheus (gates and rollback triggers query it), e.g.
+    /// http://localhost:9090 through `kubectl port-forward`.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// Prometheus job of the Candle service's series.
+    #[arg(long, value_name = "JOB", default_value = "akidb-candle")]
+    pub canary_job: String,
+    /// Prometheus job of the legacy service's series.
+    #[arg(long, value_name = "JOB", default_value = "akidb-mlx")]
+    pub stable_job: String,
+    /// The Candle service's root URL, for parity checks (e.g. a port-forward).
+    #[arg(long, value_name = "URL")]
+    pub canary_url: Option<String>,
+    /// The legacy service's root URL, for parity checks against it.
+    #[arg(long, value_name = "URL")]
+    pub legacy_url: Option<String>,
+    /// How long `scale` waits for every replica to be ready.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub rollout_timeout: Duration,
+    /// Print every API call the target would make (method, path, body); make none.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl KubernetesOptions {
+    /// The defaults (those of the command line) for `namespace`.
+    #[cfg(test)]
+    pub fn for_namespace(namespace: &str) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Command {
+            #[command(flatten)]
+            options: KubernetesOptions,
+        }
+        Command::parse_from(["kubernetes", "--kube-namespace", namespace]).options
+    }
+
+    /// The legacy selector as `(key, value)` pairs; only equality terms are accepted, since
+    /// the teardown must be able to check each label on each object it deletes.
+    pub fn legacy_labels(&self) -> Result<Vec<(String, String)>, String> {
+        let mut labels = Vec::new();
+        for term in self.legacy_selector.split(',').map(str::trim) {
+            let Some((key, value)) = term.split_once('=') else {
+                return Err(format!(
+                    "--legacy-selector `{}`: `{term}` is not a `key=value` term",
+                    self.legacy_selector
+                ));
+            };
+            let (key, value) = (key.trim_end_matches('='), value.trim_start_matches('='));
+            if key.is_empty() || value.is_empty() || key.ends_with('!') {
+                return Err(format!(
+                    "--legacy-selector `{}`: `{term}` is not a `key=value` term",
+                    self.legacy_selector
+                ));
+            }
+            labels.push((key.to_string(), value.to_string()));
+        }
+        Ok(labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_legacy_selector_takes_equality_terms_only() {
+        let mut options = KubernetesOptions::for_namespace("p");
+        options.legacy_selector = "app.kubernetes.io/name=akidb-mlx, tier==legacy".into();
+        assert_eq!(
+            options.legacy_labels().expect("valid"),
+            vec![
+                (
+                    "app.kubernetes.io/name".to_string(),
+                    "akidb-mlx".to_string()
+                ),
+                ("tier".to_string(), "legacy".to_string())
+            ]
+        );
+        for bad in ["app", "app!=x", "app in (a,b)", "=x"] {
+            options.legacy_selector = bad.into();
+            assert!(options.legacy_labels().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `cargo xtask rollout run --target kubernetes`, run as a user would, against the fake API
+//! server (found through `KUBECONFIG`, as kubectl finds a cluster).
+
+#[allow(dead_code)]
+#[path = "../src/rollout/target/kubernetes/fake_apiserver.rs"]
+mod fake_apiserver;
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
+
+use fake_apiserver::FakeApiServer;
+use serde_json::json;
+
+const NS: &str = "production";
+
+/// Runs xtask with a kubeconfig whose only context is the fake, and a home without one.
+fn xtask(fake: &FakeApiServer, dir: &Path, args: &[&str]) -> Output {
+    let kubeconfig = dir.join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+         users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n\
+         \x20   user: fake\n    namespace: {NS}\ncurrent-context: fake\n",
+        fake.url()
+    );
+    std::fs::write(&kubeconfig, config).expect("kubeconfig");
+    match Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", dir)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("AKIDB_ROLLOUT_DIR", dir.join("rollout"))
+        .env("RUST_BACKTRACE", "0")
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => panic!("cannot run xtask: {error}"),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn kind_plan() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../rollout/testdata/kind/plan.yaml")
+        .display()
+        .to_string()
+}
+
+fn cluster() -> FakeApiServer {
+    let fake = FakeApiServer::start(Duration::from_millis(200)).expect("fake API server");
+    fake.insert(
+        NS,
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": "akidb-candle-canary",
+                "annotations": {
+                    "nginx.ingress.kubernetes.io/canary": "true",
+                    "nginx.ingress.kubernetes.io/canary-weight": "0"
+                }
+            }
+        }),
+    );
+    fake.insert(
+        NS,
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": { "name": "akidb-candle" },
+            "spec": { "replicas": 1 }
+        }),
+    );
+    fake
+}
+
+#[test]
+fn a_plan_of_cluster_steps_runs_through_the_kubeconfig_cluster() {
+    let fake = cluster();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "name: scale-only\nstages:\n  - id: prepare\n    name: Pre-scale\n    steps:\n      \
+         - scale:\n          deployment: akidb-candle\n          replicas: 3\n",
+    )
+    .expect("plan");
+    let plan = plan.display().to_string();
+    let output = xtask(
+        &fake,
+        dir.path(),
+        &["rollout", "run", "--target", "kubernetes", "--plan", &plan],
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("akidb-candle: 3/3 replicas ready"),
+        "{stdout}"
+    );
+    let deployment = fake
+        .object(NS, "deployments", "akidb-candle")
+        .expect("deployment");
+    assert_eq!(deployment["status"]["readyReplicas"], 3);
+    // The runner restores the recorded split (0% for a new run) before the first stage.
+    let ingress = fake
+        .object(NS, "ingresses", "akidb-candle-canary")
+        .expect("ingress");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"],
+        "0"
+    );
+    assert!(fake.received().iter().any(|r| r.method == "PATCH"));
+}
+
+#[test]
+fn a_dry_run_prints_the_kind_plans_calls_and_sends_none() {
+    let fake = cluster();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = kind_plan();
+    let output = xtask(
+        &fake,
+        dir.path(),
+        &[
+            "rollout",
+            "run",
+            "--target",
+            "kubernetes",
+            "--dry-run",
+            "--plan",
+            &plan,
+        ],
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    for weight in ["10", "100"] {
+        let patch = format!(
+            r#"(application/merge-patch+json) {{"metadata":{{"annotations":{{"nginx.ingress.kubernetes.io/canary":"true","nginx.ingress.kubernetes.io/canary-weight":"{weight}"}}}}}}"#
+        );
+        assert!(stdout.contains(&patch), "{patch} in {stdout}");
+    }
+    assert!(
+        stdout.contains("DELETE /apis/apps/v1/namespaces/production/deployments/akidb-mlx"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("candle_requests_total"), "{stdout}");
+    assert!(stdout.contains("API calls printed, none made"), "{stdout}");
+    assert!(fake.received().is_empty(), "{:?}", fake.received());
+    assert!(!dir.path().join("rollout/state.json").exists());
+}
+
+#[test]
+fn fault_injection_is_refused_before_the_cluster_is_touched() {
+    let fake = cluster();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = kind_plan();
+    let output = xtask(
+        &fake,
+        dir.path(),
+        &[
+            "rollout",
+            "run",
+            "--target",
+            "kubernetes",
+            "--plan",
+            &plan,
+            "--inject-fault",
+            "canary-10",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("--inject-fault breaks the canary on purpose"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(fake.received().is_empty());
+}
