@@ -285,13 +285,25 @@ fn pushed_chart_is_what_helm_pulls_back() {
         .status()
         .expect("tar runs");
     assert!(tar.success());
-    for file in ["Chart.yaml", "values.yaml", "values.schema.json"] {
+    let unpacked = unpacked.path().join("akidb-candle");
+    for file in ["values.yaml", "values.schema.json"] {
         assert_eq!(
-            std::fs::read(unpacked.path().join("akidb-candle").join(file)).expect("unpacked file"),
+            std::fs::read(unpacked.join(file)).expect("unpacked file"),
             std::fs::read(root().join("charts/akidb-candle").join(file)).expect("source file"),
             "{file}"
         );
     }
+    // helm rewrites Chart.yaml in its own layout; the fields are the same.
+    let chart_yaml = |dir: &Path| -> Value {
+        serde_yaml_ng::from_str(
+            &std::fs::read_to_string(dir.join("Chart.yaml")).expect("Chart.yaml"),
+        )
+        .expect("Chart.yaml parses")
+    };
+    assert_eq!(
+        chart_yaml(&unpacked),
+        chart_yaml(&root().join("charts/akidb-candle"))
+    );
 }
 
 #[test]
@@ -576,13 +588,29 @@ fn podman_built_image_round_trips_through_the_registry() {
     let (reported, _) = registry.manifest("akidb/oci-test", "v1", None);
     assert_eq!(reported, digest);
 
+    // Pull into a store without the local build, so the pull really fetches it.
+    podman_run(&podman, &["rmi", &local]);
     podman_run(&podman, &["pull", "--quiet", "--tls-verify=false", &remote]);
     let pulled = podman_run(
         &podman,
         &["image", "inspect", "--format", "{{.Digest}}", &remote],
     );
+    let repo_digests = podman_run(
+        &podman,
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &remote,
+        ],
+    );
     let _ = Command::new(&podman)
-        .args(["rmi", "--force", &remote, &local])
+        .args(["rmi", "--force", &remote])
         .output();
+    assert!(
+        repo_digests.contains(&format!("{}/akidb/oci-test@{digest}", registry.host)),
+        "{repo_digests}"
+    );
     assert_eq!(pulled, digest, "podman pulled the manifest xtask pushed");
 }
