@@ -67,11 +67,12 @@ pub fn image_reference(input: &str) -> Result<Reference, OciError> {
         )));
     }
     check_host(host).map_err(bad)?;
-    let reference = parse_reference(input)?;
-    if reference.tag().is_none() && reference.digest().is_none() {
+    // The parser would default a missing tag to `latest`; a release names its tag.
+    let last = input.rsplit('/').next().unwrap_or_default();
+    if !last.contains(':') && !last.contains('@') {
         return Err(bad("no tag; add one, e.g. :v2.0.0".into()));
     }
-    Ok(reference)
+    parse_reference(input)
 }
 
 /// Joins a plan step's `registry` (`ghcr.io`) and `image` (`akidb/embedding:v2.0.0`).
