@@ -73,7 +73,8 @@ pub fn push_chart(
     }
     let layer = ImageLayer::new(tgz, HELM_CHART_MEDIA_TYPE.to_string(), None);
     let config = Config::new(config, HELM_CONFIG_MEDIA_TYPE.to_string(), None);
-    let mut manifest = OciImageManifest::build(&[layer.clone()], &config, Some(annotations));
+    let mut manifest =
+        OciImageManifest::build(std::slice::from_ref(&layer), &config, Some(annotations));
     manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
     let body = serde_json::to_vec(&manifest).map_err(|e| chart_err(e.to_string()))?;
 
@@ -81,10 +82,10 @@ pub fn push_chart(
     let digest = runtime.block_on(async {
         let session = session::Session::new(&target, options)?;
         session
-            .push_blob(&target, Bytes::from(layer.data), &manifest.layers[0].digest)
+            .push_blob(&target, layer.data, &manifest.layers[0].digest)
             .await?;
         session
-            .push_blob(&target, Bytes::from(config.data), &manifest.config.digest)
+            .push_blob(&target, config.data, &manifest.config.digest)
             .await?;
         session
             .push_manifest(&target, Bytes::from(body), OCI_IMAGE_MEDIA_TYPE)
