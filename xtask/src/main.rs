@@ -6,6 +6,7 @@ mod ci;
 mod k8s;
 mod models;
 mod monitoring;
+mod oci;
 mod project;
 mod python;
 mod rollout;
@@ -40,6 +41,8 @@ enum Command {
     Chart(k8s::ChartArgs),
     /// Build the image from service/Dockerfile with podman, run it, and call it.
     Container,
+    /// Push the Helm chart or a container image to an OCI registry.
+    Oci(oci::OciArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&sh, &args).map(drop),
         Command::Chart(args) => k8s::run(&sh, args),
         Command::Container => k8s::image::test(&sh),
+        Command::Oci(args) => oci::run(&sh, args),
     }
 }
