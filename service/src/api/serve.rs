@@ -31,7 +31,7 @@ const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: text/plain; charset=utf-8\r\n\
 retry-after: 1\r\n\
 connection: close\r\n\
-content-length: 48\r\n\
+content-length: 47\r\n\
 \r\n\
 too many open connections; retry in one second\n";
 
