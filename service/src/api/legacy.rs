@@ -177,6 +177,7 @@ pub struct LegacyModel {
 #[utoipa::path(
     get,
     path = "/api/v1/models",
+    operation_id = "v1_models",
     tag = "v1",
     responses(
         (status = 200, description = "The served models", body = LegacyModels),

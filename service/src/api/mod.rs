@@ -164,6 +164,15 @@ mod tests {
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
         assert_eq!(operations(&doc), expected);
+        let ids: Vec<&str> = value["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .map(|op| op["operationId"].as_str().unwrap())
+            .collect();
+        let unique: BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "operation ids repeat: {ids:?}");
     }
 
     #[tokio::test]

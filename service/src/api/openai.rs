@@ -308,6 +308,7 @@ async fn serve(
 #[utoipa::path(
     get,
     path = "/v1/models",
+    operation_id = "openai_models",
     tag = "openai",
     responses(
         (status = 200, description = "The served models", body = ModelList),
