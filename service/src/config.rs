@@ -60,6 +60,13 @@ pub struct ServerSettings {
     pub timeout_seconds: u64,
     /// After SIGTERM: longest time to finish accepted requests before exiting.
     pub shutdown_grace_seconds: u64,
+    /// REST connections open at once; further connections get 503 and are closed.
+    pub max_connections: usize,
+    /// Longest time a REST client may take to send a request's headers (an idle keep-alive
+    /// connection included) before the connection is closed.
+    pub header_read_timeout_seconds: u64,
+    /// Longest time a REST client may take to send a request's body before it is answered 408.
+    pub body_read_timeout_seconds: u64,
 }
 
 /// `[limits]`: what one request may ask for, and how much work may wait.
@@ -144,6 +151,9 @@ impl Default for ServerSettings {
             grpc_port: 9090,
             timeout_seconds: 30,
             shutdown_grace_seconds: 25,
+            max_connections: 1024,
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 30,
         }
     }
 }
@@ -196,6 +206,15 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     (
         "AKIDB_SHUTDOWN_GRACE_SECONDS",
         "server.shutdown_grace_seconds",
+    ),
+    ("AKIDB_MAX_CONNECTIONS", "server.max_connections"),
+    (
+        "AKIDB_HEADER_READ_TIMEOUT_SECONDS",
+        "server.header_read_timeout_seconds",
+    ),
+    (
+        "AKIDB_BODY_READ_TIMEOUT_SECONDS",
+        "server.body_read_timeout_seconds",
     ),
     ("AKIDB_LOG_LEVEL", "log.level"),
     ("AKIDB_LOG_FORMAT", "log.format"),
@@ -316,8 +335,27 @@ impl Settings {
                 return reject(key, "must be greater than 0".into());
             }
         }
-        if self.server.timeout_seconds == 0 {
-            return reject("server.timeout_seconds", "must be greater than 0".into());
+        for (key, value) in [
+            ("server.timeout_seconds", self.server.timeout_seconds),
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.header_read_timeout_seconds",
+                self.server.header_read_timeout_seconds,
+            ),
+            (
+                "server.body_read_timeout_seconds",
+                self.server.body_read_timeout_seconds,
+            ),
+        ] {
+            if value == 0 {
+                return reject(key, "must be greater than 0".into());
+            }
+        }
+        if self.server.max_connections > 1_000_000 {
+            return reject(
+                "server.max_connections",
+                "must be at most 1000000 (each connection needs a file descriptor)".into(),
+            );
         }
         if self.auth.api_keys.iter().any(|k| k.len() < 16) {
             return reject(
@@ -331,6 +369,16 @@ impl Settings {
     /// The request time limit.
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.server.timeout_seconds)
+    }
+
+    /// How long a REST client may take to send a request's headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.header_read_timeout_seconds)
+    }
+
+    /// How long a REST client may take to send a request's body.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.body_read_timeout_seconds)
     }
 }
 
@@ -455,6 +503,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("rest_prot"), "{msg}");
+    }
+
+    #[test]
+    fn the_example_file_spells_out_the_defaults() {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let s = Settings::load(Some(&example), env(&[]), &[]).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_environment_and_zero_is_refused() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("AKIDB_MAX_CONNECTIONS", "8"),
+                ("AKIDB_HEADER_READ_TIMEOUT_SECONDS", "2"),
+                ("AKIDB_BODY_READ_TIMEOUT_SECONDS", "3"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.server.max_connections, 8);
+        assert_eq!(s.header_read_timeout(), Duration::from_secs(2));
+        assert_eq!(s.body_read_timeout(), Duration::from_secs(3));
+        let err = Settings::load(None, env(&[("AKIDB_MAX_CONNECTIONS", "0")]), &[]).unwrap_err();
+        assert!(err.to_string().contains("server.max_connections"), "{err}");
     }
 
     #[test]

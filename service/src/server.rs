@@ -52,6 +52,17 @@ fn load_models(settings: &Settings) -> Result<ModelRegistry, String> {
             }
         }
     }
+    // A configured model whose folder is gone is named, not silently left out.
+    for name in &embedding.models {
+        if registry.get(Some(name)).is_err() {
+            let reason = format!(
+                "configured model {name:?} was not found in {} (embedding.models)",
+                dir.display()
+            );
+            warn!(model = %name, "{reason}");
+            reasons.push(reason);
+        }
+    }
     if let Err(e) = registry.set_default(&embedding.model) {
         let mut message = format!("default model {:?} is not available: {e}", embedding.model);
         if !reasons.is_empty() {
@@ -95,6 +106,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let state = AppState {
         infer: Arc::clone(&infer),
         keys: Arc::clone(&keys),
+        body_timeout: settings.body_read_timeout(),
     };
     let host = settings.server.host;
     let rest = TcpListener::bind(SocketAddr::new(host, settings.server.rest_port))
@@ -194,14 +206,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
 
     let app = api::router(state);
-    let mut rest_stop = stop_rx.clone();
-    let rest_task = tokio::spawn(async move {
-        axum::serve(rest, app)
-            .with_graceful_shutdown(async move {
-                let _ = rest_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let limits = api::serve::ConnectionLimits {
+        max_connections: settings.server.max_connections,
+        header_read_timeout: settings.header_read_timeout(),
+    };
+    let rest_task = tokio::spawn(api::serve::serve(rest, app, limits, stop_rx.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(grpc::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -245,7 +254,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .await;
     match drained {
         Ok((rest, grpc)) => {
-            if let Ok(Err(e)) = rest {
+            if let Err(e) = rest {
                 warn!(error = %e, "REST server ended with an error");
             }
             if let Ok(Err(e)) = grpc {

@@ -6,9 +6,53 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::infer::ServiceError;
+
+/// OpenAI's error envelope, the error body of every `/v1/*` route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiErrorBody {
+    /// What went wrong.
+    pub error: OpenAiErrorDetail,
+}
+
+/// The inside of [`OpenAiErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiErrorDetail {
+    /// Human-readable message.
+    pub message: String,
+    /// `invalid_request_error`, `rate_limit_error` or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The offending parameter, if any.
+    pub param: Option<String>,
+    /// A machine-readable code, if any.
+    pub code: Option<String>,
+}
+
+/// A client error on any REST route, in the route's own error shape: plain text on the v1
+/// routes (as v1.x answered), OpenAI's envelope on `/v1/*`.
+pub fn client_error(
+    path: &str,
+    status: StatusCode,
+    message: String,
+    code: &'static str,
+) -> Response {
+    if path.starts_with("/v1/") {
+        OpenAiError {
+            status,
+            message,
+            kind: "invalid_request_error",
+            param: None,
+            code: Some(code),
+        }
+        .into_response()
+    } else {
+        (status, message).into_response()
+    }
+}
 
 /// Seconds a client should wait after 429 or 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -117,12 +161,14 @@ impl From<ServiceError> for OpenAiError {
 
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {
-            "message": self.message,
-            "type": self.kind,
-            "param": self.param,
-            "code": self.code,
-        }});
+        let body = OpenAiErrorBody {
+            error: OpenAiErrorDetail {
+                message: self.message,
+                kind: self.kind.to_string(),
+                param: self.param.map(String::from),
+                code: self.code.map(String::from),
+            },
+        };
         with_retry_after(self.status, (self.status, Json(body)).into_response())
     }
 }

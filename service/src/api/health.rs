@@ -7,10 +7,38 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::infer::Readiness;
+
+/// Body of `/health` and `/ready` (the v1.x shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LegacyStatus {
+    /// `healthy`/`unhealthy` (`/health`), `ready`/`not_ready` (`/ready`).
+    pub status: &'static str,
+    /// Details.
+    pub message: String,
+}
+
+/// Body of `/health/live`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `alive`.
+    pub status: &'static str,
+}
+
+/// Body of `/health/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessBody {
+    /// `ready`, `loading`, `draining` or `failed`.
+    pub status: &'static str,
+    /// Details (the start-up error when `failed`).
+    pub message: String,
+    /// The served models.
+    pub models: Vec<String>,
+}
 
 fn readiness(state: &AppState) -> (Readiness, String) {
     let failure = state.infer.failure();
@@ -39,7 +67,7 @@ pub(super) fn not_loaded(state: &AppState) -> String {
     }
 }
 
-fn not_ready(body: serde_json::Value) -> Response {
+fn not_ready(body: impl Serialize) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "1")],
@@ -49,38 +77,81 @@ fn not_ready(body: serde_json::Value) -> Response {
 }
 
 /// `GET /health` (v1.x shape): healthy unless start-up failed.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "Running", body = LegacyStatus),
+        (status = 503, description = "Start-up failed; `message` says why", body = LegacyStatus),
+    )
+)]
 pub async fn legacy_health(State(state): State<AppState>) -> Response {
     match state.infer.failure() {
-        None => Json(json!({
-            "status": "healthy",
-            "message": format!("akidb-embed {} is running", env!("CARGO_PKG_VERSION")),
-        }))
+        None => Json(LegacyStatus {
+            status: "healthy",
+            message: format!("akidb-embed {} is running", env!("CARGO_PKG_VERSION")),
+        })
         .into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unhealthy", "message": reason})),
+            Json(LegacyStatus {
+                status: "unhealthy",
+                message: reason.to_string(),
+            }),
         )
             .into_response(),
     }
 }
 
 /// `GET /ready` (v1.x shape).
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready to embed", body = LegacyStatus),
+        (status = 503, description = "Loading, draining or failed", body = LegacyStatus,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    )
+)]
 pub async fn legacy_ready(State(state): State<AppState>) -> Response {
     match readiness(&state) {
-        (Readiness::Ready, message) => {
-            Json(json!({"status": "ready", "message": message})).into_response()
-        }
-        (_, message) => not_ready(json!({"status": "not_ready", "message": message})),
+        (Readiness::Ready, message) => Json(LegacyStatus {
+            status: "ready",
+            message,
+        })
+        .into_response(),
+        (_, message) => not_ready(LegacyStatus {
+            status: "not_ready",
+            message,
+        }),
     }
 }
 
 /// `GET /health/live`: the process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses((status = 200, description = "Alive", body = Liveness))
+)]
 pub async fn live() -> Response {
-    Json(json!({"status": "alive"})).into_response()
+    Json(Liveness { status: "alive" }).into_response()
 }
 
 /// `GET /health/ready`: ready only when the default model is loaded, a warm-up inference
 /// passed, and the service is not draining.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready to embed", body = ReadinessBody),
+        (status = 503, description = "Loading, draining or failed", body = ReadinessBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    )
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let (readiness, message) = readiness(&state);
     let models: Vec<String> = state
@@ -94,7 +165,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Readiness::Draining => "draining",
         Readiness::Failed => "failed",
     };
-    let body = json!({"status": status, "message": message, "models": models});
+    let body = ReadinessBody {
+        status,
+        message,
+        models,
+    };
     if readiness == Readiness::Ready {
         Json(body).into_response()
     } else {

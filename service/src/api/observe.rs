@@ -12,6 +12,13 @@ use axum::{
 use super::{AppState, ServedModel, REQUEST_ID};
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "observability",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain"))
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.infer.observe_queues();
     (

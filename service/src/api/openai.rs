@@ -9,29 +9,133 @@ use axum::{
     Json,
 };
 use base64::Engine as _;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{error::OpenAiError, AppState, ServedModel};
+use super::{
+    error::{OpenAiError, OpenAiErrorBody},
+    AppState, ServedModel,
+};
 use crate::infer::EmbedCall;
 
-/// Request of `POST /v1/embeddings`.
-#[derive(Debug, Deserialize)]
+/// Request of `POST /v1/embeddings`. Unknown fields are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct EmbeddingsRequest {
     /// A string or an array of strings.
+    #[schema(value_type = InputSchema)]
     pub input: Input,
     /// Model id; the default model when absent.
     #[serde(default)]
+    #[schema(example = "all-MiniLM-L6-v2")]
     pub model: Option<String>,
     /// `float` (default) or `base64` (little-endian f32).
     #[serde(default)]
+    #[schema(value_type = Option<EncodingFormat>)]
     pub encoding_format: Option<String>,
-    /// Keep the first `dimensions` values, then re-normalise.
+    /// Keep the first `dimensions` values, then re-normalise (at most the model's dimension).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub dimensions: Option<i64>,
     /// End-user id; accepted for compatibility, not stored.
     #[serde(default)]
     pub user: Option<String>,
+}
+
+/// `input` as documented: text only (token arrays are answered 400).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum InputSchema {
+    /// One text.
+    One(String),
+    /// Several texts (at least one, at most `limits.max_texts_per_request`).
+    Many(Vec<String>),
+}
+
+/// Encodings of the vectors.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum EncodingFormat {
+    /// Arrays of numbers.
+    Float,
+    /// Base64 of little-endian f32 values.
+    Base64,
+}
+
+/// Response of `POST /v1/embeddings`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingsResponse {
+    /// Always `list`.
+    pub object: &'static str,
+    /// One item per input, in input order.
+    pub data: Vec<EmbeddingItem>,
+    /// The model that served the request.
+    pub model: String,
+    /// Tokens processed.
+    pub usage: EmbeddingsUsage,
+}
+
+/// One vector of [`EmbeddingsResponse`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingItem {
+    /// Always `embedding`.
+    pub object: &'static str,
+    /// Position of the input.
+    pub index: usize,
+    /// The vector, as asked by `encoding_format`.
+    pub embedding: Vector,
+}
+
+/// A vector as numbers or as base64.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Vector {
+    /// `encoding_format: float`.
+    Float(Vec<f32>),
+    /// `encoding_format: base64`: little-endian f32 values.
+    Base64(String),
+}
+
+/// `usage` of [`EmbeddingsResponse`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingsUsage {
+    /// Tokens of all inputs, special tokens included.
+    pub prompt_tokens: usize,
+    /// Same as `prompt_tokens`.
+    pub total_tokens: usize,
+}
+
+/// Response of `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// The served models, default first.
+    pub data: Vec<ModelCard>,
+}
+
+/// One served model, in OpenAI's shape plus its dimensions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelCard {
+    /// Short name.
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Always 0.
+    pub created: u64,
+    /// Always `akidb`.
+    pub owned_by: &'static str,
+    /// Other accepted names (the Hub id).
+    pub aliases: Vec<String>,
+    /// Length of each vector.
+    pub dimension: usize,
+    /// Tokens per text the model reads.
+    pub max_tokens: usize,
+    /// The model's own pooling.
+    pub pooling: String,
+    /// Always `true`.
+    pub loaded: bool,
 }
 
 /// `input` of the request.
@@ -66,7 +170,28 @@ fn parse(bytes: &[u8]) -> Result<EmbeddingsRequest, OpenAiError> {
     })
 }
 
-/// `POST /v1/embeddings`.
+/// `POST /v1/embeddings`: OpenAI's embeddings API. Errors are in OpenAI's envelope.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "openai",
+    request_body = EmbeddingsRequest,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "One vector per input, in input order", body = EmbeddingsResponse),
+        (status = 400, description = "Invalid request: empty input, too many texts, token arrays, bad field values, or a body that is not JSON", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key (when keys are configured)", body = OpenAiErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "The model is not served (`model_not_found`)", body = OpenAiErrorBody),
+        (status = 408, description = "The body was not received within `server.body_read_timeout_seconds`", body = OpenAiErrorBody),
+        (status = 413, description = "The body or a text is over its limit", body = OpenAiErrorBody),
+        (status = 429, description = "The model's queue is full", body = OpenAiErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "Inference failed", body = OpenAiErrorBody),
+        (status = 503, description = "Not ready, shutting down, or the request waited longer than `server.timeout_seconds`", body = OpenAiErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    )
+)]
 pub async fn embeddings(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -147,32 +272,50 @@ async fn serve(
             }
         }
     }
-    let data: Vec<Value> = vectors
-        .iter()
+    let data = vectors
+        .into_iter()
         .enumerate()
         .map(|(index, v)| {
             let embedding = if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
             } else {
-                json!(v)
+                Vector::Float(v)
             };
-            json!({"object": "embedding", "index": index, "embedding": embedding})
+            EmbeddingItem {
+                object: "embedding",
+                index,
+                embedding,
+            }
         })
         .collect();
     let name = reply.model.name.clone();
-    let body = json!({
-        "object": "list",
-        "data": data,
-        "model": reply.model.name,
-        "usage": {"prompt_tokens": reply.total_tokens, "total_tokens": reply.total_tokens},
-    });
+    let body = EmbeddingsResponse {
+        object: "list",
+        data,
+        model: reply.model.name,
+        usage: EmbeddingsUsage {
+            prompt_tokens: reply.total_tokens,
+            total_tokens: reply.total_tokens,
+        },
+    };
     let mut response = Json(body).into_response();
     response.extensions_mut().insert(ServedModel(name));
     Ok(response)
 }
 
-/// `GET /v1/models`.
+/// `GET /v1/models`: the served models in OpenAI's list shape.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    operation_id = "openai_models",
+    tag = "openai",
+    responses(
+        (status = 200, description = "The served models", body = ModelList),
+        (status = 503, description = "Models are not loaded (yet)", body = OpenAiErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    )
+)]
 pub async fn models(State(state): State<AppState>) -> Response {
     let Some(served) = state.infer.served() else {
         return OpenAiError {
@@ -185,21 +328,23 @@ pub async fn models(State(state): State<AppState>) -> Response {
         .into_response();
     };
     let infos = served.infos();
-    let data: Vec<Value> = infos
+    let data = infos
         .iter()
-        .map(|i| {
-            json!({
-                "id": i.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": "akidb",
-                "aliases": i.hub_id.iter().collect::<Vec<_>>(),
-                "dimension": i.dimension,
-                "max_tokens": i.max_seq_length,
-                "pooling": i.pooling,
-                "loaded": true,
-            })
+        .map(|i| ModelCard {
+            id: i.name.clone(),
+            object: "model",
+            created: 0,
+            owned_by: "akidb",
+            aliases: i.hub_id.iter().cloned().collect(),
+            dimension: i.dimension,
+            max_tokens: i.max_seq_length,
+            pooling: i.pooling.to_string(),
+            loaded: true,
         })
         .collect();
-    Json(json!({"object": "list", "data": data})).into_response()
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+    .into_response()
 }
