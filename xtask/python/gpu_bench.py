@@ -72,7 +72,7 @@ def random_model(base_dir, name, hidden, layers, work):
     return target
 
 
-def parity(binary, name, folder, golden_dir, precision):
+def parity(binary, name, folder, golden_dir, precision, device):
     path = os.path.join(golden_dir, f"{name}.json")
     if not os.path.exists(path):
         return None
@@ -81,10 +81,10 @@ def parity(binary, name, folder, golden_dir, precision):
     texts = [item["text"] for item in golden["items"]]
     out = run_json(
         [binary, "embed", "--models-dir", os.path.dirname(folder), "--model",
-         os.path.basename(folder), "--device", "cuda", "--precision", precision, "--", *texts]
+         os.path.basename(folder), "--device", device, "--precision", precision, "--", *texts]
     )
     cosines = [cosine(v, item["embedding"]) for v, item in zip(out["embeddings"], golden["items"])]
-    return {"kind": "parity", "model": name, "device": "cuda:0", "precision": precision,
+    return {"kind": "parity", "model": name, "device": device, "precision": precision,
             "items": len(cosines), "min_cosine": min(cosines),
             "mean_cosine": sum(cosines) / len(cosines)}
 
@@ -138,16 +138,22 @@ def main():
     parser.add_argument("--work", default="/tmp/gpu-bench")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--cpu-threads", type=int, default=0)
+    parser.add_argument("--device", default="cuda", help="the engine's device (cpu to try the script)")
+    parser.add_argument("--no-peer", action="store_true", help="skip PyTorch")
+    parser.add_argument("--shapes", default=",".join(f"{b}x{t}" for b, t in SHAPES),
+                        help="BATCHxTOKENS,...")
     args = parser.parse_args()
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
 
-    import torch
+    machine = {"cpu_cores": os.cpu_count()}
+    if not args.no_peer:
+        import torch
 
+        machine.update(gpu=torch.cuda.get_device_name(0), torch=torch.__version__,
+                       cuda=torch.version.cuda)
     results = {"machine": {
-        "gpu": torch.cuda.get_device_name(0),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cpu_cores": os.cpu_count(),
-        "nvidia_smi": subprocess.run(
+        **machine,
+        "nvidia_smi": shutil.which("nvidia-smi") and subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
              "--format=csv,noheader"], capture_output=True, text=True).stdout.strip(),
     }, "rows": []}
@@ -165,24 +171,24 @@ def main():
 
     for name, folder in models:
         for precision in PRECISIONS:
-            row = parity(args.bin, name, folder, args.golden, precision)
+            row = parity(args.bin, name, folder, args.golden, precision, args.device)
             if row:
                 emit(row)
     for name, folder in models:
         for precision in PRECISIONS:
-            for batch, tokens in SHAPES:
+            for batch, tokens in shapes:
                 texts_file = os.path.join(args.work, f"texts-{name}-{batch}-{tokens}.json")
                 run = run_json([
                     args.bin, "bench-engine", "--model", folder, "--batch", str(batch),
-                    "--tokens", str(tokens), "--seconds", str(args.seconds), "--device", "cuda",
+                    "--tokens", str(tokens), "--seconds", str(args.seconds), "--device", args.device,
                     "--precision", precision, "--texts-out", texts_file])
                 with open(texts_file) as f:
                     texts = json.load(f)
-                peer = torch_peer(folder, texts, precision, args.seconds)
+                peer = None if args.no_peer else torch_peer(folder, texts, precision, args.seconds)
                 emit({"kind": "engine", "model": name, "precision": precision, "batch": batch,
                       "tokens": tokens, "candle": run, "pytorch": peer,
-                      "ratio": run["sentences_per_s"] / peer["sentences_per_s"]})
-        for batch, tokens in SHAPES[:3]:
+                      "ratio": peer and run["sentences_per_s"] / peer["sentences_per_s"]})
+        for batch, tokens in shapes[:3]:
             run = run_json([
                 args.bin, "bench-engine", "--model", folder, "--batch", str(batch), "--tokens",
                 str(tokens), "--seconds", str(args.seconds), "--device", "cpu",
@@ -194,7 +200,7 @@ def main():
     print("\n| model | precision | batch x tokens | candle sent/s | pytorch sent/s | ratio |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        if r["kind"] == "engine":
+        if r["kind"] == "engine" and r["pytorch"]:
             print(f"| {r['model']} | {r['precision']} | {r['batch']}x{r['tokens']} | "
                   f"{r['candle']['sentences_per_s']:.0f} | {r['pytorch']['sentences_per_s']:.0f} | "
                   f"{r['ratio']:.2f} |")
