@@ -3,12 +3,15 @@
 
 mod bench;
 mod ci;
+mod deny;
+mod fuzz;
 mod k8s;
 mod models;
 mod monitoring;
 mod project;
 mod python;
 mod rollout;
+mod soak;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +43,13 @@ enum Command {
     Chart(k8s::ChartArgs),
     /// Build the image from service/Dockerfile with podman, run it, and call it.
     Container,
+    /// Check the dependency graph's licenses, bans and sources against deny.toml (cargo-deny).
+    Deny,
+    /// Hold the release service under constant load (30 minutes by default), sampling its
+    /// memory and latency; fail on memory growth after warm-up.
+    Soak(soak::SoakArgs),
+    /// Run the libFuzzer targets of service/fuzz (request decoding, tokenization) for a while.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +63,8 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&sh, &args).map(drop),
         Command::Chart(args) => k8s::run(&sh, args),
         Command::Container => k8s::image::test(&sh),
+        Command::Deny => deny::check(&sh),
+        Command::Soak(args) => soak::run(&sh, args).map(drop),
+        Command::Fuzz(args) => fuzz::run(&sh, &args),
     }
 }
