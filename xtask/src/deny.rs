@@ -127,7 +127,7 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
     let _dir = sh.push_dir(&root);
     cmd!(
         sh,
-        "{deny} --locked --offline check --config deny.toml licenses bans sources"
+        "{deny} --locked --offline --config deny.toml check licenses bans sources"
     )
     .run()
     .context("cargo deny found a dependency that deny.toml does not allow")?;

@@ -160,9 +160,23 @@ impl<'a> Runner<'a> {
     }
 
     /// The same runner retrying target actions as `policy` says.
+    #[cfg(test)]
     pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
+    }
+
+    /// Records that the lock's last holder was a run that died without releasing it.
+    fn note_takeover(&self, lock: &RunLock) -> anyhow::Result<()> {
+        match lock.took_over_from() {
+            Some(pid) => self.audit.record(
+                "",
+                "lock",
+                "taken_over",
+                &format!("the run of pid {pid} ended without finishing (killed)"),
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Refuses to go on over an audit log that does not parse: appending to it would bury the
@@ -176,8 +190,9 @@ impl<'a> Runner<'a> {
 
     /// Starts a new run (refused when an unfinished one exists: use `resume`).
     pub fn run(&mut self, plan_path: &Path) -> anyhow::Result<RunStatus> {
-        let _lock = RunLock::acquire(&self.files.dir)?;
+        let lock = RunLock::acquire(&self.files.dir)?;
         let history = self.checked_audit()?;
+        self.note_takeover(&lock)?;
         let existing = RunState::load(&self.files.state())?;
         if existing.is_none() {
             if let Some(last) = audit::unfinished_run(&history) {
@@ -237,8 +252,9 @@ impl<'a> Runner<'a> {
 
     /// Continues an unfinished run where it stopped.
     pub fn resume(&mut self, plan_path: &Path) -> anyhow::Result<RunStatus> {
-        let _lock = RunLock::acquire(&self.files.dir)?;
+        let lock = RunLock::acquire(&self.files.dir)?;
         self.checked_audit()?;
+        self.note_takeover(&lock)?;
         let Some(mut state) = RunState::load(&self.files.state())? else {
             bail!(
                 "no run to resume in {} (start one with `cargo xtask rollout run`)",

@@ -42,13 +42,6 @@ pub struct GaveUp {
 }
 
 impl RetryPolicy {
-    /// One try, no retry.
-    pub const ONCE: RetryPolicy = RetryPolicy {
-        attempts: 1,
-        first_delay: Duration::ZERO,
-        max_delay: Duration::ZERO,
-    };
-
     /// Runs `op` until it succeeds or the tries run out; each failure but the last is printed
     /// with the wait before the next try.
     pub fn run<T>(
@@ -127,9 +120,9 @@ mod tests {
     }
 
     #[test]
-    fn once_means_a_single_try() {
+    fn no_attempts_still_means_one_try() {
         let mut calls = 0;
-        let _ = RetryPolicy::ONCE.run("x", || -> anyhow::Result<()> {
+        let _ = quick(0).run("x", || -> anyhow::Result<()> {
             calls += 1;
             anyhow::bail!("down")
         });
