@@ -79,7 +79,7 @@ pub fn analyze(
     }
     if let Some(bad) = samples
         .iter()
-        .find(|s| !(s.rss_mb > 0.0) || !s.p95_ms.is_finite())
+        .find(|s| s.rss_mb.is_nan() || s.rss_mb <= 0.0 || !s.p95_ms.is_finite())
     {
         bail!(
             "a sample at {:.0}s has no memory or latency figure: {bad:?}",
