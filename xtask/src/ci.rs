@@ -59,6 +59,9 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             .run()?;
             Ok(())
         })?;
+        step(&mut timings, "cargo deny (licenses, bans, sources)", || {
+            crate::deny::check(sh)
+        })?;
         step(&mut timings, "cargo test", || {
             cmd!(sh, "cargo test --workspace --locked").run()?;
             Ok(())
@@ -83,6 +86,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             // the bench cannot rot; it checks that the figures are sane, not fast.
             crate::bench::smoke(sh)
         })?;
+        step(&mut timings, "soak smoke", || crate::soak::smoke(sh))?;
         step(
             &mut timings,
             "monitoring: promtool, amtool, dashboard queries vs a scrape",

@@ -3,6 +3,8 @@
 
 mod bench;
 mod ci;
+mod deny;
+mod fuzz;
 mod k8s;
 mod models;
 mod monitoring;
@@ -10,6 +12,7 @@ mod oci;
 mod project;
 mod python;
 mod rollout;
+mod soak;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +46,13 @@ enum Command {
     Container,
     /// Push the Helm chart or a container image to an OCI registry.
     Oci(oci::OciArgs),
+    /// Check the dependency graph's licenses, bans and sources against deny.toml (cargo-deny).
+    Deny,
+    /// Hold the release service under constant load (30 minutes by default), sampling its
+    /// memory and latency; fail on memory growth after warm-up.
+    Soak(soak::SoakArgs),
+    /// Run the libFuzzer targets of service/fuzz (request decoding, tokenization) for a while.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,5 +67,8 @@ fn main() -> anyhow::Result<()> {
         Command::Chart(args) => k8s::run(&sh, args),
         Command::Container => k8s::image::test(&sh),
         Command::Oci(args) => oci::run(&sh, args),
+        Command::Deny => deny::check(&sh),
+        Command::Soak(args) => soak::run(&sh, args).map(drop),
+        Command::Fuzz(args) => fuzz::run(&sh, &args),
     }
 }

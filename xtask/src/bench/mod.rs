@@ -11,11 +11,11 @@
 mod cold_start;
 pub mod compare;
 mod engine;
-mod http;
+pub(crate) mod http;
 mod machine;
-mod oha;
+pub(crate) mod oha;
 pub mod report;
-mod servers;
+pub(crate) mod servers;
 
 use std::{
     fs,

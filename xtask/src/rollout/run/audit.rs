@@ -95,6 +95,16 @@ impl AuditLog {
     }
 }
 
+/// The last run-level entry when it says a run is unfinished (started, resumed or paused and
+/// never completed nor rolled back); `None` when no run is open.
+pub fn unfinished_run(entries: &[AuditEntry]) -> Option<&AuditEntry> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.stage.is_empty() && matches!(e.step.as_str(), "run" | "resume" | "rollback"))
+        .filter(|e| !matches!(e.result.as_str(), "completed" | "rolled_back"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +122,24 @@ mod tests {
         std::fs::write(dir.path().join("audit.jsonl"), "{}\nnot json\n").unwrap();
         let err = log.read().unwrap_err().to_string();
         assert!(err.contains("audit.jsonl:1"), "{err}");
+    }
+
+    #[test]
+    fn a_started_or_paused_run_is_unfinished_until_it_completes_or_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(dir.path().join("audit.jsonl"), "ops".into());
+        assert!(unfinished_run(&log.read().unwrap()).is_none());
+        log.record("", "run", "started", "plan p").unwrap();
+        log.record("week-1", "load_test#0", "ok", "").unwrap();
+        let entries = log.read().unwrap();
+        let open = unfinished_run(&entries).expect("a started run is open");
+        assert_eq!(
+            (open.step.as_str(), open.result.as_str()),
+            ("run", "started")
+        );
+        log.record("", "run", "paused", "approval").unwrap();
+        assert!(unfinished_run(&log.read().unwrap()).is_some());
+        log.record("", "rollback", "rolled_back", "manual").unwrap();
+        assert!(unfinished_run(&log.read().unwrap()).is_none());
     }
 }

@@ -83,9 +83,18 @@ pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
     }
 }
 
+/// The verdict when the measurement itself failed (the metrics system is unreachable, or
+/// rejected the query): inconclusive, never a pass, whatever the thresholds.
+pub fn unmeasurable(error: &anyhow::Error) -> Verdict {
+    Verdict::Inconclusive(format!(
+        "the metrics could not be read ({error:#}); a gate never passes without them"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::target::{local::prometheus::PrometheusApi, Side};
 
     fn slos() -> SloThresholds {
         SloThresholds {
@@ -144,5 +153,23 @@ mod tests {
         let mut m = measured(1000, 0, 10);
         m.p95 = None;
         assert_eq!(judge(&m, &slos(), 1).label(), "inconclusive");
+    }
+
+    #[test]
+    fn an_unreachable_prometheus_is_inconclusive_and_says_why() {
+        // A port that was free a moment ago: nothing answers there.
+        let port = crate::rollout::target::local::supervisor::free_port().expect("free port");
+        let api = PrometheusApi::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        let verdict = match api.measure(Side::Canary, Duration::from_secs(10)) {
+            Ok(m) => panic!("nothing listens on {port}, yet it measured {m:?}"),
+            Err(error) => unmeasurable(&error),
+        };
+        assert_eq!(verdict.label(), "inconclusive");
+        assert!(
+            verdict.detail().contains("cannot be reached")
+                && verdict.detail().contains(&port.to_string()),
+            "{}",
+            verdict.detail()
+        );
     }
 }

@@ -6,7 +6,13 @@ pub mod audit;
 pub mod gate;
 pub mod lock;
 pub mod report;
+pub mod retry;
 pub mod state;
+
+#[cfg(test)]
+mod failsafe_tests;
+#[cfg(test)]
+mod fake_target;
 
 use std::{
     collections::BTreeMap,
@@ -22,6 +28,7 @@ use self::{
     audit::AuditLog,
     gate::{judge, Verdict},
     lock::RunLock,
+    retry::RetryPolicy,
     state::{Approval, GateRecord, RollbackRecord, RunState, RunStatus, FORMAT},
 };
 use super::{
@@ -31,7 +38,7 @@ use super::{
         step::{ParityReference, Step},
         Plan, Stage,
     },
-    target::{Outcome, Side, Target},
+    target::{Measurement, Outcome, Side, Target},
 };
 
 /// How a run was asked to behave.
@@ -102,6 +109,9 @@ const MIN_TRIGGER_WINDOW: Duration = Duration::from_secs(2);
 const SCRAPE_MARGIN: Duration = Duration::from_secs(2);
 /// Longest window a trigger widens to when traffic is sparse.
 const MAX_TRIGGER_WINDOW: Duration = Duration::from_secs(16);
+/// Longest time a hold goes on while the rollback triggers cannot be evaluated (the metrics
+/// system is unreachable): past it the canary is unwatched, and the stage pauses.
+const BLIND_LIMIT: Duration = Duration::from_secs(10);
 
 /// What a stage's execution ended with.
 enum StageEnd {
@@ -122,6 +132,8 @@ pub struct Runner<'a> {
     /// When the split last changed: triggers judge only traffic at the current split (earlier
     /// traffic, such as a parity check's direct requests, says nothing about it).
     shifted_at: Instant,
+    /// How target actions are retried before a step gives up.
+    retry: RetryPolicy,
 }
 
 impl<'a> Runner<'a> {
@@ -143,13 +155,60 @@ impl<'a> Runner<'a> {
             shared,
             fault_at: None,
             shifted_at: Instant::now(),
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// The same runner retrying target actions as `policy` says.
+    #[cfg(test)]
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Records that the lock's last holder was a run that died without releasing it.
+    fn note_takeover(&self, lock: &RunLock) -> anyhow::Result<()> {
+        match lock.took_over_from() {
+            Some(pid) => self.audit.record(
+                "",
+                "lock",
+                "taken_over",
+                &format!("the run of pid {pid} ended without finishing (killed)"),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses to go on over an audit log that does not parse: appending to it would bury the
+    /// damage. Returns its entries.
+    fn checked_audit(&self) -> anyhow::Result<Vec<audit::AuditEntry>> {
+        self.audit.read().context(
+            "the audit log is corrupt; the run does not go on without its history (inspect the \
+             line named, repair or move the log away)",
+        )
     }
 
     /// Starts a new run (refused when an unfinished one exists: use `resume`).
     pub fn run(&mut self, plan_path: &Path) -> anyhow::Result<RunStatus> {
-        let _lock = RunLock::acquire(&self.files.dir)?;
-        if let Some(existing) = RunState::load(&self.files.state())? {
+        let lock = RunLock::acquire(&self.files.dir)?;
+        let history = self.checked_audit()?;
+        self.note_takeover(&lock)?;
+        let existing = RunState::load(&self.files.state())?;
+        if existing.is_none() {
+            if let Some(last) = audit::unfinished_run(&history) {
+                bail!(
+                    "{} is missing, but {} says a run is unfinished (last: {} {} at {}); \
+                     refusing to start over from zero: restore the state file, or roll the \
+                     run back with `cargo xtask rollout rollback`",
+                    self.files.state().display(),
+                    self.files.audit().display(),
+                    last.step,
+                    last.result,
+                    last.time
+                );
+            }
+        }
+        if let Some(existing) = existing {
             if matches!(
                 existing.status,
                 RunStatus::Running | RunStatus::Paused { .. }
@@ -193,7 +252,9 @@ impl<'a> Runner<'a> {
 
     /// Continues an unfinished run where it stopped.
     pub fn resume(&mut self, plan_path: &Path) -> anyhow::Result<RunStatus> {
-        let _lock = RunLock::acquire(&self.files.dir)?;
+        let lock = RunLock::acquire(&self.files.dir)?;
+        self.checked_audit()?;
+        self.note_takeover(&lock)?;
         let Some(mut state) = RunState::load(&self.files.state())? else {
             bail!(
                 "no run to resume in {} (start one with `cargo xtask rollout run`)",
@@ -231,14 +292,53 @@ impl<'a> Runner<'a> {
         state.save(&self.files.state())
     }
 
-    fn execute(&mut self, mut state: RunState) -> anyhow::Result<RunStatus> {
-        self.target.start()?;
-        // Restore what the finished steps had set.
-        self.target.set_canary_weight(state.weight)?;
+    /// Runs `op` on the target with the run's retry policy.
+    fn act<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut dyn Target) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let policy = self.retry;
+        let target = &mut *self.target;
+        Ok(policy.run(what, || op(&mut *target))?)
+    }
+
+    /// Brings the target up as the finished steps left it.
+    fn restore(&mut self, state: &RunState) -> anyhow::Result<()> {
+        self.act("starting the target", |t| t.start())?;
+        let weight = state.weight;
+        self.act(&format!("restoring canary weight {weight}%"), |t| {
+            t.set_canary_weight(weight)
+        })?;
         self.shifted_at = Instant::now();
         if let Some(rate) = state.traffic_rate {
-            self.target.start_traffic(self.capped(rate))?;
+            let rate = self.capped(rate);
+            self.act("restarting traffic", |t| t.start_traffic(rate))?;
         }
+        Ok(())
+    }
+
+    fn execute(&mut self, mut state: RunState) -> anyhow::Result<RunStatus> {
+        let end = match self.restore(&state) {
+            Ok(()) => self.execute_stages(&mut state)?,
+            Err(error) => {
+                self.audit
+                    .record("", "start", "failed", &format!("{error:#}"))?;
+                RunStatus::Paused {
+                    reason: format!("the target could not be brought up: {error:#}"),
+                }
+            }
+        };
+        state.status = end.clone();
+        self.save(&state)?;
+        self.audit
+            .record("", "run", status_label(&end), &status_detail(&end))?;
+        report::write(&self.files.dir, self.plan, &state)?;
+        self.target.stop()?;
+        Ok(end)
+    }
+
+    fn execute_stages(&mut self, state: &mut RunState) -> anyhow::Result<RunStatus> {
         let stages: Vec<&Stage> = self.plan.stages().iter().collect();
         let mut end = RunStatus::Completed;
         for stage in stages {
@@ -247,7 +347,7 @@ impl<'a> Runner<'a> {
             }
             let started = Instant::now();
             let _ = self.target.take_traffic()?;
-            let result = self.execute_stage(stage, &mut state);
+            let result = self.execute_stage(stage, state);
             let traffic = self.target.take_traffic().unwrap_or_default();
             let record = state.stage(&stage.id);
             state::merge(&mut record.traffic, &traffic);
@@ -265,7 +365,7 @@ impl<'a> Runner<'a> {
                     let record = state.stage(&stage.id);
                     record.finished = true;
                     record.weight = weight;
-                    self.save(&state)?;
+                    self.save(state)?;
                     self.audit.record(
                         &stage.id,
                         "stage",
@@ -288,8 +388,10 @@ impl<'a> Runner<'a> {
                     break;
                 }
                 Err(error) => {
-                    // An action failed (tool down, API error): pause with the split as it is,
-                    // so that nothing is half-applied without a record.
+                    // An action failed after its retries (tool down, API error): pause with the
+                    // split as the state records it; the failed step is not marked done, so
+                    // `resume` runs it again once the cause is fixed.
+                    self.save(state)?;
                     self.audit
                         .record(&stage.id, "stage", "paused", &format!("{error:#}"))?;
                     end = RunStatus::Paused {
@@ -299,12 +401,6 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        state.status = end.clone();
-        self.save(&state)?;
-        self.audit
-            .record("", "run", status_label(&end), &status_detail(&end))?;
-        report::write(&self.files.dir, self.plan, &state)?;
-        self.target.stop()?;
         Ok(end)
     }
 
@@ -384,7 +480,15 @@ impl<'a> Runner<'a> {
             }
             let label = format!("{}#{index}", step.kind());
             self.audit.record(&stage.id, &label, "started", "")?;
-            match self.execute_step(stage, index, step, state)? {
+            let end = match self.execute_step(stage, index, step, state) {
+                Ok(end) => end,
+                Err(error) => {
+                    self.audit
+                        .record(&stage.id, &label, "error", &format!("{error:#}"))?;
+                    return Err(error.context(label));
+                }
+            };
+            match end {
                 StepEnd::Done(detail) => {
                     state.stage(&stage.id).done.push(index);
                     self.save(state)?;
@@ -491,7 +595,9 @@ impl<'a> Runner<'a> {
                 let rate = self.capped(s.rate);
                 state.traffic_rate = Some(s.rate);
                 self.save(state)?;
-                self.target.start_traffic(rate)?;
+                self.act(&format!("starting traffic at {rate} req/s"), |t| {
+                    t.start_traffic(rate)
+                })?;
                 let duration = scale.apply(s.duration);
                 if let Some(end) = self.hold(duration, state)? {
                     return Ok(end);
@@ -499,14 +605,19 @@ impl<'a> Runner<'a> {
                 // Week 1 sends no production traffic to the canary, so the load test is judged
                 // on what served it; once the canary takes traffic, on the canary.
                 let side = if state.weight == 0 { Side::Stable } else { Side::Canary };
-                let m = self.target.measure(side, self.at_current_split(duration))?;
                 let min = scale.apply_count(u64::from(s.rate) * s.duration.as_secs() / 2).min(u64::from(rate));
-                let verdict = judge(&m, &s.thresholds, min);
+                let verdict = match self.measure(side, self.at_current_split(duration)) {
+                    Ok(m) => judge(&m, &s.thresholds, min),
+                    Err(error) => gate::unmeasurable(&error),
+                };
                 self.gate(stage, index, "load_test", verdict, state)
             }
             Step::Parity(s) => {
                 let corpus = self.shared.join(&s.corpus);
-                let report = self.target.parity(&corpus, s.against)?;
+                let against = s.against;
+                let report = self.act(&format!("parity check on {}", corpus.display()), |t| {
+                    t.parity(&corpus, against)
+                })?;
                 let detail = format!(
                     "{} texts vs {}: min cosine {:.7}, token-count mismatches {}",
                     report.texts,
@@ -526,7 +637,9 @@ impl<'a> Runner<'a> {
             Step::Canary(s) => {
                 let weight = s.weight.percent();
                 let before = self.target.take_traffic()?;
-                self.target.set_canary_weight(weight)?;
+                self.act(&format!("setting canary weight {weight}%"), |t| {
+                    t.set_canary_weight(weight)
+                })?;
                 self.shifted_at = Instant::now();
                 state.weight = weight;
                 let record = state.stage(&stage.id);
@@ -542,7 +655,7 @@ impl<'a> Runner<'a> {
             }
             Step::SloCheck(s) => {
                 let window = scale.apply(s.window);
-                let m = self.target.measure(Side::Canary, self.at_current_split(window))?;
+                let measured = self.measure(Side::Canary, self.at_current_split(window));
                 // The plan's minimum assumes the plan's traffic; a run capped by --max-rate
                 // sends proportionally less, so it expects proportionally fewer requests.
                 let planned = scale.apply_count(s.min_requests);
@@ -552,7 +665,10 @@ impl<'a> Runner<'a> {
                     }
                     _ => planned,
                 };
-                let verdict = judge(&m, &s.thresholds, min_requests);
+                let verdict = match measured {
+                    Ok(m) => judge(&m, &s.thresholds, min_requests),
+                    Err(error) => gate::unmeasurable(&error),
+                };
                 let verdict = self.with_front_door(verdict, window, &s.thresholds);
                 self.gate(stage, index, "slo_check", verdict, state)
             }
@@ -562,8 +678,10 @@ impl<'a> Runner<'a> {
                     return Ok(end);
                 }
                 let side = if state.weight == 0 { Side::Stable } else { Side::Canary };
-                let m = self.target.measure(side, self.at_current_split(duration))?;
-                let mut verdict = judge(&m, &s.thresholds, 1);
+                let mut verdict = match self.measure(side, self.at_current_split(duration)) {
+                    Ok(m) => judge(&m, &s.thresholds, 1),
+                    Err(error) => gate::unmeasurable(&error),
+                };
                 if side == Side::Canary {
                     verdict = self.with_front_door(verdict, duration, &s.thresholds);
                 }
@@ -573,8 +691,16 @@ impl<'a> Runner<'a> {
                 Some(end) => return Ok(end),
                 None => StepEnd::Done(format!("waited {:?}", scale.apply(s.duration))),
             },
-            Step::Scale(s) => outcome(self.target.scale(&s.deployment, s.replicas)?),
-            Step::MlxTeardown(s) => outcome(self.target.teardown_legacy(&s.deployment, scale.apply(s.grace_period))?),
+            Step::Scale(s) => outcome(self.act(
+                &format!("scaling {} to {}", s.deployment, s.replicas),
+                |t| t.scale(&s.deployment, s.replicas),
+            )?),
+            Step::MlxTeardown(s) => {
+                let grace = scale.apply(s.grace_period);
+                outcome(self.act(&format!("retiring {}", s.deployment), |t| {
+                    t.teardown_legacy(&s.deployment, grace)
+                })?)
+            }
             Step::Notify(s) => StepEnd::Done(format!("{}: {}", s.channel, s.message)),
             Step::GaTag(s) => StepEnd::Skipped(format!(
                 "tag {}: the GitHub release action is not built yet (GitHub workflows and release work)",
@@ -591,24 +717,72 @@ impl<'a> Runner<'a> {
         })
     }
 
+    /// A server-side measurement, retried as the run's policy says.
+    fn measure(&mut self, side: Side, window: Duration) -> anyhow::Result<Measurement> {
+        self.act(&format!("measuring the {side:?} side"), |t| {
+            t.measure(side, window)
+        })
+    }
+
     /// Waits `duration`, checking the rollback triggers while the canary takes traffic.
-    /// Returns the trigger that fired, if any.
+    /// Ends early with the trigger that fired, or inconclusive when the triggers could not be
+    /// evaluated for [`BLIND_LIMIT`] or at all during the hold: an unwatched canary does not
+    /// go on.
     fn hold(&mut self, duration: Duration, state: &RunState) -> anyhow::Result<Option<StepEnd>> {
         let until = Instant::now() + duration;
         let poll = Duration::from_millis(500);
+        let mut blind: Option<Instant> = None;
+        let mut watched = false;
+        let mut last_reason = String::new();
         while Instant::now() < until {
             std::thread::sleep(poll.min(until.saturating_duration_since(Instant::now())));
             if state.weight == 0 {
                 continue;
             }
-            if let Some(name) = self.fired_trigger()? {
-                return Ok(Some(StepEnd::Triggered(name, Instant::now())));
+            match self.check_triggers() {
+                TriggerCheck::Fired(name) => {
+                    return Ok(Some(StepEnd::Triggered(name, Instant::now())))
+                }
+                TriggerCheck::TooSoon => {}
+                TriggerCheck::Quiet => {
+                    watched = true;
+                    blind = None;
+                }
+                TriggerCheck::Blind(reason) => {
+                    let since = *blind.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= BLIND_LIMIT {
+                        return Ok(Some(StepEnd::Inconclusive(blind_reason(
+                            since.elapsed(),
+                            &reason,
+                        ))));
+                    }
+                    last_reason = reason;
+                }
             }
         }
-        Ok(None)
+        match blind {
+            Some(since) if !watched => Ok(Some(StepEnd::Inconclusive(blind_reason(
+                since.elapsed(),
+                &last_reason,
+            )))),
+            _ => Ok(None),
+        }
     }
 
-    /// The first rollback trigger whose condition holds now, by its name.
+    /// The rollback triggers judged on the current traffic.
+    fn check_triggers(&mut self) -> TriggerCheck {
+        if self.shifted_at.elapsed() < MIN_TRIGGER_WINDOW {
+            return TriggerCheck::TooSoon;
+        }
+        match self.fired_trigger() {
+            Ok(Some(name)) => TriggerCheck::Fired(name),
+            Ok(None) => TriggerCheck::Quiet,
+            Err(error) => TriggerCheck::Blind(format!("{error:#}")),
+        }
+    }
+
+    /// The first rollback trigger whose condition holds now, by its name; an error when the
+    /// canary cannot be measured at all.
     fn fired_trigger(&mut self) -> anyhow::Result<Option<String>> {
         let scale = self.plan.time_scale();
         for trigger in &self.plan.rollback {
@@ -627,8 +801,12 @@ impl<'a> Runner<'a> {
                 match self.target.measure(Side::Canary, window) {
                     Ok(m) if m.requests >= MIN_TRIGGER_REQUESTS => break Some(m),
                     Ok(_) if window < widest => window = (window * 2).min(widest),
-                    // Unmeasurable is not a reason to roll back; gates treat it as inconclusive.
-                    _ => break None,
+                    // Too few requests to judge: not a reason to roll back, and the gate after
+                    // the hold is inconclusive on them.
+                    Ok(_) => break None,
+                    // Unmeasurable: not a reason to roll back either, but the hold must know
+                    // that nothing watches the canary.
+                    Err(error) => return Err(error.context("evaluating the rollback triggers")),
                 }
             };
             // The front door sees what the canary's own metrics cannot: requests it never
@@ -665,7 +843,9 @@ impl<'a> Runner<'a> {
         detected: Option<Instant>,
     ) -> anyhow::Result<()> {
         let detected = detected.unwrap_or_else(Instant::now);
-        self.target.set_canary_weight(0)?;
+        self.act("rolling back to canary weight 0%", |t| {
+            t.set_canary_weight(0)
+        })?;
         state.weight = 0;
         let stable_at = Instant::now();
         let origin = self.fault_at.unwrap_or(detected);
@@ -687,6 +867,26 @@ impl<'a> Runner<'a> {
         )?;
         Ok(())
     }
+}
+
+/// What the rollback triggers said at one poll.
+enum TriggerCheck {
+    /// Too soon after a shift for traffic at the new split.
+    TooSoon,
+    /// None fired (or too little traffic to judge).
+    Quiet,
+    /// This one fired.
+    Fired(String),
+    /// The canary could not be measured, and why.
+    Blind(String),
+}
+
+fn blind_reason(for_: Duration, reason: &str) -> String {
+    format!(
+        "the rollback triggers could not be evaluated for {:.1}s ({reason}); an unwatched \
+         canary does not go on",
+        for_.as_secs_f64()
+    )
 }
 
 /// How one step ended.

@@ -6,6 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::rollout::target::TrafficStats;
@@ -184,10 +185,16 @@ impl RunState {
     }
 
     /// Writes the state atomically (a temporary file renamed over the old one).
+    /// The new content is flushed to disk before the rename, so a crash leaves the old state or
+    /// the new one, never a torn file.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        use std::io::Write;
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)? + "\n")?;
-        std::fs::rename(&tmp, path)?;
+        let mut file =
+            std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        file.write_all((serde_json::to_string_pretty(self)? + "\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
         Ok(())
     }
 

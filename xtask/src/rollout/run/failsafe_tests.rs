@@ -1,0 +1,488 @@
+//! The runner's fail-safes, on the fake target: a failing action is retried then pauses the
+//! run, unreadable or sparse metrics never pass a gate, a run stopped dead at any call resumes
+//! to the end an uninterrupted run reaches without repeating a finished step, a second run is
+//! refused, and a damaged state file or audit log stops the run instead of restarting it.
+
+use std::{
+    collections::BTreeMap,
+    panic::{catch_unwind, AssertUnwindSafe},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use super::{
+    audit::{AuditEntry, AuditLog},
+    fake_target::FakeTarget,
+    lock::RunLock,
+    retry::RetryPolicy,
+    state::{RunState, RunStatus},
+    RunFiles, RunOptions, Runner,
+};
+use crate::rollout::{load, plan::Plan};
+
+/// Three stages: staging (load test, parity, notify), a 10% canary behind an approval, then
+/// 100% and the legacy service's retirement. Holds are milliseconds at this time scale.
+const PLAN: &str = r##"
+name: failsafe
+time_scale: 0.001
+slos: {error_rate: 1%, p50: 50ms, p95: 100ms, p99: 200ms}
+canary: {max_weight: 100}
+rollback:
+  - name: errors
+    urgency: immediate
+    when:
+      error_rate: {above: 5%, for: 5m}
+stages:
+  - id: staging
+    name: Staging
+    steps:
+      - load_test: {rate: 50, duration: 10s}
+      - parity: {corpus: golden/x.json, against: golden, min_cosine: 0.9999}
+      - notify: {channel: "#rollout", message: staged}
+  - id: canary
+    name: Canary 10%
+    needs: [staging]
+    environment: canary-10
+    promotion: true
+    steps:
+      - scale: {deployment: akidb-candle, replicas: 2}
+      - canary: {weight: 10}
+      - slo_check: {window: 10s, min_requests: 100}
+  - id: ga
+    name: All traffic
+    needs: [canary]
+    environment: production
+    promotion: true
+    steps:
+      - canary: {weight: 100}
+      - slo_check: {window: 10s, min_requests: 100}
+      - mlx_teardown: {deployment: akidb-mlx, grace_period: 1s}
+"##;
+
+/// A run's folder with its plan.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    plan_path: PathBuf,
+    plan: Plan,
+    files: RunFiles,
+}
+
+fn fixture(text: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.yaml");
+    std::fs::write(&plan_path, text).unwrap();
+    let plan = load::parse(text, &plan_path).unwrap_or_else(|e| panic!("{e}"));
+    let files = RunFiles {
+        dir: dir.path().join("run"),
+    };
+    Fixture {
+        _dir: dir,
+        plan_path,
+        plan,
+        files,
+    }
+}
+
+/// Quick retries: the tests prove the bound, not the waiting.
+const QUICK: RetryPolicy = RetryPolicy {
+    attempts: 3,
+    first_delay: Duration::from_millis(1),
+    max_delay: Duration::from_millis(2),
+};
+
+fn runner<'a>(f: &'a Fixture, target: &'a mut FakeTarget) -> Runner<'a> {
+    let options = RunOptions {
+        approve: vec!["all".into()],
+        non_interactive: true,
+        ..RunOptions::default()
+    };
+    Runner::new(
+        &f.plan,
+        target,
+        f.files.clone(),
+        options,
+        PathBuf::from("/nonexistent"),
+    )
+    .with_retry(QUICK)
+}
+
+fn run(f: &Fixture, target: &mut FakeTarget) -> anyhow::Result<RunStatus> {
+    runner(f, target).run(&f.plan_path)
+}
+
+fn resume(f: &Fixture, target: &mut FakeTarget) -> anyhow::Result<RunStatus> {
+    runner(f, target).resume(&f.plan_path)
+}
+
+fn state(f: &Fixture) -> RunState {
+    RunState::load(&f.files.state())
+        .unwrap()
+        .expect("a state file")
+}
+
+fn audit(f: &Fixture) -> Vec<AuditEntry> {
+    AuditLog::new(f.files.audit(), "t".into()).read().unwrap()
+}
+
+/// Per step (and per stage), the results that mark it finished, in order.
+fn finished_steps(entries: &[AuditEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| !e.stage.is_empty())
+        .filter(|e| matches!(e.result.as_str(), "ok" | "skipped" | "approved"))
+        .map(|e| format!("{}/{}: {}", e.stage, e.step, e.result))
+        .collect()
+}
+
+/// What a finished run amounts to, without timings and counters that differ between runs.
+fn end_state(s: &RunState) -> String {
+    let stages: BTreeMap<_, _> = s
+        .stages
+        .iter()
+        .map(|(id, r)| {
+            let mut done = r.done.clone();
+            done.sort_unstable();
+            let gates: Vec<_> = r
+                .gates
+                .iter()
+                .map(|g| format!("{}#{} {}", g.kind, g.step, g.verdict))
+                .collect();
+            (id.clone(), (done, r.finished, r.weight, gates))
+        })
+        .collect();
+    let approvals: Vec<_> = s.approvals.keys().collect();
+    format!(
+        "{:?} weight {} rate {:?} stages {stages:?} approvals {approvals:?} rollback {:?}",
+        s.status, s.weight, s.traffic_rate, s.rollback
+    )
+}
+
+fn effects(t: &FakeTarget) -> String {
+    format!(
+        "weight {} replicas {:?} retired {}",
+        t.weight, t.replicas, t.retired
+    )
+}
+
+#[test]
+fn an_uninterrupted_run_completes_on_the_fake_target() {
+    let f = fixture(PLAN);
+    let mut target = FakeTarget::new();
+    assert_eq!(run(&f, &mut target).unwrap(), RunStatus::Completed);
+    assert_eq!(
+        effects(&target),
+        "weight 100 replicas [(\"akidb-candle\", 2)] retired true"
+    );
+    assert_eq!(target.applied("scale"), 1);
+    assert_eq!(target.applied("teardown"), 1);
+    let steps = finished_steps(&audit(&f));
+    assert!(
+        steps.contains(&"ga/mlx_teardown#2: ok".to_string()),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn a_run_stopped_dead_at_any_call_resumes_to_the_same_end_without_repeating_a_step() {
+    let baseline = fixture(PLAN);
+    let mut target = FakeTarget::new();
+    run(&baseline, &mut target).unwrap();
+    let calls = target.calls();
+    let expected_state = end_state(&state(&baseline));
+    let expected_steps = finished_steps(&audit(&baseline));
+    let expected_effects = effects(&target);
+    assert!(calls > 10, "the plan makes {calls} target calls");
+
+    // A panic unwinds out of the runner as a kill ends it: no code of the runner runs after
+    // the crash point (the lock's file handle closes, as the OS closes a dead process's).
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut failures = Vec::new();
+    for k in 1..=calls {
+        let f = fixture(PLAN);
+        let mut target = FakeTarget::new();
+        target.crash_at(k);
+        let crashed = catch_unwind(AssertUnwindSafe(|| run(&f, &mut target)));
+        if crashed.is_ok() {
+            failures.push(format!("call {k}: the run did not stop"));
+            continue;
+        }
+        if !f.files.state().exists() {
+            // Killed before the state was first written: a new run starts cleanly.
+            run(&f, &mut target).unwrap();
+        } else if state(&f).status != RunStatus::Completed {
+            match resume(&f, &mut target) {
+                Ok(RunStatus::Completed) => {}
+                other => {
+                    failures.push(format!("call {k}: resume ended {other:?}"));
+                    continue;
+                }
+            }
+        }
+        let got_state = end_state(&state(&f));
+        let got_steps = finished_steps(&audit(&f));
+        if got_state != expected_state {
+            failures.push(format!(
+                "call {k}: state {got_state}\nexpected {expected_state}"
+            ));
+        }
+        if got_steps != expected_steps {
+            failures.push(format!(
+                "call {k}: steps {got_steps:?}\nexpected {expected_steps:?}"
+            ));
+        }
+        if effects(&target) != expected_effects
+            || target.applied("scale") != 1
+            || target.applied("teardown") != 1
+        {
+            failures.push(format!(
+                "call {k}: effects {} (journal {:?})",
+                effects(&target),
+                target.journal.borrow()
+            ));
+        }
+    }
+    std::panic::set_hook(quiet);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn an_action_that_fails_a_few_times_is_retried_and_the_run_goes_on() {
+    let f = fixture(PLAN);
+    let mut target = FakeTarget::new();
+    target.fail("scale", 2);
+    assert_eq!(run(&f, &mut target).unwrap(), RunStatus::Completed);
+    assert_eq!(target.applied("scale"), 1);
+    assert!(audit(&f).iter().all(|e| e.result != "error"));
+}
+
+#[test]
+fn an_action_that_stays_down_pauses_the_run_with_its_error_and_resume_finishes() {
+    let f = fixture(PLAN);
+    let mut target = FakeTarget::new();
+    target.fail("set_canary_weight 10", 100);
+    let status = run(&f, &mut target).unwrap();
+    let RunStatus::Paused { reason } = &status else {
+        panic!("{status:?}");
+    };
+    assert!(
+        reason.contains("stage canary failed")
+            && reason.contains("setting canary weight 10% failed 3 time(s)")
+            && reason.contains("503"),
+        "{reason}"
+    );
+    // Nothing half-applied: the split and the state agree, the failed step is not done.
+    let s = state(&f);
+    assert_eq!(s.status, status);
+    assert_eq!((s.weight, target.weight), (0, 0));
+    assert!(s.step_done("canary", 0) && !s.step_done("canary", 1));
+    assert!(!s.stage_done("canary"));
+    let log = audit(&f);
+    assert!(
+        log.iter()
+            .any(|e| e.stage == "canary" && e.step == "canary#1" && e.result == "error"),
+        "{log:?}"
+    );
+
+    target.recover();
+    assert_eq!(resume(&f, &mut target).unwrap(), RunStatus::Completed);
+    assert_eq!(
+        target.applied("scale"),
+        1,
+        "the finished scale step is not repeated"
+    );
+    assert_eq!(state(&f).weight, 100);
+}
+
+#[test]
+fn a_target_that_cannot_start_pauses_the_run_instead_of_leaving_it_running() {
+    let f = fixture(PLAN);
+    let mut target = FakeTarget::new();
+    target.fail("start", 100);
+    let status = run(&f, &mut target).unwrap();
+    assert!(
+        matches!(&status, RunStatus::Paused { reason }
+            if reason.contains("could not be brought up") && reason.contains("starting the target failed 3 time(s)")),
+        "{status:?}"
+    );
+    assert_eq!(state(&f).status, status);
+    target.recover();
+    assert_eq!(resume(&f, &mut target).unwrap(), RunStatus::Completed);
+}
+
+#[test]
+fn unreachable_metrics_make_the_slo_check_inconclusive_and_the_stage_does_not_promote() {
+    let f = fixture(PLAN);
+    let mut target = FakeTarget::new();
+    // Every canary measurement fails; the staging load test measures the stable side.
+    target.fail("measure canary", 1000);
+    let status = run(&f, &mut target).unwrap();
+    let RunStatus::Paused { reason } = &status else {
+        panic!("{status:?}");
+    };
+    assert!(
+        reason.contains("slo_check#2 of stage canary was inconclusive")
+            && reason.contains("metrics could not be read")
+            && reason.contains("503"),
+        "{reason}"
+    );
+    let s = state(&f);
+    let record = &s.stages["canary"];
+    assert!(!record.finished && !s.step_done("canary", 2));
+    assert_eq!(record.gates.last().unwrap().verdict, "inconclusive");
+    assert!(!s.stages.contains_key("ga"), "the next stage never started");
+    assert_eq!(
+        s.weight, 10,
+        "the split stays where the last finished step put it"
+    );
+
+    target.recover();
+    assert_eq!(resume(&f, &mut target).unwrap(), RunStatus::Completed);
+    let gates: Vec<_> = state(&f).stages["canary"]
+        .gates
+        .iter()
+        .map(|g| g.verdict.clone())
+        .collect();
+    assert_eq!(gates, ["inconclusive", "pass"]);
+}
+
+#[test]
+fn too_little_traffic_makes_the_gates_inconclusive_not_a_pass() {
+    let f = fixture(PLAN);
+    let mut target = FakeTarget::new();
+    target.requests = 0;
+    let status = run(&f, &mut target).unwrap();
+    assert!(
+        matches!(&status, RunStatus::Paused { reason }
+            if reason.contains("load_test#0 of stage staging was inconclusive")
+                && reason.contains("only 0 requests")),
+        "{status:?}"
+    );
+    assert!(!state(&f).stage_done("staging"));
+}
+
+#[test]
+fn unreachable_metrics_during_a_hold_leave_the_canary_unwatched_and_pause() {
+    // A 3 s soak at 10%: the triggers are judged from 2 s after the shift on.
+    let text = PLAN.replace(
+        "      - slo_check: {window: 10s, min_requests: 100}\n  - id: ga",
+        "      - soak: {duration: 3000s}\n      - slo_check: {window: 10s, min_requests: 100}\n  - id: ga",
+    );
+    let f = fixture(&text);
+    let mut target = FakeTarget::new();
+    target.fail("measure canary", 1000);
+    let status = run(&f, &mut target).unwrap();
+    assert!(
+        matches!(&status, RunStatus::Paused { reason }
+            if reason.contains("soak#2 of stage canary was inconclusive")
+                && reason.contains("rollback triggers could not be evaluated")),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn a_second_run_is_refused_while_one_holds_the_lock() {
+    let f = fixture(PLAN);
+    let _first = RunLock::acquire(&f.files.dir).unwrap();
+    let mut target = FakeTarget::new();
+    let error = run(&f, &mut target).unwrap_err().to_string();
+    assert!(error.contains("another rollout run holds"), "{error}");
+    let error = resume(&f, &mut target).unwrap_err().to_string();
+    assert!(error.contains("another rollout run holds"), "{error}");
+    assert_eq!(target.calls(), 0, "the refused run touched nothing");
+    assert!(!f.files.state().exists());
+}
+
+/// Stops a run after the staging stage (paused for the canary's approval).
+fn paused_run(f: &Fixture) {
+    let mut target = FakeTarget::new();
+    let options = RunOptions {
+        non_interactive: true,
+        ..RunOptions::default()
+    };
+    let status = Runner::new(
+        &f.plan,
+        &mut target,
+        f.files.clone(),
+        options,
+        PathBuf::from("/nonexistent"),
+    )
+    .run(&f.plan_path)
+    .unwrap();
+    assert!(matches!(status, RunStatus::Paused { .. }), "{status:?}");
+}
+
+fn unchanged(path: &Path, before: &[u8]) {
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        before,
+        "{} was rewritten",
+        path.display()
+    );
+}
+
+#[test]
+fn a_corrupt_state_file_stops_run_and_resume_and_is_left_as_it_is() {
+    let f = fixture(PLAN);
+    paused_run(&f);
+    let text = std::fs::read_to_string(f.files.state()).unwrap();
+    let corrupt = text.replace("\"weight\": 0", "\"weight\": \"zero\"");
+    assert_ne!(corrupt, text);
+    std::fs::write(f.files.state(), &corrupt).unwrap();
+    let log_before = std::fs::read(f.files.audit()).unwrap();
+    for (what, result) in [
+        ("run", run(&f, &mut FakeTarget::new())),
+        ("resume", resume(&f, &mut FakeTarget::new())),
+    ] {
+        let error = format!("{:#}", result.unwrap_err());
+        assert!(
+            error.contains("state.json")
+                && error.contains("corrupt")
+                && error.contains("expected u8 at line")
+                && error.contains("refusing to start over"),
+            "{what}: {error}"
+        );
+    }
+    unchanged(&f.files.state(), corrupt.as_bytes());
+    unchanged(&f.files.audit(), &log_before);
+}
+
+#[test]
+fn a_corrupt_audit_log_stops_run_and_resume_naming_the_line() {
+    let f = fixture(PLAN);
+    paused_run(&f);
+    let mut log = std::fs::read_to_string(f.files.audit()).unwrap();
+    let lines = log.lines().count();
+    log.push_str("{\"time\": \"2026-01-01T00:00:00Z\", \"stage\": \n");
+    std::fs::write(f.files.audit(), &log).unwrap();
+    let state_before = std::fs::read(f.files.state()).unwrap();
+    for result in [
+        run(&f, &mut FakeTarget::new()),
+        resume(&f, &mut FakeTarget::new()),
+    ] {
+        let error = format!("{:#}", result.unwrap_err());
+        assert!(
+            error.contains(&format!("audit.jsonl:{}", lines + 1))
+                && error.contains("audit log is corrupt"),
+            "{error}"
+        );
+    }
+    unchanged(&f.files.state(), &state_before);
+    unchanged(&f.files.audit(), log.as_bytes());
+}
+
+#[test]
+fn a_lost_state_file_of_an_unfinished_run_is_not_a_fresh_start() {
+    let f = fixture(PLAN);
+    paused_run(&f);
+    std::fs::remove_file(f.files.state()).unwrap();
+    let mut target = FakeTarget::new();
+    let error = format!("{:#}", run(&f, &mut target).unwrap_err());
+    assert!(
+        error.contains("state.json is missing")
+            && error.contains("a run is unfinished")
+            && error.contains("refusing to start over"),
+        "{error}"
+    );
+    assert_eq!(target.calls(), 0);
+}

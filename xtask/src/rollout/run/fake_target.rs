@@ -1,0 +1,190 @@
+//! A fake target for the runner's fail-safe tests: a deterministic in-memory system with no
+//! processes, whose actions can be made to fail a number of times, whose metrics can be made
+//! unreachable or sparse, and which can stop the run dead at its n-th call, as a killed process
+//! stops (a panic unwinds out of the runner without any of its own cleanup code running).
+
+use std::{
+    cell::{Cell, RefCell},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::bail;
+
+use crate::rollout::{
+    plan::step::ParityReference,
+    target::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats},
+};
+
+/// What the fake system looks like, and how it misbehaves.
+#[derive(Debug, Default)]
+pub struct FakeTarget {
+    /// The canary weight in effect.
+    pub weight: u8,
+    /// Whether `start` ran (and `stop` did not since).
+    pub started: bool,
+    /// Replicas per deployment, once scaled.
+    pub replicas: Vec<(String, u32)>,
+    /// Whether the legacy service was retired.
+    pub retired: bool,
+    /// Requests the metrics report per window.
+    pub requests: u64,
+    /// Effects applied, in order (`set_canary_weight 10`, `scale akidb-candle 2`, ...).
+    pub journal: RefCell<Vec<String>>,
+    /// Calls so far (every method but `name`).
+    calls: Cell<usize>,
+    /// Stop dead at this call.
+    crash_at: Cell<Option<usize>>,
+    /// Failures left for calls whose label starts with the key.
+    failures: RefCell<Vec<(String, usize)>>,
+}
+
+impl FakeTarget {
+    /// A healthy system with plenty of traffic.
+    pub fn new() -> Self {
+        Self {
+            requests: 10_000,
+            ..Self::default()
+        }
+    }
+
+    /// Calls whose label starts with `prefix` (`scale`, `measure canary`, `start`) fail the
+    /// next `times` times.
+    pub fn fail(&self, prefix: &str, times: usize) {
+        self.failures.borrow_mut().push((prefix.to_string(), times));
+    }
+
+    /// Clears every pending failure (the outage is over).
+    pub fn recover(&self) {
+        self.failures.borrow_mut().clear();
+    }
+
+    /// The run stops dead at call `n` (1-based), once.
+    pub fn crash_at(&self, n: usize) {
+        self.crash_at.set(Some(n));
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.get()
+    }
+
+    /// How many effects in the journal start with `prefix`.
+    pub fn applied(&self, prefix: &str) -> usize {
+        self.journal
+            .borrow()
+            .iter()
+            .filter(|e| e.starts_with(prefix))
+            .count()
+    }
+
+    fn enter(&self, label: &str) -> anyhow::Result<()> {
+        let n = self.calls.get() + 1;
+        self.calls.set(n);
+        if self.crash_at.get() == Some(n) {
+            self.crash_at.set(None);
+            panic!("fake target: the run is killed at call {n} ({label})");
+        }
+        let mut failures = self.failures.borrow_mut();
+        if let Some((_, left)) = failures
+            .iter_mut()
+            .find(|(prefix, left)| *left > 0 && label.starts_with(prefix.as_str()))
+        {
+            *left -= 1;
+            bail!("fake target: {label}: service unavailable (503)");
+        }
+        Ok(())
+    }
+
+    fn record(&self, effect: String) {
+        self.journal.borrow_mut().push(effect);
+    }
+}
+
+impl Target for FakeTarget {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn start(&mut self) -> anyhow::Result<()> {
+        self.enter("start")?;
+        self.started = true;
+        Ok(())
+    }
+
+    fn set_canary_weight(&mut self, percent: u8) -> anyhow::Result<()> {
+        self.enter(&format!("set_canary_weight {percent}"))?;
+        self.weight = percent;
+        self.record(format!("set_canary_weight {percent}"));
+        Ok(())
+    }
+
+    fn start_traffic(&mut self, rate: u32) -> anyhow::Result<()> {
+        self.enter(&format!("start_traffic {rate}"))?;
+        self.record(format!("start_traffic {rate}"));
+        Ok(())
+    }
+
+    fn take_traffic(&mut self) -> anyhow::Result<TrafficStats> {
+        self.enter("take_traffic")?;
+        Ok(TrafficStats::default())
+    }
+
+    fn front_door(&self, side: Side, _window: Duration) -> anyhow::Result<(u64, u64)> {
+        self.enter(&format!("front_door {side:?}").to_lowercase())?;
+        Ok((self.requests, 0))
+    }
+
+    fn measure(&self, side: Side, _window: Duration) -> anyhow::Result<Measurement> {
+        self.enter(&format!("measure {side:?}").to_lowercase())?;
+        let traffic = self.requests > 0;
+        let ms = |v| traffic.then(|| Duration::from_millis(v));
+        Ok(Measurement {
+            requests: self.requests,
+            errors: 0,
+            p50: ms(5),
+            p95: ms(9),
+            p99: ms(12),
+            memory_bytes: Some(300 << 20),
+        })
+    }
+
+    fn parity(&self, _corpus: &Path, _against: ParityReference) -> anyhow::Result<ParityReport> {
+        self.enter("parity")?;
+        self.record("parity".into());
+        Ok(ParityReport {
+            texts: 8,
+            min_cosine: 0.999_999,
+            token_mismatches: 0,
+        })
+    }
+
+    fn scale(&mut self, deployment: &str, replicas: u32) -> anyhow::Result<Outcome> {
+        self.enter(&format!("scale {deployment} {replicas}"))?;
+        self.replicas.retain(|(d, _)| d != deployment);
+        self.replicas.push((deployment.to_string(), replicas));
+        self.record(format!("scale {deployment} {replicas}"));
+        Ok(Outcome::Done(format!("{deployment} at {replicas}")))
+    }
+
+    fn teardown_legacy(&mut self, deployment: &str, _grace: Duration) -> anyhow::Result<Outcome> {
+        self.enter(&format!("teardown {deployment}"))?;
+        if self.weight != 100 {
+            bail!("fake target: teardown at weight {}%", self.weight);
+        }
+        self.retired = true;
+        self.record(format!("teardown {deployment}"));
+        Ok(Outcome::Done(format!("{deployment} retired")))
+    }
+
+    fn inject_fault(&mut self) -> anyhow::Result<()> {
+        self.enter("inject_fault")?;
+        bail!("the fake target injects no faults")
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        self.enter("stop")?;
+        self.started = false;
+        Ok(())
+    }
+}
