@@ -10,6 +10,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Precision;
+
 /// Everything the service reads at start-up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -44,6 +46,11 @@ pub struct EmbeddingSettings {
     pub offline: bool,
     /// Inference threads (0: one per core).
     pub threads: usize,
+    /// Where models run: `cpu`, `cuda` or `cuda:N` (CUDA needs a `--features cuda` build).
+    pub device: String,
+    /// Precision of weights and activations: `f32` (default, the reference vectors'), or the
+    /// opt-in `f16` / `bf16` (faster on GPUs; vectors drift, see docs/BENCHMARKS.md).
+    pub precision: Precision,
 }
 
 /// `[server]`: sockets and time limits.
@@ -139,6 +146,8 @@ impl Default for EmbeddingSettings {
             hub_models: Vec::new(),
             offline: false,
             threads: 0,
+            device: "cpu".into(),
+            precision: Precision::F32,
         }
     }
 }
@@ -226,6 +235,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AKIDB_HUB_MODELS", "embedding.hub_models"),
     ("AKIDB_OFFLINE", "embedding.offline"),
     ("AKIDB_THREADS", "embedding.threads"),
+    ("AKIDB_DEVICE", "embedding.device"),
+    ("AKIDB_PRECISION", "embedding.precision"),
     (
         "AKIDB_MAX_TEXTS_PER_REQUEST",
         "limits.max_texts_per_request",

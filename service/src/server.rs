@@ -4,14 +4,13 @@
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use candle_core::Device;
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{error, info, warn};
 
 use crate::{
     api::{self, ApiKeys, AppState},
     config::Settings,
-    engine::{hub, EmbeddingModel, ModelRegistry},
+    engine::{self, hub, EmbeddingModel, ModelRegistry},
     grpc::{self, proto::embedding_service_server::EmbeddingServiceServer, EmbeddingGrpc},
     infer::{EmbedCall, Infer, Served},
     metrics::Metrics,
@@ -26,8 +25,10 @@ fn load_models(settings: &Settings) -> Result<ModelRegistry, String> {
     let embedding = &settings.embedding;
     let only = (!embedding.models.is_empty()).then_some(embedding.models.as_slice());
     let dir = &embedding.models_dir;
+    let device = engine::device::open(&embedding.device).map_err(|e| e.to_string())?;
+    let precision = embedding.precision;
     let (mut registry, failures) = if Path::new(dir).is_dir() {
-        ModelRegistry::load_dir(dir, only, &Device::Cpu).map_err(|e| e.to_string())?
+        ModelRegistry::load_dir(dir, only, &device, precision).map_err(|e| e.to_string())?
     } else if embedding.hub_models.is_empty() {
         return Err(format!(
             "models directory {} does not exist (embedding.models_dir / AKIDB_MODELS_DIR)",
@@ -43,7 +44,7 @@ fn load_models(settings: &Settings) -> Result<ModelRegistry, String> {
     }
     for id in &embedding.hub_models {
         let loaded = hub::layout(id, embedding.offline || hub::offline_from_env())
-            .and_then(|layout| EmbeddingModel::load(layout, &Device::Cpu));
+            .and_then(|layout| EmbeddingModel::load_with(layout, &device, precision));
         match loaded {
             Ok(model) => registry.insert(model),
             Err(e) => {

@@ -151,7 +151,8 @@ pub enum Input {
     Tokens(#[allow(dead_code)] Vec<serde::de::IgnoredAny>),
 }
 
-fn parse(bytes: &[u8]) -> Result<EmbeddingsRequest, OpenAiError> {
+/// Decodes a request body as the handler does, with the error it would answer.
+pub fn parse(bytes: &[u8]) -> Result<EmbeddingsRequest, OpenAiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         let param = if e.to_string().contains("input")
             || e.classify() == serde_json::error::Category::Data

@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, path::Path, sync::Arc};
 use candle_core::Device;
 
 use super::{
+    device::Precision,
     error::{EngineError, Result},
     layout::ModelLayout,
     model::EmbeddingModel,
@@ -43,6 +44,7 @@ impl ModelRegistry {
         dir: &Path,
         only: Option<&[String]>,
         device: &Device,
+        precision: Precision,
     ) -> Result<(Self, Vec<LoadFailure>)> {
         let entries = std::fs::read_dir(dir).map_err(|_| EngineError::MissingFolder {
             path: dir.to_path_buf(),
@@ -66,7 +68,7 @@ impl ModelRegistry {
                         .any(|n| *n == layout.name || layout.hub_id.as_deref() == Some(n.as_str()))
                 });
                 if wanted {
-                    EmbeddingModel::load(layout, device).map(Some)
+                    EmbeddingModel::load_with(layout, device, precision).map(Some)
                 } else {
                     Ok(None)
                 }
