@@ -8,8 +8,10 @@ mod models;
 mod monitoring;
 mod project;
 mod python;
+mod release;
 mod rollout;
 mod tools;
+mod workflows;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +42,11 @@ enum Command {
     Chart(k8s::ChartArgs),
     /// Build the image from service/Dockerfile with podman, run it, and call it.
     Container,
+    /// Generate (or `--check`) .github/workflows/rollout.yml from the rollout plan; `--lint`
+    /// runs actionlint over every workflow.
+    Workflows(workflows::WorkflowsArgs),
+    /// The GA tag and its GitHub release; the smoke of the cargo-dist archives.
+    Release(release::ReleaseArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&sh, &args).map(drop),
         Command::Chart(args) => k8s::run(&sh, args),
         Command::Container => k8s::image::test(&sh),
+        Command::Workflows(args) => workflows::run(&sh, &args),
+        Command::Release(args) => release::run(&sh, args),
     }
 }
