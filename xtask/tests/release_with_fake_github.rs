@@ -418,6 +418,17 @@ impl Fixture {
 
     /// `cargo xtask release tag --tag TAG ...` with `token` as GITHUB_TOKEN.
     fn release(&self, api: &str, token: Option<&str>, extra: &[&str]) -> Output {
+        self.release_in(REPOSITORY, api, token, extra)
+    }
+
+    /// The same, releasing in `repository`.
+    fn release_in(
+        &self,
+        repository: &str,
+        api: &str,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         command
             .args([
@@ -428,7 +439,7 @@ impl Fixture {
                 "--message",
                 "GA Release",
             ])
-            .args(["--api-url", api, "--repository", REPOSITORY])
+            .args(["--api-url", api, "--repository", repository])
             .arg("--repo-dir")
             .arg(&self.work)
             .args(extra)
@@ -615,11 +626,7 @@ fn a_wrong_token_and_an_unknown_repository_are_githubs_errors() {
         fake.seen()
     );
 
-    let unknown = fixture.release(
-        &fake.url,
-        Some(TOKEN),
-        &["--repository", "akidb/no-such-repo"],
-    );
+    let unknown = fixture.release_in("akidb/no-such-repo", &fake.url, Some(TOKEN), &[]);
     assert!(!unknown.status.success());
     assert!(text(&unknown).contains("404"), "{}", text(&unknown));
     assert!(fake.releases().is_empty());

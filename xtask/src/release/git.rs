@@ -105,7 +105,7 @@ impl<'a> Repo<'a> {
         let peeled = format!("{plain}^{{}}");
         let listing = self.read(cmd!(
             self.sh,
-            "git -C {dir} ls-remote --tags {remote} {plain}"
+            "git -C {dir} ls-remote --tags {remote} {plain} {peeled}"
         ))?;
         let mut direct = None;
         for line in listing.lines() {
