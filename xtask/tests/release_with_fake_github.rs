@@ -149,7 +149,7 @@ mod fake_github {
             .into_response()
     }
 
-    /// GitHub's gatekeeping, in its order: User-Agent, token, repository.
+    /// GitHub's gatekeeping, in its order: User-Agent, token, repository; the refusal, if any.
     fn admit(
         shared: &Shared,
         headers: &HeaderMap,
@@ -157,7 +157,7 @@ mod fake_github {
         path: String,
         owner: &str,
         repo: &str,
-    ) -> Result<(), Response> {
+    ) -> Option<Response> {
         let refused = if headers.get("user-agent").is_none() {
             Some(error(
                 StatusCode::FORBIDDEN,
@@ -200,7 +200,7 @@ mod fake_github {
                 status,
             });
         }
-        refused.map_or(Ok(()), Err)
+        refused
     }
 
     fn release_json(shared: &Shared, id: u64, payload: &Value) -> Value {
@@ -235,7 +235,7 @@ mod fake_github {
         headers: HeaderMap,
     ) -> Response {
         let path = format!("/repos/{owner}/{repo}");
-        if let Err(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
+        if let Some(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
             return refused;
         }
         Json(json!({
@@ -253,7 +253,7 @@ mod fake_github {
         headers: HeaderMap,
     ) -> Response {
         let path = format!("/repos/{owner}/{repo}/releases");
-        if let Err(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
+        if let Some(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
             return refused;
         }
         let releases = shared
@@ -270,7 +270,7 @@ mod fake_github {
         headers: HeaderMap,
     ) -> Response {
         let path = format!("/repos/{owner}/{repo}/releases/tags/{tag}");
-        if let Err(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
+        if let Some(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
             return refused;
         }
         let found = shared.data.lock().ok().and_then(|d| {
@@ -309,7 +309,7 @@ mod fake_github {
         body: axum::body::Bytes,
     ) -> Response {
         let path = format!("/repos/{owner}/{repo}/releases");
-        if let Err(refused) = admit(&shared, &headers, "POST", path, &owner, &repo) {
+        if let Some(refused) = admit(&shared, &headers, "POST", path, &owner, &repo) {
             return refused;
         }
         let Ok(payload) = serde_json::from_slice::<Value>(&body) else {

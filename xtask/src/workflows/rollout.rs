@@ -301,6 +301,11 @@ mod tests {
 name: t
 time_scale: 1.0
 slos: { error_rate: 0.1%, p50: 20ms, p95: 35ms, p99: 50ms }
+rollback:
+  - name: errors
+    urgency: immediate
+    when:
+      error_rate: { above: 1%, for: 5m }
 stages:
   - id: prep
     name: Prep
@@ -314,6 +319,7 @@ stages:
     steps:
       - canary: { weight: 100 }
       - soak: { duration: 10h }
+      - slo_check: { window: 10h, min_requests: 1000 }
 ";
 
     #[test]
