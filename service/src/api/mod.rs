@@ -25,8 +25,8 @@ use crate::infer::Infer;
 
 pub use crate::auth::ApiKeys;
 // Request decoding, for the fuzz targets (service/fuzz).
-pub use legacy::LegacyEmbedRequest;
 pub use error::OpenAiError;
+pub use legacy::LegacyEmbedRequest;
 pub use openai::{parse as parse_embeddings_request, EmbeddingsRequest, Input};
 
 /// What every handler can reach.

@@ -98,8 +98,6 @@ pub fn run(sh: &Shell, args: ReleaseArgs) -> anyhow::Result<()> {
 /// The rollout's `ga_tag` step: tags HEAD of the workspace as `tag` and publishes its release,
 /// with `GITHUB_TOKEN`, `GITHUB_REPOSITORY` and `GITHUB_API_URL` from the environment; returns
 /// one line saying what was done.
-// Called by the rollout runner's ga_tag step once it is wired in (xtask/src/rollout/run/).
-#[allow(dead_code)]
 pub fn ga_tag_step(sh: &Shell, tag: &str, message: Option<&str>) -> Result<String, TagError> {
     let action = GaTag::from_env(tag, message)?;
     let report = tag::run(sh, &action)?;

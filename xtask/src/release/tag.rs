@@ -56,7 +56,6 @@ impl GaTag {
     /// The action for `tag` with the rest from the environment, as on a CI runner:
     /// `GITHUB_REPOSITORY`, `GITHUB_TOKEN`, `GITHUB_API_URL` (else GitHub's), the workspace's
     /// repository and RELEASE_NOTES.md, and the `origin` remote.
-    #[allow(dead_code)] // through `ga_tag_step`, for the rollout runner
     pub fn from_env(tag: &str, message: Option<&str>) -> Result<Self, TagError> {
         let root = crate::project::root();
         let repository = std::env::var("GITHUB_REPOSITORY")

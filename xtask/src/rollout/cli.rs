@@ -129,6 +129,10 @@ struct RunArgs {
     /// Never prompt for approvals; pause instead.
     #[arg(long)]
     non_interactive: bool,
+    /// Run the release steps for real (`ga_tag`: git tag + GitHub release; `helm_push`,
+    /// `image_push`: OCI registries, the image from AKIDB_IMAGE_ARCHIVE). Skipped without it.
+    #[arg(long)]
+    publish: bool,
     #[command(flatten, next_help_heading = "Kubernetes target (--target kubernetes)")]
     kubernetes: Box<KubernetesOptions>,
 }
@@ -141,6 +145,7 @@ impl RunArgs {
             stage: self.stage.clone(),
             max_rate: self.max_rate,
             non_interactive: self.non_interactive,
+            publish: self.publish,
         }
     }
 

@@ -56,7 +56,6 @@ pub fn run(sh: &Shell, args: &WorkflowsArgs) -> anyhow::Result<()> {
 }
 
 /// The CI step (for `cargo xtask ci`): the committed rollout workflow is current, and actionlint passes every workflow.
-#[allow(dead_code)] // until `cargo xtask ci` runs it
 pub fn ci(sh: &Shell) -> anyhow::Result<()> {
     let root = project::root();
     let dir = root.join(".github").join("workflows");

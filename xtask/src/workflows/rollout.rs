@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use super::model::{
     pairs, Concurrency, Input, InputKind, Job, On, Step, Workflow, WorkflowDispatch,
 };
-use crate::rollout::plan::{Plan, Stage};
+use crate::rollout::plan::{step::Step as PlanStep, Plan, Stage};
 
 /// The generated file's name in `.github/workflows/`.
 pub const FILE_NAME: &str = "rollout.yml";
@@ -236,12 +236,50 @@ fn job(
         .with_env(&[("KUBECONFIG_CONTENT", "${{ secrets.KUBECONFIG }}")]),
     );
     let id = &stage.id;
+    // A stage that tags, pushes the chart or pushes the image publishes for real: registry
+    // credentials from the workflow's token, and the image built here as an OCI archive.
+    let publishes = stage.steps.iter().any(|s| {
+        matches!(
+            s,
+            PlanStep::GaTag(_) | PlanStep::HelmPush(_) | PlanStep::ImagePush(_)
+        )
+    });
+    if stage
+        .steps
+        .iter()
+        .any(|s| matches!(s, PlanStep::ImagePush(_)))
+    {
+        steps.push(Step::uses("Buildx", "docker/setup-buildx-action@v4", &[]));
+        steps.push(Step::run(
+            "Image as an OCI archive",
+            "docker buildx build -f service/Dockerfile --output type=oci,dest=target/image.oci.tar .\n",
+        ));
+        env.insert(
+            "AKIDB_IMAGE_ARCHIVE".to_owned(),
+            "target/image.oci.tar".to_owned(),
+        );
+    }
+    if publishes {
+        env.insert(
+            "AKIDB_REGISTRY_USERNAME".to_owned(),
+            "${{ github.actor }}".to_owned(),
+        );
+        env.insert(
+            "AKIDB_REGISTRY_PASSWORD".to_owned(),
+            "${{ github.token }}".to_owned(),
+        );
+        env.insert(
+            "GITHUB_REPOSITORY".to_owned(),
+            "${{ github.repository }}".to_owned(),
+        );
+    }
+    let publish = if publishes { " --publish" } else { "" };
     steps.push(Step::run(
         &format!("Run stage {id}"),
         &format!(
             "# A run continues from the state it was given; the first stage starts one.\n\
              if [ -f target/rollout/state.json ]; then verb=resume; else verb=run; fi\n\
-             cargo xtask rollout \"$verb\" --target kubernetes --stage {id} --non-interactive\n"
+             cargo xtask rollout \"$verb\" --target kubernetes --stage {id} --non-interactive{publish}\n"
         ),
     ));
     steps.push(Step::run(

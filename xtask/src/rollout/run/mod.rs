@@ -38,6 +38,7 @@ use super::{
         step::{ParityReference, Step},
         Plan, Stage,
     },
+    publish,
     target::{Measurement, Outcome, Side, Target},
 };
 
@@ -54,6 +55,8 @@ pub struct RunOptions {
     pub max_rate: Option<u32>,
     /// Never prompt, even on a terminal.
     pub non_interactive: bool,
+    /// Run the release steps (`ga_tag`, `helm_push`, `image_push`) for real; skipped otherwise.
+    pub publish: bool,
 }
 
 /// Files of a run, in one folder (`target/rollout/` by default).
@@ -604,8 +607,14 @@ impl<'a> Runner<'a> {
                 }
                 // Week 1 sends no production traffic to the canary, so the load test is judged
                 // on what served it; once the canary takes traffic, on the canary.
-                let side = if state.weight == 0 { Side::Stable } else { Side::Canary };
-                let min = scale.apply_count(u64::from(s.rate) * s.duration.as_secs() / 2).min(u64::from(rate));
+                let side = if state.weight == 0 {
+                    Side::Stable
+                } else {
+                    Side::Canary
+                };
+                let min = scale
+                    .apply_count(u64::from(s.rate) * s.duration.as_secs() / 2)
+                    .min(u64::from(rate));
                 let verdict = match self.measure(side, self.at_current_split(duration)) {
                     Ok(m) => judge(&m, &s.thresholds, min),
                     Err(error) => gate::unmeasurable(&error),
@@ -621,7 +630,10 @@ impl<'a> Runner<'a> {
                 let detail = format!(
                     "{} texts vs {}: min cosine {:.7}, token-count mismatches {}",
                     report.texts,
-                    match s.against { ParityReference::Legacy => "the legacy service", ParityReference::Golden => "the reference vectors" },
+                    match s.against {
+                        ParityReference::Legacy => "the legacy service",
+                        ParityReference::Golden => "the reference vectors",
+                    },
                     report.min_cosine,
                     report.token_mismatches
                 );
@@ -646,10 +658,17 @@ impl<'a> Runner<'a> {
                 state::merge(&mut record.traffic, &before);
                 record.after_shift = Some(Default::default());
                 self.save(state)?;
-                if self.options.inject_fault.as_deref() == Some(stage.id.as_str()) || state.inject_fault.as_deref() == Some(stage.id.as_str()) {
+                if self.options.inject_fault.as_deref() == Some(stage.id.as_str())
+                    || state.inject_fault.as_deref() == Some(stage.id.as_str())
+                {
                     self.target.inject_fault()?;
                     self.fault_at = Some(Instant::now());
-                    self.audit.record(&stage.id, "inject_fault", "ok", "every canary request fails from now on")?;
+                    self.audit.record(
+                        &stage.id,
+                        "inject_fault",
+                        "ok",
+                        "every canary request fails from now on",
+                    )?;
                 }
                 StepEnd::Done(format!("canary weight {weight}%"))
             }
@@ -677,7 +696,11 @@ impl<'a> Runner<'a> {
                 if let Some(end) = self.hold(duration, state)? {
                     return Ok(end);
                 }
-                let side = if state.weight == 0 { Side::Stable } else { Side::Canary };
+                let side = if state.weight == 0 {
+                    Side::Stable
+                } else {
+                    Side::Canary
+                };
                 let mut verdict = match self.measure(side, self.at_current_split(duration)) {
                     Ok(m) => judge(&m, &s.thresholds, 1),
                     Err(error) => gate::unmeasurable(&error),
@@ -702,18 +725,9 @@ impl<'a> Runner<'a> {
                 })?)
             }
             Step::Notify(s) => StepEnd::Done(format!("{}: {}", s.channel, s.message)),
-            Step::GaTag(s) => StepEnd::Skipped(format!(
-                "tag {}: the GitHub release action is not built yet (GitHub workflows and release work)",
-                s.tag
-            )),
-            Step::HelmPush(s) => StepEnd::Skipped(format!(
-                "chart {} to {}: the OCI push action is not built yet (Kubernetes and OCI work)",
-                s.chart, s.registry
-            )),
-            Step::ImagePush(s) => StepEnd::Skipped(format!(
-                "image {} to {}: the OCI push action is not built yet (Kubernetes and OCI work)",
-                s.image, s.registry
-            )),
+            Step::GaTag(s) => outcome(publish::ga_tag(s, self.options.publish)?),
+            Step::HelmPush(s) => outcome(publish::helm_push(s, self.options.publish)?),
+            Step::ImagePush(s) => outcome(publish::image_push(s, self.options.publish)?),
         })
     }
 
