@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod gate;
 pub mod lock;
+pub mod memory;
 pub mod report;
 pub mod retry;
 pub mod state;
@@ -110,6 +111,10 @@ const MIN_TRIGGER_REQUESTS: u64 = 20;
 const MIN_TRIGGER_WINDOW: Duration = Duration::from_secs(2);
 /// Scrapes that may still carry traffic from before a shift.
 const SCRAPE_MARGIN: Duration = Duration::from_secs(2);
+/// Shortest window the memory-leak trigger judges growth over, whatever the time scale: a
+/// service's memory rises for minutes as load and batch sizes rise, and in a plan compressed to
+/// minutes that warm-up would read as a leak.
+const MIN_MEMORY_WINDOW: Duration = Duration::from_secs(300);
 /// Longest window a trigger widens to when traffic is sparse.
 const MAX_TRIGGER_WINDOW: Duration = Duration::from_secs(16);
 /// Longest time a hold goes on while the rollback triggers cannot be evaluated (the metrics
@@ -137,6 +142,8 @@ pub struct Runner<'a> {
     shifted_at: Instant,
     /// How target actions are retried before a step gives up.
     retry: RetryPolicy,
+    /// The canary's memory while traffic is shifted, for the memory-leak trigger.
+    memory: memory::MemoryHistory,
 }
 
 impl<'a> Runner<'a> {
@@ -158,6 +165,7 @@ impl<'a> Runner<'a> {
             shared,
             fault_at: None,
             shifted_at: Instant::now(),
+            memory: memory::MemoryHistory::default(),
             retry: RetryPolicy::default(),
         }
     }
@@ -840,7 +848,15 @@ impl<'a> Runner<'a> {
                     m.requests > 0 && 100.0 * m.errors as f64 / m.requests as f64 > s.above.value()
                 }
                 RollbackCondition::P95Latency(s) => m.p95.is_some_and(|p| p > s.above.0),
-                RollbackCondition::MemoryGrowth(_) => false,
+                RollbackCondition::MemoryGrowth(growth) => {
+                    let Some(bytes) = m.memory_bytes else {
+                        continue;
+                    };
+                    self.memory.record(Instant::now(), bytes);
+                    self.memory
+                        .growth(scale.apply(growth.over).max(MIN_MEMORY_WINDOW))
+                        .is_some_and(|percent| percent > growth.above.value())
+                }
             };
             if fired {
                 return Ok(Some(trigger.name.clone()));
