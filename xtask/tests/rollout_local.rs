@@ -70,7 +70,7 @@ fn state_dir(name: &str) -> PathBuf {
 }
 
 #[test]
-#[ignore = "minutes long (about 3.5): `cargo xtask ci` runs it"]
+#[ignore = "minutes long (about 3.5), and needs a quiet machine: run by hand; see the README"]
 fn the_whole_plan_completes_without_failed_requests_and_with_the_planned_split() {
     let dir = state_dir("full");
     let args = [
