@@ -127,7 +127,7 @@ pub fn run(sh: &Shell, args: &BenchArgs) -> anyhow::Result<BenchReport> {
             models_dir.join(PEER_MODEL).display()
         );
     }
-    let binary = service_binary(sh, args)?;
+    let binary = service_binary(sh, args.profile, args.no_build)?;
     let python = python::ensure(sh)?;
     let threads = args
         .threads
@@ -262,15 +262,19 @@ pub fn read_report(path: &Path) -> anyhow::Result<BenchReport> {
     Ok(report)
 }
 
-/// The binary for `args.profile`, built unless `--no-build`.
-fn service_binary(sh: &Shell, args: &BenchArgs) -> anyhow::Result<PathBuf> {
+/// The service binary of `profile`, built first unless `no_build` (the soak uses it too).
+pub(crate) fn service_binary(
+    sh: &Shell,
+    profile: Profile,
+    no_build: bool,
+) -> anyhow::Result<PathBuf> {
     let root = project::root();
-    let binary = match args.profile {
+    let binary = match profile {
         Profile::Release => root.join("target/release/akidb-embed"),
         Profile::Dev => root.join("target/debug/akidb-embed"),
     };
-    if !args.no_build {
-        match args.profile {
+    if !no_build {
+        match profile {
             Profile::Release => cmd!(sh, "cargo build --release -p akidb-embed").run()?,
             // As `cargo xtask ci` builds it, so that features unify the same way and nothing
             // is compiled twice.

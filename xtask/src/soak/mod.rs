@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 pub use self::analysis::{analyze, Sample, SoakSummary};
 use crate::{
@@ -127,22 +127,7 @@ fn service_binary(sh: &Shell, args: &SoakArgs) -> anyhow::Result<PathBuf> {
         }
         return Ok(binary.clone());
     }
-    let root = project::root();
-    let binary = match args.profile {
-        Profile::Release => root.join("target/release/akidb-embed"),
-        Profile::Dev => root.join("target/debug/akidb-embed"),
-    };
-    if !args.no_build {
-        let _dir = sh.push_dir(&root);
-        match args.profile {
-            Profile::Release => cmd!(sh, "cargo build --release -p akidb-embed").run()?,
-            Profile::Dev => cmd!(sh, "cargo build --workspace --bins").run()?,
-        }
-    }
-    if !binary.is_file() {
-        bail!("{} is missing", binary.display());
-    }
-    Ok(binary)
+    crate::bench::service_binary(sh, args.profile, args.no_build)
 }
 
 /// Runs the soak; fails when the server dies, requests fail, or (not `--quick`) resident
