@@ -174,7 +174,7 @@ impl Default for Limits {
             max_chars_per_text: 100_000,
             max_body_bytes: 8 * 1024 * 1024,
             queue_capacity: 4096,
-            max_batch_tokens: 16_384,
+            max_batch_tokens: 4_096,
             max_batch_wait_us: 500,
         }
     }

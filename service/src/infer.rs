@@ -95,8 +95,8 @@ impl ServiceError {
         match self {
             ServiceError::EmptyInput
             | ServiceError::TooManyTexts(_)
-            | ServiceError::TextTooLong { .. }
             | ServiceError::InvalidArgument(_) => "bad_request",
+            ServiceError::TextTooLong { .. } => "payload_too_large",
             ServiceError::UnknownModel { .. } => "unknown_model",
             ServiceError::NotReady(_) => "not_ready",
             ServiceError::Overloaded(_) => "overloaded",
@@ -155,6 +155,11 @@ impl Served {
             .iter()
             .map(|m| m.info().clone())
             .collect()
+    }
+
+    /// Info of the model a request names (`None`: the default), or why it is not served.
+    pub fn info(&self, name: Option<&str>) -> Result<ModelInfo, ServiceError> {
+        Ok(self.queue(name)?.model().info().clone())
     }
 
     /// Info of the default model.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod grpc;
 pub mod infer;
+pub mod memory;
 pub mod metrics;
 pub mod server;
 pub mod telemetry;

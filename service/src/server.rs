@@ -147,6 +147,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let loaded = tokio::task::spawn_blocking(move || {
                 let result = load_models(&settings);
+                // The weights files and the transient copies of every tensor are free now, in
+                // this thread's heap: hand them back rather than after the allocator's delay.
+                crate::memory::release_free_pages();
                 (result, settings)
             })
             .await;

@@ -97,6 +97,25 @@ def test_text_over_the_character_limit_is_413_in_the_envelope_on_the_openai_rout
     assert reply.json()["error"]["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize(
+    "path, payload",
+    [
+        ("/api/v1/embed", {"texts": ["a" * (MAX_CHARS + 1)]}),
+        ("/v1/embeddings", {"input": "a" * (MAX_CHARS + 1)}),
+    ],
+    ids=["v1", "openai"],
+)
+def test_a_text_over_the_limit_is_counted_as_payload_too_large_on_both_routes(limited, path, payload):
+    before = limited.metrics()
+
+    assert limited.post(path, payload).status == 413
+
+    after = limited.metrics()
+    for kind in ("payload_too_large", "bad_request"):
+        moved = after.value("candle_errors_total", kind=kind) - before.value("candle_errors_total", kind=kind)
+        assert moved == (1 if kind == "payload_too_large" else 0), (kind, moved)
+
+
 # --- overload ---------------------------------------------------------------------------------
 
 

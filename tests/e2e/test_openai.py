@@ -151,3 +151,17 @@ def test_invalid_requests_get_400_in_the_envelope(server, payload):
     error = reply.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert error["message"]
+
+
+def test_a_bad_dimensions_is_refused_before_any_inference(server):
+    # The shared server may be serving other tests' requests, but none of this module's run
+    # while this one does: the default model's token counter must not move.
+    before = server.metrics().value("candle_tokens_total", model=DEFAULT_MODEL)
+    reply = server.post(
+        "/v1/embeddings", {"model": DEFAULT_MODEL, "input": [HELLO] * 8, "dimensions": DIMENSION + 1}
+    )
+    after = server.metrics().value("candle_tokens_total", model=DEFAULT_MODEL)
+
+    assert reply.status == 400, reply
+    assert reply.json()["error"]["param"] == "dimensions"
+    assert after == before, f"{after - before} tokens were embedded for a request refused"

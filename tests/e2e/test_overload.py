@@ -114,3 +114,52 @@ def test_after_overload_the_queue_is_empty_and_the_server_serves(small_queue):
     assert small_queue.get("/health/ready").status == 200
     reply = small_queue.embed(["after the storm"], model=SECOND_MODEL)
     assert reply.status == 200 and len(reply.json()["embeddings"]) == 1
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def test_many_admitted_requests_do_not_multiply_the_server_threads():
+    # 160 requests admitted at once (the default queue takes them all) while inference holds
+    # the cores: tokenization waits its turn instead of starting a thread per request (about
+    # 150 extra threads, and 200 MB more at peak, before it was bounded by the cores).
+    server = start_server()
+    try:
+        pid = server.process.pid
+        baseline = threads_of(pid)
+        peak = baseline
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, threads_of(pid))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        replies = []
+        lock = threading.Lock()
+
+        def client(c: int) -> None:
+            reply = post_json(server.rest_port, "/api/v1/embed", {"texts": [f"{TEXT} {c}"], "model": SECOND_MODEL}, timeout=120)
+            with lock:
+                replies.append(reply.status)
+
+        clients = [threading.Thread(target=client, args=(c,)) for c in range(160)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(timeout=180)
+        done.set()
+        sampler.join()
+        assert replies.count(200) == 160, replies
+        assert peak - baseline <= 8, f"{baseline} threads before, {peak} under load"
+        print(f"threads: {baseline} before, {peak} at peak under 160 concurrent requests")
+    finally:
+        server.stop()

@@ -2,17 +2,13 @@
 //! Candle service): it completes with no failed request during the weight shifts, an injected
 //! canary fault rolls back within a minute, and a killed run resumes without repeating steps.
 //!
-//! These runs take minutes, so they are ignored by `cargo test`; `cargo xtask ci` runs the
-//! rollback and resume ones (`cargo test -p xtask --test rollout_local -- --ignored
-//! --test-threads 1 rolls_back resumes`). They need `cargo xtask models`, the `.venv` and
-//! `target/debug/akidb-embed`.
+//! These runs take minutes, so they are ignored by `cargo test`; `cargo xtask ci` runs all
+//! three (`cargo test -p xtask --test rollout_local -- --ignored --test-threads 1`). They need
+//! `cargo xtask models`, the `.venv` and `target/debug/akidb-embed`.
 //!
-//! The whole-plan run is not in CI yet: on a 2-core machine that also runs nginx, Prometheus,
-//! the legacy stand-in and the traffic, the Candle service's P95 at the 1% stage is above the
-//! plan's 35 ms SLO (a few requests of ~15 take 50-70 ms), so the runner rightly rolls back at
-//! week 2. It passes once the service meets its latency targets (the performance work). The two
-//! runs in CI do not depend on the canary's latency: the fault run breaks the canary at week 2
-//! (nothing reaches it, the front door sees the failures), the resume run stops after week 1.
+//! The whole plan takes about 7 minutes at this time scale, three of them at the 1% stage: at
+//! 50 req/s the canary sees 0.5 req/s there, and its gates wait until the 100 requests a P99 is
+//! judged on have come in (rollout/README.md, "How gates judge a sample").
 
 use std::{
     collections::HashSet,
@@ -70,7 +66,7 @@ fn state_dir(name: &str) -> PathBuf {
 }
 
 #[test]
-#[ignore = "minutes long (about 3.5), and needs a quiet machine: run by hand; see the README"]
+#[ignore = "about 7 minutes: run by `cargo xtask ci`, or by hand with --ignored"]
 fn the_whole_plan_completes_without_failed_requests_and_with_the_planned_split() {
     let dir = state_dir("full");
     let args = [
@@ -95,10 +91,16 @@ fn the_whole_plan_completes_without_failed_requests_and_with_the_planned_split()
         if split.is_object() && weight >= 10.0 {
             let canary = split["canary"].as_f64().unwrap();
             let stable = split["stable"].as_f64().unwrap();
-            let share = 100.0 * canary / (canary + stable);
+            let n = canary + stable;
+            let share = 100.0 * canary / n;
+            // nginx picks the canary at random per request: the share is binomial, and four
+            // standard errors (±6.8 points at 50% over ~870 requests, ±2.9 at 10% over ~1,700)
+            // leave a false alarm about once in 16,000 runs.
+            let p = weight / 100.0;
+            let tolerance = 400.0 * (p * (1.0 - p) / n).sqrt();
             assert!(
-                (share - weight).abs() <= 2.0,
-                "{id}: observed share {share:.2}% at weight {weight}%"
+                (share - weight).abs() <= tolerance,
+                "{id}: observed share {share:.2}% at weight {weight}% (±{tolerance:.2} allowed)"
             );
         }
         for gate in stage["gates"].as_array().unwrap() {

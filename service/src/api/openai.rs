@@ -16,7 +16,7 @@ use super::{
     error::{OpenAiError, OpenAiErrorBody},
     AppState, ServedModel,
 };
-use crate::infer::EmbedCall;
+use crate::infer::{EmbedCall, ServiceError};
 
 /// Request of `POST /v1/embeddings`. Unknown fields are ignored.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -199,24 +199,42 @@ pub async fn embeddings(
 ) -> Response {
     match serve(&state, body).await {
         Ok(response) => response,
-        Err(error) => {
-            state.count_error(match error.status {
-                StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-                StatusCode::NOT_FOUND => "unknown_model",
-                StatusCode::TOO_MANY_REQUESTS => "overloaded",
-                StatusCode::SERVICE_UNAVAILABLE => "not_ready",
-                s if s.is_server_error() => "inference",
-                _ => "bad_request",
-            });
+        Err(Failure { kind, error }) => {
+            state.count_error(kind);
             error.into_response()
         }
     }
 }
 
-async fn serve(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, OpenAiError> {
+/// An error answer and the `kind` it is counted under in `candle_errors_total`: the same kind
+/// the legacy route counts for the same failure.
+struct Failure {
+    kind: &'static str,
+    error: OpenAiError,
+}
+
+impl From<ServiceError> for Failure {
+    fn from(error: ServiceError) -> Self {
+        Self {
+            kind: error.kind(),
+            error: error.into(),
+        }
+    }
+}
+
+/// The handler's own errors: the request as sent is refused.
+impl From<OpenAiError> for Failure {
+    fn from(error: OpenAiError) -> Self {
+        let kind = match error.status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
+            _ => "bad_request",
+        };
+        Self { kind, error }
+    }
+}
+
+async fn serve(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, Failure> {
     let bytes = body.map_err(|r| OpenAiError {
         status: r.status(),
         message: r.body_text(),
@@ -229,20 +247,20 @@ async fn serve(
         Input::One(text) => vec![text],
         Input::Many(texts) => texts,
         Input::Tokens(_) => {
-            return Err(OpenAiError::invalid(
+            return Err(Failure::from(OpenAiError::invalid(
                 "input",
                 "token arrays are not supported: send text (a string or an array of strings)",
-            ))
+            )))
         }
     };
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
         Some(other) => {
-            return Err(OpenAiError::invalid(
+            return Err(Failure::from(OpenAiError::invalid(
                 "encoding_format",
                 format!("unknown encoding_format {other:?}: expected \"float\" or \"base64\""),
-            ))
+            )))
         }
     };
     let _ = request.user;
@@ -252,21 +270,30 @@ async fn serve(
         pooling: None,
         normalize: None,
     };
+    // `dimensions` is checked against the model before any inference is spent on the request.
+    let dimensions = match (request.dimensions, state.infer.served()) {
+        (Some(dimensions), Some(served)) => {
+            let info = served.info(call.model.as_deref())?;
+            let full = info.dimension;
+            if dimensions < 1 || dimensions as usize > full {
+                return Err(Failure::from(OpenAiError::invalid(
+                    "dimensions",
+                    format!(
+                        "dimensions must be between 1 and {full} for model {}",
+                        info.name
+                    ),
+                )));
+            }
+            Some(dimensions as usize)
+        }
+        // Not serving yet: the call below answers 503 first.
+        _ => None,
+    };
     let reply = state.infer.embed(call, None).await?;
     let mut vectors = reply.vectors;
-    if let Some(dimensions) = request.dimensions {
-        let full = reply.model.dimension;
-        if dimensions < 1 || dimensions as usize > full {
-            return Err(OpenAiError::invalid(
-                "dimensions",
-                format!(
-                    "dimensions must be between 1 and {full} for model {}",
-                    reply.model.name
-                ),
-            ));
-        }
+    if let Some(dimensions) = dimensions {
         for v in &mut vectors {
-            v.truncate(dimensions as usize);
+            v.truncate(dimensions);
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             if norm > 0.0 {
                 v.iter_mut().for_each(|x| *x /= norm);

@@ -133,6 +133,10 @@ struct RunArgs {
     /// `image_push`: OCI registries, the image from AKIDB_IMAGE_ARCHIVE). Skipped without it.
     #[arg(long)]
     publish: bool,
+    /// Longest a gate waits for more traffic when its window holds too few requests to judge
+    /// every percentile (P99 needs 100), before it is inconclusive and the stage pauses.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    sample_wait: u64,
     #[command(flatten, next_help_heading = "Kubernetes target (--target kubernetes)")]
     kubernetes: Box<KubernetesOptions>,
 }
@@ -146,6 +150,7 @@ impl RunArgs {
             max_rate: self.max_rate,
             non_interactive: self.non_interactive,
             publish: self.publish,
+            sample_wait: std::time::Duration::from_secs(self.sample_wait),
         }
     }
 

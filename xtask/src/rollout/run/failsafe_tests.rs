@@ -361,6 +361,73 @@ fn too_little_traffic_makes_the_gates_inconclusive_not_a_pass() {
     assert!(!state(&f).stage_done("staging"));
 }
 
+/// The plan without its load test, whose own minimum is about traffic rates, not samples.
+fn without_load_test() -> String {
+    PLAN.replace(
+        "load_test: {rate: 50, duration: 10s}",
+        "notify: {channel: x, message: y}",
+    )
+}
+
+#[test]
+fn a_sample_too_small_for_a_p99_is_inconclusive_when_the_runner_may_not_wait() {
+    let f = fixture(&without_load_test());
+    let mut target = FakeTarget::new();
+    target.requests = 40;
+    let status = run(&f, &mut target).unwrap();
+    assert!(
+        matches!(&status, RunStatus::Paused { reason }
+            if reason.contains("slo_check#2 of stage canary was inconclusive")
+                && reason.contains("P99 needs 100")),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn a_gate_on_sparse_traffic_waits_for_enough_requests_then_judges() {
+    // 30 req/s: the 2 s window after the shift holds 60 requests, the P99 needs 100.
+    let f = fixture(&without_load_test());
+    let mut target = FakeTarget::new();
+    target.rate = Some(30.0);
+    let options = RunOptions {
+        approve: vec!["all".into()],
+        non_interactive: true,
+        sample_wait: Duration::from_secs(30),
+        ..RunOptions::default()
+    };
+    let status = Runner::new(
+        &f.plan,
+        &mut target,
+        f.files.clone(),
+        options,
+        PathBuf::from("/nonexistent"),
+    )
+    .with_retry(QUICK)
+    .run(&f.plan_path)
+    .unwrap();
+    assert_eq!(status, RunStatus::Completed, "{status:?}");
+    // Each wait re-measures once: no tight loop of queries against the metrics system.
+    assert!(
+        target.calls() < 300,
+        "{} calls to the target",
+        target.calls()
+    );
+    let audit = audit(&f);
+    let waits: Vec<&AuditEntry> = audit.iter().filter(|e| e.step == "sample_wait").collect();
+    assert!(!waits.is_empty(), "the gate judged without waiting");
+    assert!(
+        waits.iter().all(|e| e.detail.contains("100 needed")),
+        "{waits:?}"
+    );
+    let gates = &state(&f).stages["canary"].gates;
+    assert!(
+        gates
+            .iter()
+            .any(|g| g.kind == "slo_check" && g.verdict == "pass"),
+        "{gates:?}"
+    );
+}
+
 #[test]
 fn unreachable_metrics_during_a_hold_leave_the_canary_unwatched_and_pause() {
     // A 3 s soak at 10%: the triggers are judged from 2 s after the shift on.

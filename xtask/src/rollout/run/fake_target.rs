@@ -29,6 +29,8 @@ pub struct FakeTarget {
     pub retired: bool,
     /// Requests the metrics report per window.
     pub requests: u64,
+    /// When set, the metrics report this many requests per second of the window instead.
+    pub rate: Option<f64>,
     /// Effects applied, in order (`set_canary_weight 10`, `scale akidb-candle 2`, ...).
     pub journal: RefCell<Vec<String>>,
     /// Calls so far (every method but `name`).
@@ -135,12 +137,16 @@ impl Target for FakeTarget {
         Ok((self.requests, 0))
     }
 
-    fn measure(&self, side: Side, _window: Duration) -> anyhow::Result<Measurement> {
+    fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement> {
         self.enter(&format!("measure {side:?}").to_lowercase())?;
-        let traffic = self.requests > 0;
+        let requests = match self.rate {
+            Some(rate) => (rate * window.as_secs_f64()) as u64,
+            None => self.requests,
+        };
+        let traffic = requests > 0;
         let ms = |v| traffic.then(|| Duration::from_millis(v));
         Ok(Measurement {
-            requests: self.requests,
+            requests,
             errors: 0,
             p50: ms(5),
             p95: ms(9),

@@ -38,7 +38,22 @@ fn ms(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Judges `m` against `t`, requiring at least `min_requests` in the window.
+/// The fewest requests a `quantile` (0.95 for P95) is judged on: `1 / (1 - quantile)`, the
+/// sample in which one request in the tail is expected (P50: 2, P95: 20, P99: 100). Below it,
+/// the estimate is the slowest request or two, and one slow request is no breach of a P99.
+pub fn percentile_floor(quantile: f64) -> u64 {
+    (1.0 / (1.0 - quantile)).round() as u64
+}
+
+/// The requests a gate waits for before it judges: its own minimum, and enough for every
+/// percentile it checks.
+pub fn sample_needed(min_requests: u64) -> u64 {
+    min_requests.max(percentile_floor(0.99))
+}
+
+/// Judges `m` against `t`, requiring at least `min_requests` in the window. The error rate is
+/// judged on any sample; a percentile only on [`percentile_floor`] requests, and a gate with a
+/// percentile it could not judge is inconclusive, unless something else already failed it.
 pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
     if m.requests < min_requests.max(1) {
         return Verdict::Inconclusive(format!(
@@ -50,6 +65,7 @@ pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
     let (Some(p50), Some(p95), Some(p99)) = (m.p50, m.p95, m.p99) else {
         return Verdict::Inconclusive("no latency data in the window".into());
     };
+    let mut unjudged = Vec::new();
     let rate = 100.0 * m.errors as f64 / m.requests as f64;
     let summary = format!(
         "{} requests, error rate {rate:.3}%, P50 {}, P95 {}, P99 {}",
@@ -62,12 +78,15 @@ pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
     if rate >= t.error_rate.value() {
         breaches.push(format!("error rate {rate:.3}% >= {}", t.error_rate));
     }
-    for (name, got, limit) in [
-        ("P50", p50, t.p50),
-        ("P95", p95, t.p95),
-        ("P99", p99, t.p99),
+    for (name, quantile, got, limit) in [
+        ("P50", 0.50, p50, t.p50),
+        ("P95", 0.95, p95, t.p95),
+        ("P99", 0.99, p99, t.p99),
     ] {
-        if got >= limit {
+        let floor = percentile_floor(quantile);
+        if m.requests < floor {
+            unjudged.push(format!("{name} needs {floor}"));
+        } else if got >= limit {
             breaches.push(format!("{name} {} >= {}", ms(got), ms(limit)));
         }
     }
@@ -76,10 +95,15 @@ pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
             breaches.push(format!("memory {bytes} B >= {limit}"));
         }
     }
-    if breaches.is_empty() {
-        Verdict::Pass(summary)
-    } else {
+    if !breaches.is_empty() {
         Verdict::Fail(format!("{summary}: {}", breaches.join("; ")))
+    } else if !unjudged.is_empty() {
+        Verdict::Inconclusive(format!(
+            "{summary}: too few requests to judge a percentile ({})",
+            unjudged.join(", ")
+        ))
+    } else {
+        Verdict::Pass(summary)
     }
 }
 
@@ -146,6 +170,27 @@ mod tests {
             judge(&Measurement::default(), &slos(), 0).label(),
             "inconclusive"
         );
+    }
+
+    #[test]
+    fn a_percentile_is_judged_only_on_a_sample_with_a_tail() {
+        // 13 requests: a P95 of 44 ms is the slowest one, not 5% of them.
+        let v = judge(&measured(13, 0, 44), &slos(), 1);
+        assert_eq!(v.label(), "inconclusive", "{}", v.detail());
+        assert!(v.detail().contains("P95 needs 20"), "{}", v.detail());
+        assert!(v.detail().contains("P99 needs 100"), "{}", v.detail());
+        // Errors are judged on any sample: one failed request of 13 fails the gate.
+        assert_eq!(judge(&measured(13, 1, 10), &slos(), 1).label(), "fail");
+        // From 100 requests on, every percentile is judged.
+        assert_eq!(judge(&measured(100, 0, 44), &slos(), 1).label(), "fail");
+        assert_eq!(judge(&measured(100, 0, 20), &slos(), 1).label(), "pass");
+        assert_eq!(
+            [0.5, 0.95, 0.99].map(percentile_floor),
+            [2, 20, 100],
+            "the floors"
+        );
+        assert_eq!(sample_needed(10), 100);
+        assert_eq!(sample_needed(100_000), 100_000);
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub non_interactive: bool,
     /// Run the release steps (`ga_tag`, `helm_push`, `image_push`) for real; skipped otherwise.
     pub publish: bool,
+    /// Longest a gate waits for traffic when its window holds too few requests to judge
+    /// (`--sample-wait`); zero judges at once.
+    pub sample_wait: Duration,
 }
 
 /// Files of a run, in one folder (`target/rollout/` by default).
@@ -117,6 +120,8 @@ const SCRAPE_MARGIN: Duration = Duration::from_secs(2);
 const MIN_MEMORY_WINDOW: Duration = Duration::from_secs(300);
 /// Longest window a trigger widens to when traffic is sparse.
 const MAX_TRIGGER_WINDOW: Duration = Duration::from_secs(16);
+/// Longest a gate short of requests holds before it measures again.
+const SAMPLE_RECHECK: Duration = Duration::from_secs(15);
 /// Longest time a hold goes on while the rollback triggers cannot be evaluated (the metrics
 /// system is unreachable): past it the canary is unwatched, and the stage pauses.
 const BLIND_LIMIT: Duration = Duration::from_secs(10);
@@ -682,7 +687,6 @@ impl<'a> Runner<'a> {
             }
             Step::SloCheck(s) => {
                 let window = scale.apply(s.window);
-                let measured = self.measure(Side::Canary, self.at_current_split(window));
                 // The plan's minimum assumes the plan's traffic; a run capped by --max-rate
                 // sends proportionally less, so it expects proportionally fewer requests.
                 let planned = scale.apply_count(s.min_requests);
@@ -692,9 +696,16 @@ impl<'a> Runner<'a> {
                     }
                     _ => planned,
                 };
-                let verdict = match measured {
-                    Ok(m) => judge(&m, &s.thresholds, min_requests),
-                    Err(error) => gate::unmeasurable(&error),
+                let verdict = match self.sample(
+                    &stage.id,
+                    Side::Canary,
+                    window,
+                    gate::sample_needed(min_requests),
+                    state,
+                )? {
+                    Sample::Measured(m) => judge(&m, &s.thresholds, min_requests),
+                    Sample::Unmeasurable(error) => gate::unmeasurable(&error),
+                    Sample::Ended(end) => return Ok(end),
                 };
                 let verdict = self.with_front_door(verdict, window, &s.thresholds);
                 self.gate(stage, index, "slo_check", verdict, state)
@@ -709,10 +720,12 @@ impl<'a> Runner<'a> {
                 } else {
                     Side::Canary
                 };
-                let mut verdict = match self.measure(side, self.at_current_split(duration)) {
-                    Ok(m) => judge(&m, &s.thresholds, 1),
-                    Err(error) => gate::unmeasurable(&error),
-                };
+                let mut verdict =
+                    match self.sample(&stage.id, side, duration, gate::sample_needed(1), state)? {
+                        Sample::Measured(m) => judge(&m, &s.thresholds, 1),
+                        Sample::Unmeasurable(error) => gate::unmeasurable(&error),
+                        Sample::Ended(end) => return Ok(end),
+                    };
                 if side == Side::Canary {
                     verdict = self.with_front_door(verdict, duration, &s.thresholds);
                 }
@@ -737,6 +750,75 @@ impl<'a> Runner<'a> {
             Step::HelmPush(s) => outcome(publish::helm_push(s, self.options.publish)?),
             Step::ImagePush(s) => outcome(publish::image_push(s, self.options.publish)?),
         })
+    }
+
+    /// A gate's measurement of `side` over the trailing `window`, with at least `needed`
+    /// requests in it where traffic allows. A window that holds fewer is widened back to the
+    /// last weight shift (the same split), then the runner holds on, watching the rollback
+    /// triggers, while traffic comes in, for at most `--sample-wait`. What it has then is
+    /// judged, which is inconclusive when it is still too small.
+    fn sample(
+        &mut self,
+        stage: &str,
+        side: Side,
+        window: Duration,
+        needed: u64,
+        state: &RunState,
+    ) -> anyhow::Result<Sample> {
+        let deadline = Instant::now() + self.options.sample_wait;
+        let mut window = self.at_current_split(window);
+        let mut widened = false;
+        let mut waited = false;
+        loop {
+            let m = match self.measure(side, window) {
+                Ok(m) => m,
+                Err(error) => return Ok(Sample::Unmeasurable(error)),
+            };
+            if m.requests >= needed {
+                return Ok(Sample::Measured(m));
+            }
+            let since_shift = self.at_current_split(Duration::MAX);
+            if !widened && window < since_shift {
+                widened = true;
+                window = since_shift;
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Sample::Measured(m));
+            }
+            // Hold for about the time the missing requests take at the window's rate, at most
+            // SAMPLE_RECHECK at a time: the rate of a short window is a rough guess.
+            let rate = m.requests as f64 / window.as_secs_f64().max(1.0);
+            let missing = (needed - m.requests) as f64;
+            let expected = if rate > 0.0 {
+                Duration::from_secs_f64(1.1 * missing / rate)
+            } else {
+                SAMPLE_RECHECK
+            };
+            let hold = expected
+                .max(Duration::from_secs(1))
+                .min(SAMPLE_RECHECK)
+                .min(left);
+            if !waited {
+                waited = true;
+                self.audit.record(
+                    stage,
+                    "sample_wait",
+                    "waiting",
+                    &format!(
+                        "{} requests on the {side:?} side since the last shift, {needed} needed \
+                         to judge: waiting up to {:.0}s for more traffic",
+                        m.requests,
+                        left.as_secs_f64()
+                    ),
+                )?;
+            }
+            if let Some(end) = self.hold(hold, state)? {
+                return Ok(Sample::Ended(end));
+            }
+            window = self.at_current_split(Duration::MAX);
+        }
     }
 
     /// A server-side measurement, retried as the run's policy says.
@@ -920,6 +1002,16 @@ fn blind_reason(for_: Duration, reason: &str) -> String {
 }
 
 /// How one step ended.
+/// What a gate's sampling ended with.
+enum Sample {
+    /// A measurement to judge.
+    Measured(Measurement),
+    /// The metrics could not be read.
+    Unmeasurable(anyhow::Error),
+    /// A rollback trigger fired, or the canary went unwatched, while waiting for traffic.
+    Ended(StepEnd),
+}
+
 enum StepEnd {
     Done(String),
     Skipped(String),

@@ -240,6 +240,11 @@ async fn drive(shared: Arc<Shared>, uri: hyper::Uri) {
         // connection nginx is closing.
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(MAX_IN_FLIGHT)
+        .build(connector.clone());
+    // The retry's client keeps no idle connections: a retry must not land on another pooled
+    // connection that the same reload is closing.
+    let fresh: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
         .build(connector);
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut rate = 0;
@@ -271,6 +276,7 @@ async fn drive(shared: Arc<Shared>, uri: hyper::Uri) {
             continue;
         };
         let client = client.clone();
+        let fresh = fresh.clone();
         let shared = Arc::clone(&shared);
         let uri = uri.clone();
         tokio::spawn(async move {
@@ -278,10 +284,11 @@ async fn drive(shared: Arc<Shared>, uri: hyper::Uri) {
                 tokio::time::timeout(REQUEST_TIMEOUT, send(&client, uri.clone(), body(n))).await;
             // A transport error here is a pooled keep-alive connection that nginx closed under
             // the request (a reload closes idle connections); HTTP clients resend an idempotent
-            // request once on a fresh connection, and so does this one, counting it.
+            // request once on a fresh connection, and so does this one (through a client that
+            // pools nothing), counting it.
             let retried = matches!(outcome, Ok(Err(_)));
             if retried {
-                outcome = tokio::time::timeout(REQUEST_TIMEOUT, send(&client, uri, body(n))).await;
+                outcome = tokio::time::timeout(REQUEST_TIMEOUT, send(&fresh, uri, body(n))).await;
             }
             let latency = due.elapsed();
             let mut window = lock(&shared.window);
