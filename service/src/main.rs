@@ -15,7 +15,8 @@ use serde_json::json;
 
 // mimalloc keeps freed pages for reuse: with the system allocator every large buffer of a
 // forward pass came back as fresh, zero-filled pages (page faults were ~7% of a single-request
-// profile).
+// profile). Built with `no_thp` (service/Cargo.toml): no transparent huge pages, so RSS follows
+// what is in use instead of rounding it up to 2 MB pages.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
