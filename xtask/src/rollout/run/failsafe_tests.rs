@@ -429,6 +429,42 @@ fn a_gate_on_sparse_traffic_waits_for_enough_requests_then_judges() {
 }
 
 #[test]
+fn a_canary_failing_at_the_front_door_is_judged_without_waiting_for_its_own_requests() {
+    // The broken canary answers nothing, so its own metrics never reach a sample; the front
+    // door sees every request to it fail, and errors are judged on any sample.
+    let f = fixture(&without_load_test());
+    let mut target = FakeTarget::new();
+    target.requests = 0;
+    target.door = Some((18, 18));
+    let options = RunOptions {
+        approve: vec!["all".into()],
+        non_interactive: true,
+        sample_wait: Duration::from_secs(60),
+        ..RunOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let status = Runner::new(
+        &f.plan,
+        &mut target,
+        f.files.clone(),
+        options,
+        PathBuf::from("/nonexistent"),
+    )
+    .with_retry(QUICK)
+    .run(&f.plan_path)
+    .unwrap();
+    assert!(
+        matches!(&status, RunStatus::RolledBack { reason } if reason.contains("front door")),
+        "{status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it waited {:?} for traffic",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn unreachable_metrics_during_a_hold_leave_the_canary_unwatched_and_pause() {
     // A 3 s soak at 10%: the triggers are judged from 2 s after the shift on.
     let text = PLAN.replace(

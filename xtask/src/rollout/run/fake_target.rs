@@ -31,6 +31,8 @@ pub struct FakeTarget {
     pub requests: u64,
     /// When set, the metrics report this many requests per second of the window instead.
     pub rate: Option<f64>,
+    /// When set, what the front door reports (answered, failed) instead of `requests`, 0.
+    pub door: Option<(u64, u64)>,
     /// Effects applied, in order (`set_canary_weight 10`, `scale akidb-candle 2`, ...).
     pub journal: RefCell<Vec<String>>,
     /// Calls so far (every method but `name`).
@@ -134,7 +136,7 @@ impl Target for FakeTarget {
 
     fn front_door(&self, side: Side, _window: Duration) -> anyhow::Result<(u64, u64)> {
         self.enter(&format!("front_door {side:?}").to_lowercase())?;
-        Ok((self.requests, 0))
+        Ok(self.door.unwrap_or((self.requests, 0)))
     }
 
     fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement> {

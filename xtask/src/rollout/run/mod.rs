@@ -701,6 +701,7 @@ impl<'a> Runner<'a> {
                     Side::Canary,
                     window,
                     gate::sample_needed(min_requests),
+                    &s.thresholds,
                     state,
                 )? {
                     Sample::Measured(m) => judge(&m, &s.thresholds, min_requests),
@@ -720,12 +721,18 @@ impl<'a> Runner<'a> {
                 } else {
                     Side::Canary
                 };
-                let mut verdict =
-                    match self.sample(&stage.id, side, duration, gate::sample_needed(1), state)? {
-                        Sample::Measured(m) => judge(&m, &s.thresholds, 1),
-                        Sample::Unmeasurable(error) => gate::unmeasurable(&error),
-                        Sample::Ended(end) => return Ok(end),
-                    };
+                let mut verdict = match self.sample(
+                    &stage.id,
+                    side,
+                    duration,
+                    gate::sample_needed(1),
+                    &s.thresholds,
+                    state,
+                )? {
+                    Sample::Measured(m) => judge(&m, &s.thresholds, 1),
+                    Sample::Unmeasurable(error) => gate::unmeasurable(&error),
+                    Sample::Ended(end) => return Ok(end),
+                };
                 if side == Side::Canary {
                     verdict = self.with_front_door(verdict, duration, &s.thresholds);
                 }
@@ -763,6 +770,7 @@ impl<'a> Runner<'a> {
         side: Side,
         window: Duration,
         needed: u64,
+        thresholds: &SloThresholds,
         state: &RunState,
     ) -> anyhow::Result<Sample> {
         let deadline = Instant::now() + self.options.sample_wait;
@@ -784,7 +792,7 @@ impl<'a> Runner<'a> {
                 continue;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || self.errors_breach(side, &m, window, thresholds) {
                 return Ok(Sample::Measured(m));
             }
             // Hold for about the time the missing requests take at the window's rate, at most
@@ -819,6 +827,29 @@ impl<'a> Runner<'a> {
             }
             window = self.at_current_split(Duration::MAX);
         }
+    }
+
+    /// Whether the errors already seen breach the error-rate threshold, in the side's own
+    /// metrics or, for the canary, at the front door (a canary that answers nothing has no
+    /// requests of its own): errors are judged on any sample, so a breach waits for no more
+    /// traffic.
+    fn errors_breach(
+        &self,
+        side: Side,
+        m: &Measurement,
+        window: Duration,
+        thresholds: &SloThresholds,
+    ) -> bool {
+        let limit = thresholds.error_rate.value();
+        let over = |requests: u64, errors: u64| {
+            requests > 0 && 100.0 * errors as f64 / requests as f64 >= limit
+        };
+        over(m.requests, m.errors)
+            || (side == Side::Canary
+                && self
+                    .target
+                    .front_door(Side::Canary, window)
+                    .is_ok_and(|(answered, failed)| over(answered, failed)))
     }
 
     /// A server-side measurement, retried as the run's policy says.
