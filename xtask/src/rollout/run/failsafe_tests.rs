@@ -91,9 +91,19 @@ const QUICK: RetryPolicy = RetryPolicy {
 };
 
 fn runner<'a>(f: &'a Fixture, target: &'a mut FakeTarget) -> Runner<'a> {
+    runner_waiting(f, target, Duration::ZERO)
+}
+
+/// As [`runner`], with gates that may wait `sample_wait` for traffic.
+fn runner_waiting<'a>(
+    f: &'a Fixture,
+    target: &'a mut FakeTarget,
+    sample_wait: Duration,
+) -> Runner<'a> {
     let options = RunOptions {
         approve: vec!["all".into()],
         non_interactive: true,
+        sample_wait,
         ..RunOptions::default()
     };
     Runner::new(
@@ -389,22 +399,9 @@ fn a_gate_on_sparse_traffic_waits_for_enough_requests_then_judges() {
     let f = fixture(&without_load_test());
     let mut target = FakeTarget::new();
     target.rate = Some(30.0);
-    let options = RunOptions {
-        approve: vec!["all".into()],
-        non_interactive: true,
-        sample_wait: Duration::from_secs(30),
-        ..RunOptions::default()
-    };
-    let status = Runner::new(
-        &f.plan,
-        &mut target,
-        f.files.clone(),
-        options,
-        PathBuf::from("/nonexistent"),
-    )
-    .with_retry(QUICK)
-    .run(&f.plan_path)
-    .unwrap();
+    let status = runner_waiting(&f, &mut target, Duration::from_secs(30))
+        .run(&f.plan_path)
+        .unwrap();
     assert_eq!(status, RunStatus::Completed, "{status:?}");
     // Each wait re-measures once: no tight loop of queries against the metrics system.
     assert!(
@@ -436,23 +433,10 @@ fn a_canary_failing_at_the_front_door_is_judged_without_waiting_for_its_own_requ
     let mut target = FakeTarget::new();
     target.requests = 0;
     target.door = Some((18, 18));
-    let options = RunOptions {
-        approve: vec!["all".into()],
-        non_interactive: true,
-        sample_wait: Duration::from_secs(60),
-        ..RunOptions::default()
-    };
     let started = std::time::Instant::now();
-    let status = Runner::new(
-        &f.plan,
-        &mut target,
-        f.files.clone(),
-        options,
-        PathBuf::from("/nonexistent"),
-    )
-    .with_retry(QUICK)
-    .run(&f.plan_path)
-    .unwrap();
+    let status = runner_waiting(&f, &mut target, Duration::from_secs(60))
+        .run(&f.plan_path)
+        .unwrap();
     assert!(
         matches!(&status, RunStatus::RolledBack { reason } if reason.contains("front door")),
         "{status:?}"
