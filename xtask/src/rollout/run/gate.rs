@@ -45,6 +45,12 @@ pub fn percentile_floor(quantile: f64) -> u64 {
     (1.0 / (1.0 - quantile)).round() as u64
 }
 
+/// Whether `errors` of `requests` reach the error-rate limit (`limit_percent`, e.g. 0.1 for
+/// 0.1%). No requests is no breach.
+pub fn error_rate_breached(requests: u64, errors: u64, limit_percent: f64) -> bool {
+    requests > 0 && 100.0 * errors as f64 / requests as f64 >= limit_percent
+}
+
 /// The requests a gate waits for before it judges: its own minimum, and enough for every
 /// percentile it checks.
 pub fn sample_needed(min_requests: u64) -> u64 {
@@ -75,7 +81,7 @@ pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
         ms(p99)
     );
     let mut breaches = Vec::new();
-    if rate >= t.error_rate.value() {
+    if error_rate_breached(m.requests, m.errors, t.error_rate.value()) {
         breaches.push(format!("error rate {rate:.3}% >= {}", t.error_rate));
     }
     for (name, quantile, got, limit) in [

@@ -564,7 +564,7 @@ impl<'a> Runner<'a> {
         match self.target.front_door(Side::Canary, window) {
             Ok((answered, failed)) if answered > 0 => {
                 let rate = 100.0 * failed as f64 / answered as f64;
-                if rate >= thresholds.error_rate.value() {
+                if gate::error_rate_breached(answered, failed, thresholds.error_rate.value()) {
                     Verdict::Fail(format!(
                         "front door: {failed} of {answered} canary requests failed ({rate:.3}% >= {})",
                         thresholds.error_rate
@@ -841,15 +841,14 @@ impl<'a> Runner<'a> {
         thresholds: &SloThresholds,
     ) -> bool {
         let limit = thresholds.error_rate.value();
-        let over = |requests: u64, errors: u64| {
-            requests > 0 && 100.0 * errors as f64 / requests as f64 >= limit
-        };
-        over(m.requests, m.errors)
+        gate::error_rate_breached(m.requests, m.errors, limit)
             || (side == Side::Canary
                 && self
                     .target
                     .front_door(Side::Canary, window)
-                    .is_ok_and(|(answered, failed)| over(answered, failed)))
+                    .is_ok_and(|(answered, failed)| {
+                        gate::error_rate_breached(answered, failed, limit)
+                    }))
     }
 
     /// A server-side measurement, retried as the run's policy says.
