@@ -11,6 +11,7 @@ pub mod attention;
 pub mod linear;
 pub mod math;
 pub mod norm;
+pub mod panel;
 pub mod skinny;
 pub mod threads;
 

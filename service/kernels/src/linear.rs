@@ -2,7 +2,11 @@
 
 #[cfg(target_arch = "x86_64")]
 use crate::skinny;
-use crate::{rows, threads};
+use crate::{
+    activation::Activation,
+    panel::{Finish, Panels},
+    rows, threads,
+};
 
 /// How a layer writes its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,40 +17,112 @@ pub enum Output {
     Accumulate,
 }
 
-/// A dense layer, its weight in PyTorch's layout (one row of `inputs` per output).
-///
-/// Measured against the transposed layout, the `gemm` crate packs this one into its panels and
-/// runs ~20% faster on single inputs (its column reads of a transposed weight stride by a row).
+/// The kernel a layer's products run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// The weight packed once into panels for this crate's AVX2 + FMA micro-kernel
+    /// ([`crate::panel`]): the choice on CPUs with AVX2 but no AVX-512.
+    Panels,
+    /// The weight kept in PyTorch's layout for the `gemm` crate (its AVX-512 kernels where
+    /// present), with the skinny kernel for a few rows where AVX2 is present.
+    Gemm,
+}
+
+/// The environment variable that overrides [`Kernel::detect`]: `gemm` or `panels` (the latter
+/// only where it can run), for side-by-side measurements.
+pub const KERNEL_ENV: &str = "AKIDB_MATMUL";
+
+impl Kernel {
+    /// The faster kernel on this CPU: `gemm`'s AVX-512 kernels where present (the panels are
+    /// AVX2 only), else the panels where AVX2 and FMA are present, else `gemm`; unless
+    /// [`KERNEL_ENV`] names one.
+    pub fn detect() -> Self {
+        match std::env::var(KERNEL_ENV).as_deref() {
+            Ok("gemm") => return Self::Gemm,
+            Ok("panels") if Panels::available() => return Self::Panels,
+            _ => {}
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            return Self::Gemm;
+        }
+        if Panels::available() {
+            Self::Panels
+        } else {
+            Self::Gemm
+        }
+    }
+}
+
+/// A layer's weight, in the layout its kernel reads.
+#[derive(Debug, Clone)]
+enum Weight {
+    Panels(Panels),
+    /// PyTorch's layout: one row of `inputs` per output. Measured against the transposed
+    /// layout, `gemm` packs this one into its panels ~20% faster on single inputs.
+    Torch(Vec<f32>),
+}
+
+/// A dense layer.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Vec<f32>,
+    weight: Weight,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
 }
 
 impl Linear {
-    /// A layer from a PyTorch-layout weight (outputs × inputs, row-major) and its bias.
+    /// A layer from a PyTorch-layout weight (outputs × inputs, row-major) and its bias, on the
+    /// kernel [`Kernel::detect`] picks.
     ///
     /// # Panics
     /// When `weight` is not `bias.len() × inputs`.
     pub fn from_torch(weight: &[f32], bias: Vec<f32>, inputs: usize) -> Self {
+        Self::with_kernel(weight, bias, inputs, Kernel::detect())
+    }
+
+    /// As [`Linear::from_torch`], on a chosen kernel.
+    ///
+    /// # Panics
+    /// When `weight` is not `bias.len() × inputs`, or the kernel cannot run on this CPU.
+    pub fn with_kernel(weight: &[f32], bias: Vec<f32>, inputs: usize, kernel: Kernel) -> Self {
         let outputs = bias.len();
         assert_eq!(
             weight.len(),
             outputs * inputs,
             "weight is not outputs × inputs"
         );
+        let weight = match kernel {
+            Kernel::Panels => Weight::Panels(Panels::pack(weight, inputs, outputs)),
+            Kernel::Gemm => Weight::Torch(weight.to_vec()),
+        };
         Self {
-            weight: weight.to_vec(),
+            weight,
             bias,
             inputs,
             outputs,
         }
     }
 
+    /// The kernel this layer runs on.
+    pub fn kernel(&self) -> Kernel {
+        match self.weight {
+            Weight::Panels(_) => Kernel::Panels,
+            Weight::Torch(_) => Kernel::Gemm,
+        }
+    }
+
+    /// The weight in PyTorch's layout.
+    fn torch_weight(&self) -> Vec<f32> {
+        match &self.weight {
+            Weight::Panels(p) => p.unpack(),
+            Weight::Torch(w) => w.clone(),
+        }
+    }
+
     /// One layer computing all of `parts` side by side (their outputs concatenated), e.g. the
-    /// query, key and value projections as one product.
+    /// query, key and value projections as one product, on the first part's kernel.
     ///
     /// # Panics
     /// When the parts differ in inputs.
@@ -56,15 +132,9 @@ impl Linear {
             parts.iter().all(|p| p.inputs == inputs),
             "parts differ in inputs"
         );
-        Self {
-            weight: parts
-                .iter()
-                .flat_map(|p| p.weight.iter().copied())
-                .collect(),
-            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
-            inputs,
-            outputs: parts.iter().map(|p| p.outputs).sum(),
-        }
+        let weight: Vec<f32> = parts.iter().flat_map(|p| p.torch_weight()).collect();
+        let bias = parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
+        Self::with_kernel(&weight, bias, inputs, parts[0].kernel())
     }
 
     /// Width of an input row.
@@ -78,10 +148,27 @@ impl Linear {
     }
 
     /// Applies the layer to the rows of `x` (each `inputs` wide), writing the rows of `y`.
+    /// Inside the kernel pool the product is split across its threads.
     ///
     /// # Panics
     /// When `x` and `y` do not hold the same number of rows of the right widths.
     pub fn forward(&self, x: &[f32], y: &mut [f32], output: Output) {
+        self.forward_activated(x, y, output, None)
+    }
+
+    /// As [`Linear::forward`], then `activation` over the output: on panels, fused into the
+    /// product (each piece of output as soon as it is complete); on `gemm`, a pass split across
+    /// the pool's threads.
+    ///
+    /// # Panics
+    /// As [`Linear::forward`].
+    pub fn forward_activated(
+        &self,
+        x: &[f32],
+        y: &mut [f32],
+        output: Output,
+        activation: Option<Activation>,
+    ) {
         let m = rows(x, self.inputs);
         assert_eq!(
             y.len(),
@@ -94,10 +181,27 @@ impl Linear {
                 Output::Accumulate => row.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b),
             }
         }
+        let weight = match &self.weight {
+            Weight::Panels(panels) => {
+                let finish = activation.map(|a| move |piece: &mut [f32]| a.apply(piece));
+                let finish = finish.as_ref().map(|f| f as Finish<'_>);
+                return panels.accumulate_then(x, y, true, finish);
+            }
+            Weight::Torch(weight) => weight,
+        };
+        self.forward_gemm(weight, x, y);
+        if let Some(activation) = activation {
+            activation.apply_split(y);
+        }
+    }
+
+    /// `y += x·Wᵀ` on `gemm` (the skinny kernel for a few rows).
+    fn forward_gemm(&self, weight: &[f32], x: &[f32], y: &mut [f32]) {
+        let m = rows(x, self.inputs);
         let (n, k) = (self.outputs, self.inputs);
         #[cfg(target_arch = "x86_64")]
         if m <= skinny::MAX_ROWS && skinny::available() {
-            self.forward_skinny(x, m, y);
+            self.forward_skinny(weight, x, m, y);
             return;
         }
         // SAFETY: the three buffers hold m×k, n×k and m×n elements (checked above and at
@@ -114,7 +218,7 @@ impl Linear {
                 x.as_ptr(),
                 1,
                 k as isize,
-                self.weight.as_ptr(),
+                weight.as_ptr(),
                 k as isize,
                 1,
                 1.0,
@@ -129,11 +233,11 @@ impl Linear {
 
     /// The product for a few rows; in the pool, the outputs are split across the threads.
     #[cfg(target_arch = "x86_64")]
-    fn forward_skinny(&self, x: &[f32], m: usize, y: &mut [f32]) {
+    fn forward_skinny(&self, weight: &[f32], x: &[f32], m: usize, y: &mut [f32]) {
         let (n, k) = (self.outputs, self.inputs);
         let (x, w, y) = (
             x.as_ptr() as usize,
-            self.weight.as_ptr() as usize,
+            weight.as_ptr() as usize,
             y.as_mut_ptr() as usize,
         );
         // SAFETY: `available()` was checked; sizes as in `forward`; each task writes its own
@@ -188,59 +292,90 @@ mod tests {
             .collect()
     }
 
+    /// Every kernel this CPU can run.
+    fn kernels() -> Vec<Kernel> {
+        let mut all = vec![Kernel::Gemm];
+        if Panels::available() {
+            all.push(Kernel::Panels);
+        }
+        all
+    }
+
     #[test]
     fn overwrite_and_accumulate_match_a_plain_product() {
         let (m, k, n) = (5, 19, 11);
         let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
-        let layer = Linear::from_torch(&w, b.clone(), k);
         let want = naive(&x, &w, &b, k);
-        let mut y = vec![f32::NAN; m * n];
-        layer.forward(&x, &mut y, Output::Overwrite);
-        for (g, w) in y.iter().zip(&want) {
-            assert!((g - w).abs() < 1e-4);
-        }
-        let residual = values(m * n, 4);
-        let mut y = residual.clone();
-        layer.forward(&x, &mut y, Output::Accumulate);
-        for ((g, w), r) in y.iter().zip(&want).zip(&residual) {
-            assert!((g - (w + r)).abs() < 1e-4);
+        for kernel in kernels() {
+            let layer = Linear::with_kernel(&w, b.clone(), k, kernel);
+            let mut y = vec![f32::NAN; m * n];
+            layer.forward(&x, &mut y, Output::Overwrite);
+            for (g, w) in y.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "{kernel:?}");
+            }
+            let residual = values(m * n, 4);
+            let mut y = residual.clone();
+            layer.forward(&x, &mut y, Output::Accumulate);
+            for ((g, w), r) in y.iter().zip(&want).zip(&residual) {
+                assert!((g - (w + r)).abs() < 1e-4, "{kernel:?}");
+            }
         }
     }
 
     #[test]
     fn few_and_many_rows_agree() {
-        // Up to `skinny::MAX_ROWS` rows take the skinny kernel, more take `gemm`: both must
-        // give the plain product, including a width that is not a multiple of eight.
-        for (m, k, n) in [
+        // On `gemm`, up to `skinny::MAX_ROWS` rows take the skinny kernel and more take
+        // `gemm`; on panels, few rows split the panels across threads and more split the rows.
+        // All must give the plain product, including widths that are not a multiple of eight.
+        for (m, k, n, kernel) in [
             (1, 16, 7),
             (11, 384, 100),
             (16, 37, 9),
             (17, 384, 100),
             (40, 40, 13),
-        ] {
+            (97, 800, 70),
+        ]
+        .into_iter()
+        .flat_map(|shape| {
+            kernels()
+                .into_iter()
+                .map(move |k| (shape.0, shape.1, shape.2, k))
+        }) {
             let (x, w, b) = (values(m * k, 5), values(n * k, 6), values(n, 7));
-            let layer = Linear::from_torch(&w, b.clone(), k);
+            let layer = Linear::with_kernel(&w, b.clone(), k, kernel);
             let want = naive(&x, &w, &b, k);
             let mut y = vec![0f32; m * n];
             layer.forward(&x, &mut y, Output::Overwrite);
             for (g, w) in y.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-3, "m={m} k={k} n={n}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() < 1e-3,
+                    "{kernel:?} m={m} k={k} n={n}: {g} vs {w}"
+                );
             }
             let mut y = vec![0f32; m * n];
             threads::run(true, || layer.forward(&x, &mut y, Output::Overwrite));
             for (g, w) in y.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-3, "in the pool, m={m} k={k} n={n}");
+                assert!(
+                    (g - w).abs() < 1e-3,
+                    "{kernel:?} in the pool, m={m} k={k} n={n}"
+                );
             }
         }
     }
 
     #[test]
     fn concatenated_layers_compute_each_part() {
+        for kernel in kernels() {
+            concatenated_on(kernel);
+        }
+    }
+
+    fn concatenated_on(kernel: Kernel) {
         let (m, k) = (3, 8);
         let parts: Vec<Linear> = [4, 6, 5]
             .iter()
             .enumerate()
-            .map(|(i, &n)| Linear::from_torch(&values(n * k, i), values(n, 10 + i), k))
+            .map(|(i, &n)| Linear::with_kernel(&values(n * k, i), values(n, 10 + i), k, kernel))
             .collect();
         let x = values(m * k, 7);
         let fused = Linear::concat(&parts);
@@ -262,13 +397,16 @@ mod tests {
     fn large_products_in_the_pool_match_serial_ones() {
         let (m, k, n) = (64, 384, 384);
         let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
-        let layer = Linear::from_torch(&w, b, k);
-        let mut serial = vec![0f32; m * n];
-        layer.forward(&x, &mut serial, Output::Overwrite);
-        let mut parallel = vec![0f32; m * n];
-        threads::run(true, || layer.forward(&x, &mut parallel, Output::Overwrite));
-        for (a, b) in serial.iter().zip(&parallel) {
-            assert!((a - b).abs() < 1e-4);
+        for kernel in kernels() {
+            let layer = Linear::with_kernel(&w, b.clone(), k, kernel);
+            assert_eq!(layer.kernel(), kernel);
+            let mut serial = vec![0f32; m * n];
+            layer.forward(&x, &mut serial, Output::Overwrite);
+            let mut parallel = vec![0f32; m * n];
+            threads::run(true, || layer.forward(&x, &mut parallel, Output::Overwrite));
+            for (a, b) in serial.iter().zip(&parallel) {
+                assert!((a - b).abs() < 1e-4, "{kernel:?}");
+            }
         }
     }
 }

@@ -15,10 +15,21 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Normalises each row of `x` (rows of `gamma.len()` features) in place.
+    /// In the kernel pool, blocks of rows are spread over its threads.
     pub fn apply(&self, x: &mut [f32]) {
+        /// Rows per task: ~64 µs of work on 384 features.
+        const ROWS: usize = 256;
         let width = self.gamma.len();
-        for row in x.chunks_exact_mut(width) {
-            normalize_row(row, &self.gamma, &self.beta, self.eps);
+        let block = |rows: &mut [f32]| {
+            for row in rows.chunks_exact_mut(width) {
+                normalize_row(row, &self.gamma, &self.beta, self.eps);
+            }
+        };
+        if x.len() > ROWS * width && rayon::current_thread_index().is_some() {
+            use rayon::prelude::*;
+            x.par_chunks_mut(ROWS * width).for_each(block);
+        } else {
+            block(x);
         }
     }
 }

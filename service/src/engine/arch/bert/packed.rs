@@ -225,8 +225,12 @@ impl PackedBert {
             layer.attention_out.forward(context, x, Output::Accumulate);
             layer.attention_norm.apply(x);
             let inner = sized(&mut ws.intermediate, tokens * layer.intermediate.outputs());
-            layer.intermediate.forward(x, inner, Output::Overwrite);
-            self.activation.apply(inner);
+            layer.intermediate.forward_activated(
+                x,
+                inner,
+                Output::Overwrite,
+                Some(self.activation),
+            );
             layer.output.forward(inner, x, Output::Accumulate);
             layer.output_norm.apply(x);
         }

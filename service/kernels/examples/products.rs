@@ -1,0 +1,96 @@
+//! Matrix-product throughput on the shapes of a MiniLM layer: the `gemm` crate (repacking the
+//! weight each call) against the weight packed once into panels. Prints GFLOP/s.
+//!
+//! `cargo run --release -p akidb-kernels --example products`
+
+use std::time::{Duration, Instant};
+
+use akidb_kernels::{panel::Panels, threads};
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}
+
+/// Best GFLOP/s over runs of `f` for about `budget` (the best run is the one the machine's
+/// neighbours disturbed least).
+fn rate(flops: f64, budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let (start, mut best) = (Instant::now(), f64::MAX);
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    flops / best / 1e9
+}
+
+fn gemm(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize, threads: usize) {
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: m×k, n×k and m×n row-major buffers, `y` distinct.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+fn main() {
+    let budget = Duration::from_millis(
+        std::env::var("BUDGET_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1500),
+    );
+    let pool = threads::count();
+    println!("pool threads: {pool}");
+    println!("| m | k | n | threads | gemm GFLOP/s | panels GFLOP/s | panels / gemm |");
+    println!("|---|---|---|---|---|---|---|");
+    for m in [10, 320, 4096] {
+        for (k, n) in [(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
+            let (x, w) = (values(m * k, 1), values(n * k, 2));
+            let panels = Panels::pack(&w, k, n);
+            let mut y = vec![0f32; m * n];
+            let flops = 2.0 * (m * n * k) as f64;
+            for t in [1, pool] {
+                let parallel = t > 1;
+                let g = threads::run(parallel, || {
+                    rate(flops, budget, || gemm(&x, &w, &mut y, m, k, n, t))
+                });
+                let p = threads::run(parallel, || {
+                    rate(flops, budget, || panels.accumulate(&x, &mut y, parallel))
+                });
+                println!(
+                    "| {m} | {k} | {n} | {t} | {g:.1} | {p:.1} | {:.2}× |",
+                    p / g
+                );
+                if pool == 1 {
+                    break;
+                }
+            }
+        }
+    }
+}
