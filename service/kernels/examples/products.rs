@@ -1,7 +1,9 @@
 //! Matrix-product throughput on the shapes of a MiniLM layer: the `gemm` crate (repacking the
 //! weight each call) against the weight packed once into panels. Prints GFLOP/s.
 //!
-//! `cargo run --release -p akidb-kernels --example products`
+//! `cargo run --release -p akidb-kernels --example products` (`BUDGET_MS`: time per figure;
+//! `COPIES`: cycle through that many different weights of each shape, as a model's layers do,
+//! so that they stop fitting in cache)
 
 use std::time::{Duration, Instant};
 
@@ -65,23 +67,37 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1500),
     );
+    let copies: usize = std::env::var("COPIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1);
     let pool = threads::count();
+    println!("weights per shape: {copies}");
     println!("pool threads: {pool}");
     println!("| m | k | n | threads | gemm GFLOP/s | panels GFLOP/s | panels / gemm |");
     println!("|---|---|---|---|---|---|---|");
     for m in [10, 320, 4096] {
         for (k, n) in [(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
-            let (x, w) = (values(m * k, 1), values(n * k, 2));
-            let panels = Panels::pack(&w, k, n);
+            let x = values(m * k, 1);
+            let weights: Vec<Vec<f32>> = (0..copies).map(|c| values(n * k, 2 + c)).collect();
+            let panels: Vec<Panels> = weights.iter().map(|w| Panels::pack(w, k, n)).collect();
             let mut y = vec![0f32; m * n];
             let flops = 2.0 * (m * n * k) as f64;
             for t in [1, pool] {
                 let parallel = t > 1;
+                let mut i = 0;
                 let g = threads::run(parallel, || {
-                    rate(flops, budget, || gemm(&x, &w, &mut y, m, k, n, t))
+                    rate(flops, budget, || {
+                        i += 1;
+                        gemm(&x, &weights[i % copies], &mut y, m, k, n, t)
+                    })
                 });
                 let p = threads::run(parallel, || {
-                    rate(flops, budget, || panels.accumulate(&x, &mut y, parallel))
+                    rate(flops, budget, || {
+                        i += 1;
+                        panels[i % copies].accumulate(&x, &mut y, parallel)
+                    })
                 });
                 println!(
                     "| {m} | {k} | {n} | {t} | {g:.1} | {p:.1} | {:.2}× |",

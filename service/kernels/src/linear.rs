@@ -394,6 +394,27 @@ mod tests {
     }
 
     #[test]
+    fn an_activated_product_is_the_product_then_the_activation() {
+        // Rows enough to split into blocks on panels, and an output large enough for `gemm`'s
+        // activation pass to split across the pool.
+        let (m, k, n) = (70, 64, 300);
+        let (x, w, b) = (values(m * k, 8), values(n * k, 9), values(n, 10));
+        for kernel in kernels() {
+            let layer = Linear::with_kernel(&w, b.clone(), k, kernel);
+            let mut want = vec![0f32; m * n];
+            layer.forward(&x, &mut want, Output::Overwrite);
+            Activation::Gelu.apply(&mut want);
+            for parallel in [false, true] {
+                let mut got = vec![0f32; m * n];
+                threads::run(parallel, || {
+                    layer.forward_activated(&x, &mut got, Output::Overwrite, Some(Activation::Gelu))
+                });
+                assert_eq!(got, want, "{kernel:?}, parallel {parallel}");
+            }
+        }
+    }
+
+    #[test]
     fn large_products_in_the_pool_match_serial_ones() {
         let (m, k, n) = (64, 384, 384);
         let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
