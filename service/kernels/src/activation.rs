@@ -27,13 +27,7 @@ impl Activation {
 
     /// As [`Activation::apply`], split across the threads when called in the kernel pool.
     pub fn apply_split(self, x: &mut [f32]) {
-        const CHUNK: usize = 1 << 14;
-        if x.len() > CHUNK && rayon::current_thread_index().is_some() {
-            use rayon::prelude::*;
-            x.par_chunks_mut(CHUNK).for_each(|c| self.apply(c));
-        } else {
-            self.apply(x);
-        }
+        crate::threads::for_chunks(x, 1 << 14, |c| self.apply(c));
     }
 }
 

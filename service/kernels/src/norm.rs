@@ -20,17 +20,11 @@ impl LayerNorm {
         /// Rows per task: ~64 µs of work on 384 features.
         const ROWS: usize = 256;
         let width = self.gamma.len();
-        let block = |rows: &mut [f32]| {
+        crate::threads::for_chunks(x, ROWS * width, |rows| {
             for row in rows.chunks_exact_mut(width) {
                 normalize_row(row, &self.gamma, &self.beta, self.eps);
             }
-        };
-        if x.len() > ROWS * width && rayon::current_thread_index().is_some() {
-            use rayon::prelude::*;
-            x.par_chunks_mut(ROWS * width).for_each(block);
-        } else {
-            block(x);
-        }
+        });
     }
 }
 

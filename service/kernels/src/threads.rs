@@ -53,6 +53,17 @@ pub fn run<R: Send>(parallel: bool, f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// `f` over `x` in pieces of `chunk` floats, spread over the pool's threads when called in the
+/// pool and `x` is longer than one piece; else `f(x)` on the calling thread.
+pub fn for_chunks(x: &mut [f32], chunk: usize, f: impl Fn(&mut [f32]) + Send + Sync) {
+    if x.len() > chunk && rayon::current_thread_index().is_some() {
+        use rayon::prelude::*;
+        x.par_chunks_mut(chunk).for_each(f);
+    } else {
+        f(x);
+    }
+}
+
 /// The parallelism to ask of `gemm` for a product of `m × n × k` multiply-adds.
 pub(crate) fn gemm_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     // Below ~1M multiply-adds a product takes tens of microseconds: splitting it costs more
