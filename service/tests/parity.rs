@@ -1,4 +1,4 @@
-//! The served models give the reference vectors of `shared/golden/`: cosine ≥ 0.9999 and the
+//! The served models give the reference vectors of `tests/golden/`: cosine ≥ 0.9999 and the
 //! same token count on every item, one text at a time and in one padded batch.
 
 mod common;
@@ -24,9 +24,7 @@ struct Item {
 }
 
 fn golden(model: &str) -> Golden {
-    let path = common::shared_dir()
-        .join("golden")
-        .join(format!("{model}.json"));
+    let path = common::golden_dir().join(format!("{model}.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()

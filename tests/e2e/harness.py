@@ -1,8 +1,7 @@
 """Starting `akidb-embed serve` as a real process and talking to it over plain HTTP.
 
 The binary comes from `AKIDB_EMBED_BIN` (default `<repo>/target/debug/akidb-embed`), the model
-folders from `<repo>/models`, the reference vectors from `AKIDB_SHARED_DIR` (default
-`<repo>/../shared`).
+folders from `<repo>/models`, the reference vectors from `<repo>/tests/golden`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("AKIDB_EMBED_BIN", REPO / "target" / "debug" / "akidb-embed"))
 MODELS_DIR = REPO / "models"
-SHARED_DIR = Path(os.environ.get("AKIDB_SHARED_DIR", REPO.parent / "shared"))
+GOLDEN_DIR = REPO / "tests" / "golden"
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 SECOND_MODEL = "paraphrase-MiniLM-L3-v2"
@@ -61,7 +60,7 @@ _GRPC_ADDR = re.compile(r"\bgrpc\"?\s*[=:]\s*\"?\d{1,3}(?:\.\d{1,3}){3}:(\d+)")
 @cache
 def golden(model: str) -> list[dict]:
     """The reference items (`text`, `tokens`, `embedding`) of `model`."""
-    path = SHARED_DIR / "golden" / f"{model}.json"
+    path = GOLDEN_DIR / f"{model}.json"
     return json.loads(path.read_text())["items"]
 
 

@@ -1,8 +1,7 @@
 """End-to-end tests of the legacy v1 stand-in, run against a real server process.
 
 The model folder comes from `AKIDB_LEGACY_MODEL_DIR` (default
-`<repo>/models/paraphrase-MiniLM-L3-v2`), the reference vectors from `AKIDB_SHARED_DIR` (default
-`<repo>/../shared`). Without them the module fails: run `cargo xtask models` first.
+`<repo>/models/paraphrase-MiniLM-L3-v2`), the reference vectors from `<repo>/tests/golden`. Without them the module fails: run `cargo xtask models` first.
 """
 
 import http.client
@@ -26,8 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = Path(
     os.environ.get("AKIDB_LEGACY_MODEL_DIR", REPO / "models" / "paraphrase-MiniLM-L3-v2")
 )
-SHARED_DIR = Path(os.environ.get("AKIDB_SHARED_DIR", REPO.parent / "shared"))
-GOLDEN_FILE = SHARED_DIR / "golden" / "paraphrase-MiniLM-L3-v2.json"
+GOLDEN_FILE = REPO / "tests" / "golden" / "paraphrase-MiniLM-L3-v2.json"
 SERVER = Path(__file__).with_name("server.py")
 NAME = "paraphrase-MiniLM-L3-v2"
 LISTENING = re.compile(r"legacy-standin listening on http://127\.0\.0\.1:(\d+)\n")
@@ -35,7 +33,7 @@ LISTENING = re.compile(r"legacy-standin listening on http://127\.0\.0\.1:(\d+)\n
 if not (MODEL_DIR / "onnx" / "model.onnx").is_file() or not GOLDEN_FILE.is_file():
     raise RuntimeError(
         f"needs {MODEL_DIR}/onnx/model.onnx and {GOLDEN_FILE}: run `cargo xtask models` "
-        "(or set AKIDB_LEGACY_MODEL_DIR / AKIDB_SHARED_DIR)"
+        "(or set AKIDB_LEGACY_MODEL_DIR)"
     )
 
 GOLDEN = json.loads(GOLDEN_FILE.read_text())["items"]

@@ -4,7 +4,7 @@ Run on a machine with an NVIDIA GPU, PyTorch (CUDA) and `transformers`, given an
 `akidb-embed` built with `--features cuda`:
 
     python3 gpu_bench.py --bin akidb-embed --model all-MiniLM-L6-v2=models/all-MiniLM-L6-v2 \
-        --golden ../shared/golden --random bert-base=768x12 --out results.json
+        --golden tests/golden --random bert-base=768x12 --out results.json
 
 What it measures, each a line in the JSON written to --out and a row of the printed table:
 - parity: the service's vectors on the GPU at f32, f16 and bf16 against the reference vectors

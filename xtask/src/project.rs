@@ -12,11 +12,9 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The read-only folder shared beside the repository (golden vectors, the legacy contract).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("AKIDB_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("..").join("shared"))
+/// The reference vectors kept in the repository (`tests/golden/`, provenance in its README).
+pub fn golden_dir() -> PathBuf {
+    root().join("tests").join("golden")
 }
 
 /// A shell whose working directory is the workspace root.

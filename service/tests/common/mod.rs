@@ -37,11 +37,9 @@ pub fn real_model(name: &str) -> PathBuf {
     dir
 }
 
-/// The shared folder beside the repository.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("AKIDB_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("..").join("shared"))
+/// The reference vectors kept in the repository (`tests/golden/`, provenance in its README).
+pub fn golden_dir() -> PathBuf {
+    workspace().join("tests").join("golden")
 }
 
 /// Cosine similarity.

@@ -218,7 +218,7 @@ fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
         target.as_mut(),
         files.clone(),
         args.options(),
-        crate::project::shared_dir(),
+        crate::project::root(),
     );
     let status = if resume {
         runner.resume(&file)?

@@ -85,7 +85,7 @@ pub struct LoadTest {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Parity {
-    /// The texts, as a golden-vector file relative to the shared folder.
+    /// The texts, as a golden-vector file relative to the repository root (`tests/golden/`).
     pub corpus: String,
     /// What Candle is compared with.
     pub against: ParityReference,

@@ -140,7 +140,8 @@ pub struct Runner<'a> {
     files: RunFiles,
     audit: AuditLog,
     options: RunOptions,
-    shared: PathBuf,
+    /// The folder the plan's corpus paths are relative to (the repository root).
+    corpus_root: PathBuf,
     fault_at: Option<Instant>,
     /// When the split last changed: triggers judge only traffic at the current split (earlier
     /// traffic, such as a parity check's direct requests, says nothing about it).
@@ -158,7 +159,7 @@ impl<'a> Runner<'a> {
         target: &'a mut dyn Target,
         files: RunFiles,
         options: RunOptions,
-        shared: PathBuf,
+        corpus_root: PathBuf,
     ) -> Self {
         let audit = AuditLog::new(files.audit(), actor());
         Self {
@@ -167,7 +168,7 @@ impl<'a> Runner<'a> {
             files,
             audit,
             options,
-            shared,
+            corpus_root,
             fault_at: None,
             shifted_at: Instant::now(),
             memory: memory::MemoryHistory::default(),
@@ -635,7 +636,7 @@ impl<'a> Runner<'a> {
                 self.gate(stage, index, "load_test", verdict, state)
             }
             Step::Parity(s) => {
-                let corpus = self.shared.join(&s.corpus);
+                let corpus = self.corpus_root.join(&s.corpus);
                 let against = s.against;
                 let report = self.act(&format!("parity check on {}", corpus.display()), |t| {
                     t.parity(&corpus, against)

@@ -48,12 +48,8 @@ fn workspace_with_prerequisites() -> PathBuf {
 }
 
 fn golden(name: &str) -> PathBuf {
-    let path = crate::project::shared_dir().join("golden").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing (set AKIDB_SHARED_DIR to the shared folder)",
-        path.display()
-    );
+    let path = crate::project::golden_dir().join(name);
+    assert!(path.exists(), "{} is missing", path.display());
     path
 }
 
