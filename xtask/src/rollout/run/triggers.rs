@@ -53,7 +53,7 @@ impl Runner<'_> {
     }
 
     /// The rollback triggers judged on the current traffic.
-    pub(super) fn check_triggers(&mut self) -> TriggerCheck {
+    fn check_triggers(&mut self) -> TriggerCheck {
         if self.shifted_at.elapsed() < MIN_TRIGGER_WINDOW {
             return TriggerCheck::TooSoon;
         }
@@ -66,7 +66,7 @@ impl Runner<'_> {
 
     /// The first rollback trigger whose condition holds now, by its name; an error when the
     /// canary cannot be measured at all.
-    pub(super) fn fired_trigger(&mut self) -> anyhow::Result<Option<String>> {
+    fn fired_trigger(&mut self) -> anyhow::Result<Option<String>> {
         let scale = self.plan.time_scale();
         for trigger in &self.plan.rollback {
             // A scaled window may hold only a request or two (the traffic rate is not scaled),
