@@ -78,7 +78,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         step(
             &mut timings,
             "helm chart, rollout/k8s manifests, Dockerfile",
-            || crate::k8s::check(sh),
+            || crate::packaging::check(sh),
         )?;
         step(&mut timings, "end-to-end tests (pytest)", || {
             // The tests drive the real binary. Built for the whole workspace, so that features
@@ -117,7 +117,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             Ok(())
         })?;
         step(&mut timings, "container image (podman)", || {
-            crate::k8s::image::test(sh)
+            crate::packaging::image::test(sh)
         })?;
         Ok::<_, anyhow::Error>(())
     })();

@@ -5,15 +5,16 @@ mod bench;
 mod ci;
 mod deny;
 mod fuzz;
-mod k8s;
 mod models;
 mod monitoring;
 mod oci;
+mod packaging;
 mod project;
 mod python;
 mod release;
 mod rollout;
 mod soak;
+mod stack;
 mod tools;
 mod workflows;
 
@@ -43,7 +44,7 @@ enum Command {
     /// print tables, write JSON, and with --compare fail on a regression.
     Bench(bench::BenchArgs),
     /// The Helm chart (charts/akidb-candle) and the plain manifests in rollout/k8s/.
-    Chart(k8s::ChartArgs),
+    Chart(packaging::ChartArgs),
     /// Build the image from service/Dockerfile with podman, run it, and call it.
     Container,
     /// Push the Helm chart or a container image to an OCI registry.
@@ -71,8 +72,8 @@ fn main() -> anyhow::Result<()> {
         Command::Rollout(args) => rollout::cli::run(&sh, args),
         Command::Monitoring(args) => monitoring::run(&sh, args),
         Command::Bench(args) => bench::run(&sh, &args).map(drop),
-        Command::Chart(args) => k8s::run(&sh, args),
-        Command::Container => k8s::image::test(&sh),
+        Command::Chart(args) => packaging::run(&sh, args),
+        Command::Container => packaging::image::test(&sh),
         Command::Oci(args) => oci::run(&sh, args),
         Command::Deny => deny::check(&sh),
         Command::Soak(args) => soak::run(&sh, args).map(drop),

@@ -18,6 +18,24 @@ pub fn golden_dir() -> PathBuf {
     root().join("tests").join("golden")
 }
 
+/// The legacy deployment's name, in the plan, the chart and the alerts.
+pub const LEGACY_DEPLOYMENT: &str = "akidb-mlx";
+/// The Candle deployment's name, in the plan, the chart and the alerts.
+pub const CANARY_DEPLOYMENT: &str = "akidb-candle";
+
+/// The rollout plan every command reads unless told otherwise.
+pub fn plan_path() -> PathBuf {
+    root().join("rollout").join("plan.yaml")
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (the OS picks it), for a server a test or a
+/// command starts.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// A shell whose working directory is the workspace root.
 pub fn shell() -> anyhow::Result<Shell> {
     let sh = Shell::new()?;

@@ -2,7 +2,7 @@
 //! server (found through `KUBECONFIG`, as kubectl finds a cluster).
 
 #[allow(dead_code)]
-#[path = "../src/rollout/target/kubernetes/fake_apiserver.rs"]
+#[path = "../src/rollout/targets/kubernetes/fake_apiserver.rs"]
 mod fake_apiserver;
 
 use std::{

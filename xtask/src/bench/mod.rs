@@ -33,7 +33,7 @@ use self::{
     report::{BenchReport, SCHEMA},
     servers::ServerSetup,
 };
-use crate::{project, python, rollout::target::local::supervisor::Ledger};
+use crate::{project, python, stack::supervisor::Ledger};
 
 /// The model both engines and both servers run (the only one with an ONNX export).
 const PEER_MODEL: &str = "paraphrase-MiniLM-L3-v2";

@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use crate::rollout::target::local::supervisor::{free_port, Ledger, Supervised};
+use crate::{
+    project::free_port,
+    stack::supervisor::{Ledger, Supervised},
+};
 
 /// How long a server gets to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);

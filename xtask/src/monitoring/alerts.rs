@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn an_error_rate_alert_without_a_bound_takes_the_plan_slo() {
-        let plan = crate::rollout::load::load(&crate::project::root().join("rollout/plan.yaml"))
+        let plan = crate::rollout::load::load(&crate::project::plan_path())
             .expect("the checked-in plan is valid");
         let spec: AlertsSpec = serde_yaml_ng::with::singleton_map_recursive::deserialize(
             serde_yaml_ng::Deserializer::from_str(

@@ -45,7 +45,7 @@ pub struct MonitoringArgs {
 /// The generated files and the rules they hold, from the checked-in plan and alerts.
 pub fn generate() -> anyhow::Result<(Vec<files::Generated>, rules::RuleFile)> {
     let root = project::root();
-    let plan = crate::rollout::load::load(&root.join("rollout").join("plan.yaml"))?;
+    let plan = crate::rollout::load::load(&crate::project::plan_path())?;
     let spec = alerts::load(&root.join(ALERTS_FILE))?;
     let alerts = alerts::resolve(&spec, &plan)?;
     let rules = rules::rule_file(&plan.slos, &alerts);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::alerts::Signal;
-use crate::rollout::target::local::{CANARY_DEPLOYMENT, LEGACY_DEPLOYMENT};
+use crate::project::{CANARY_DEPLOYMENT, LEGACY_DEPLOYMENT};
 
 /// The Candle deployment (and its Service, HPA and pods' name prefix) in Kubernetes.
 pub const SERVICE: &str = CANARY_DEPLOYMENT;

@@ -14,8 +14,8 @@ use crate::rollout::plan::slo::SloThresholds;
 use crate::rollout::run::audit::{AuditEntry, AuditLog};
 use crate::rollout::run::state::RunState;
 use crate::rollout::run::{self, RunFiles};
-use crate::rollout::target::local::prometheus::PrometheusApi;
-use crate::rollout::target::{Measurement, Side};
+use crate::rollout::targets::{Measurement, Side};
+use crate::stack::prometheus::PrometheusApi;
 
 /// Arguments of `cargo xtask rollout report`.
 #[derive(Args)]
@@ -72,7 +72,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             .state_dir
             .unwrap_or_else(|| root.join("target").join("rollout")),
     };
-    let plan = crate::rollout::load::load(&root.join("rollout").join("plan.yaml"))?;
+    let plan = crate::rollout::load::load(&crate::project::plan_path())?;
     let until = SystemTime::now();
     let window = until.duration_since(args.since).unwrap_or(Duration::ZERO);
     let entries = AuditLog::new(files.audit(), run::actor())

@@ -10,7 +10,7 @@ use super::plan::{Plan, TimeScale};
 use super::{
     dry_run, load,
     run::{self, audit::AuditLog, state::RunState, state::RunStatus, RunFiles, RunOptions, Runner},
-    target::{
+    targets::{
         kubernetes::{self, KubernetesOptions, KubernetesTarget},
         local::{LocalOptions, LocalTarget},
         Target,
@@ -279,7 +279,7 @@ impl PlanArgs {
 
 /// `rollout/plan.yaml` in the workspace, wherever cargo was run from.
 fn default_plan() -> PathBuf {
-    crate::project::root().join("rollout").join("plan.yaml")
+    crate::project::plan_path()
 }
 
 /// The path relative to the current folder when it lies below it, so messages stay short and

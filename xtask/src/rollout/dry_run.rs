@@ -243,14 +243,12 @@ fn ratio(factor: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
     use crate::rollout::load;
     use crate::rollout::plan::TimeScale;
 
     fn checked_in_plan() -> Plan {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rollout/plan.yaml");
+        let file = crate::project::plan_path();
         match load::load(&file) {
             Ok(plan) => plan,
             Err(error) => panic!("{error}"),

@@ -154,7 +154,7 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     fn checked_in_plan() -> Plan {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rollout/plan.yaml");
+        let file = crate::project::plan_path();
         match load(&file) {
             Ok(plan) => plan,
             Err(error) => panic!("{error}"),

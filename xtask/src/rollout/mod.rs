@@ -9,8 +9,9 @@
 pub mod cli;
 pub mod dry_run;
 pub mod load;
+pub mod parity;
 pub mod plan;
 pub mod publish;
 pub mod run;
-pub mod target;
+pub mod targets;
 pub mod validate;

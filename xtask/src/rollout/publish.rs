@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::{
     plan::step::{GaTag, HelmPush, ImagePush},
-    target::Outcome,
+    targets::Outcome,
 };
 use crate::oci::{image_in_registry, push_chart, push_image_to, PushOptions};
 

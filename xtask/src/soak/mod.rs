@@ -27,7 +27,7 @@ use crate::{
         Profile,
     },
     project,
-    rollout::target::local::supervisor::Ledger,
+    stack::supervisor::Ledger,
 };
 
 /// The model served and embedded.

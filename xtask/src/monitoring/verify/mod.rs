@@ -17,7 +17,7 @@ use super::files::{self, Generated};
 use super::grafana;
 use super::promql::EXTERNAL_METRICS;
 use super::rules::{RecordingRule, Rule, RuleFile, RuleGroup};
-use crate::rollout::target::local::tools::ensure_program;
+use crate::tools::debian::ensure_program;
 
 /// Metrics read by a rule or dashboard that nothing exports.
 #[derive(Debug, Error)]

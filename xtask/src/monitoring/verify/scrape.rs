@@ -2,7 +2,6 @@
 //! loopback ports with the project's models, scraped once it is ready, then stopped.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,10 +35,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Starts `binary` serving `models_dir`, scrapes `/metrics` and returns every sample's name.
 pub fn exported_names(
     binary: &Path,
@@ -52,8 +47,8 @@ pub fn exported_names(
             binary.display()
         );
     }
-    let rest = free_port()?;
-    let grpc = free_port()?;
+    let rest = crate::project::free_port()?;
+    let grpc = crate::project::free_port()?;
     let log_file =
         std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let child = Command::new(binary)

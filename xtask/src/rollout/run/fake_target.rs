@@ -13,7 +13,7 @@ use anyhow::bail;
 
 use crate::rollout::{
     plan::step::ParityReference,
-    target::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats},
+    targets::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats},
 };
 
 /// What the fake system looks like, and how it misbehaves.

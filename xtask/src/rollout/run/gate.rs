@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::rollout::{plan::slo::SloThresholds, target::Measurement};
+use crate::rollout::{plan::slo::SloThresholds, targets::Measurement};
 
 /// The outcome of a gate.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,7 +124,7 @@ pub fn unmeasurable(error: &anyhow::Error) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::target::{local::prometheus::PrometheusApi, Side};
+    use crate::{rollout::targets::Side, stack::prometheus::PrometheusApi};
 
     fn slos() -> SloThresholds {
         SloThresholds {
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn an_unreachable_prometheus_is_inconclusive_and_says_why() {
         // A port that was free a moment ago: nothing answers there.
-        let port = crate::rollout::target::local::supervisor::free_port().expect("free port");
+        let port = crate::project::free_port().expect("free port");
         let api = PrometheusApi::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
         let verdict = match api.measure(Side::Canary, Duration::from_secs(10)) {
             Ok(m) => panic!("nothing listens on {port}, yet it measured {m:?}"),

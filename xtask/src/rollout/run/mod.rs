@@ -52,7 +52,7 @@ use super::{
         Plan, Stage,
     },
     publish,
-    target::{Measurement, Outcome, Side, Target},
+    targets::{Measurement, Outcome, Side, Target},
 };
 
 /// How a run was asked to behave.

@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::rollout::target::TrafficStats;
+use crate::rollout::targets::TrafficStats;
 
 /// Version of the file format.
 pub const FORMAT: u32 = 1;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
-use super::chart::{self, Chart, ChartError, Values};
+use super::helm::{self, Chart, ChartError, Values};
 
 /// The folder of the plain manifests, relative to the workspace root.
 pub const DIR: &str = "rollout/k8s";
@@ -78,7 +78,7 @@ pub fn expected(chart: &Chart, weight: u8) -> Result<Value, SyncError> {
     let mut ingress = chart
         .objects(&canary_values(weight))?
         .into_iter()
-        .find(|object| chart::kind(object) == "Ingress")
+        .find(|object| helm::kind(object) == "Ingress")
         .ok_or(SyncError::NoIngress(weight))?;
     if let Some(labels) = ingress
         .get_mut("metadata")
@@ -165,7 +165,7 @@ mod tests {
 
     #[test]
     fn one_manifest_for_each_canary_weight_of_the_plan() {
-        let plan = crate::rollout::load::load(&crate::project::root().join("rollout/plan.yaml"))
+        let plan = crate::rollout::load::load(&crate::project::plan_path())
             .expect("the checked-in plan loads");
         let plan_weights: Vec<u8> = plan
             .stages()

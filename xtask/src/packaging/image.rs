@@ -5,7 +5,6 @@
 //! (`--build-context build=DIR`); every other line of the Dockerfile is the one users build.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -13,7 +12,7 @@ use std::{
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use super::chart::{self, Chart, Values};
+use super::helm::{self, Chart, Values};
 use crate::{project, tools};
 
 /// The Dockerfile users build.
@@ -62,17 +61,13 @@ impl Drop for Running<'_> {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// The chart's rendered `config.toml`, so the container runs with what the pods would read.
 fn chart_config(sh: &Shell) -> anyhow::Result<String> {
     let chart = Chart::new(tools::helm(sh)?, &project::root());
     let objects = chart.objects(&Values::new("default", &[]))?;
     objects
         .iter()
-        .filter(|object| chart::kind(object) == "ConfigMap")
+        .filter(|object| helm::kind(object) == "ConfigMap")
         .find_map(|object| object.get("data")?.get("config.toml")?.as_str())
         .map(str::to_string)
         .context("the chart renders no ConfigMap with config.toml")
@@ -82,7 +77,7 @@ fn chart_config(sh: &Shell) -> anyhow::Result<String> {
 /// the chart's configuration mounted, and checks `/health/ready` and one `/api/v1/embed`.
 pub fn test(sh: &Shell) -> anyhow::Result<()> {
     let root = project::root();
-    tools::containers(sh)?;
+    tools::containers()?;
     let started = Instant::now();
     let binary = static_binary(sh)?;
     println!(
@@ -113,7 +108,7 @@ pub fn test(sh: &Shell) -> anyhow::Result<()> {
     if !models.join("all-MiniLM-L6-v2").is_dir() {
         crate::models::fetch_all(sh)?;
     }
-    let port = free_port()?;
+    let port = crate::project::free_port()?;
     let publish = format!("127.0.0.1:{port}:8080");
     let models_volume = format!("{}:/models:ro", models.display());
     let config_volume = format!("{}:/etc/akidb:ro", config_dir.display());

@@ -5,7 +5,6 @@
 use std::{
     fs::{self, File},
     io::Write,
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -20,13 +19,6 @@ use nix::{
 
 /// How long a child gets to exit after SIGTERM before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// A free TCP port on 127.0.0.1, found by binding port 0 (free when this returns; a process
-/// started right after gets it unless another takes it first).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
 
 /// One running child process, its output going to `log`.
 pub struct Supervised {

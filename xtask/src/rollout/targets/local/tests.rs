@@ -5,11 +5,12 @@
 
 use std::{path::PathBuf, thread, time::Duration};
 
-use super::{supervisor, LocalOptions, LocalTarget};
+use super::{LocalOptions, LocalTarget};
 use crate::rollout::{
     plan::step::ParityReference,
-    target::{Outcome, Side, Target, TrafficStats},
+    targets::{Outcome, Side, Target, TrafficStats},
 };
+use crate::stack::supervisor;
 
 /// The request rate: modest, the machine is small and shared.
 const RATE: u32 = 50;

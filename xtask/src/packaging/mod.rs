@@ -3,7 +3,7 @@
 //! (`service/Dockerfile`), each checked with the real tools the project installs itself.
 //! It does not talk to a cluster.
 
-pub mod chart;
+pub mod helm;
 pub mod image;
 pub mod manifests;
 pub mod resources;
@@ -15,7 +15,7 @@ use anyhow::Context;
 use xshell::Shell;
 
 use crate::{project, tools};
-use chart::{Chart, Values};
+use helm::{Chart, Values};
 
 /// `cargo xtask chart`.
 #[derive(clap::Args)]
@@ -110,8 +110,8 @@ fn timed(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<(
 
 /// Every container of every rendering has a memory limit no larger than the plan's
 /// `slos.memory_per_pod`.
-fn memory_within_plan(chart: &Chart, root: &std::path::Path) -> anyhow::Result<()> {
-    let plan = crate::rollout::load::load(&root.join("rollout/plan.yaml"))?;
+fn memory_within_plan(chart: &Chart) -> anyhow::Result<()> {
+    let plan = crate::rollout::load::load(&project::plan_path())?;
     let Some(budget) = plan.slos.memory_per_pod else {
         return Ok(());
     };
@@ -177,7 +177,7 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
         })?;
     }
     timed(
-        &format!("kubernetes-validate --strict ({})", chart::KUBE_VERSION),
+        &format!("kubernetes-validate --strict ({})", helm::KUBE_VERSION),
         || validate::kubernetes(sh, &validator, &rendered),
     )?;
     timed("checkov", || validate::policies(sh, &checkov, &out))?;
@@ -185,7 +185,7 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
         for (set, fragment) in REFUSED_VALUES {
             match chart.template(&Values::new("refused", &[set])) {
                 Ok(_) => anyhow::bail!("helm template accepted --set {set}"),
-                Err(chart::ChartError::Helm { stderr, .. }) if stderr.contains(fragment) => {}
+                Err(helm::ChartError::Helm { stderr, .. }) if stderr.contains(fragment) => {}
                 Err(other) => {
                     anyhow::bail!("--set {set} failed without naming {fragment:?}: {other}")
                 }
@@ -194,7 +194,7 @@ pub fn check(sh: &Shell) -> anyhow::Result<()> {
         Ok(())
     })?;
     timed("memory limits within the plan's memory_per_pod", || {
-        memory_within_plan(&chart, &root)
+        memory_within_plan(&chart)
     })?;
     timed("rollout/k8s/ matches the chart", || {
         manifests::check(&chart, &root)?;

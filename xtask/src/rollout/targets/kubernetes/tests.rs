@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{fake_apiserver::FakeApiServer, KubernetesOptions, KubernetesTarget};
-use crate::rollout::target::{Outcome, Target};
+use crate::rollout::targets::{Outcome, Target};
 
 const NS: &str = "production";
 const LEGACY: &str = "app.kubernetes.io/name";
@@ -483,7 +483,7 @@ fn no_synthetic_traffic_and_no_fault_injection_on_a_cluster() {
     );
     let error = target
         .measure(
-            crate::rollout::target::Side::Canary,
+            crate::rollout::targets::Side::Canary,
             Duration::from_secs(60),
         )
         .expect_err("no Prometheus given");
@@ -507,9 +507,9 @@ mod cluster_prometheus {
     };
 
     use super::*;
-    use crate::rollout::target::{
-        local::{prometheus::Prometheus, supervisor::Ledger, tools::Tools},
-        Side,
+    use crate::{
+        rollout::targets::Side,
+        stack::{programs::Tools, prometheus::Prometheus, supervisor::Ledger},
     };
 
     fn exposition(n: u64, nginx: bool) -> String {

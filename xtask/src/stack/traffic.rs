@@ -33,7 +33,7 @@ use tokio::{
 };
 
 use super::nginx::SERVED_BY;
-use crate::rollout::target::TrafficStats;
+use crate::rollout::targets::TrafficStats;
 
 /// Requests outstanding at once, at most.
 pub const MAX_IN_FLIGHT: usize = 512;
@@ -448,7 +448,7 @@ mod tests {
 
     #[test]
     fn a_dead_backend_counts_as_failures_not_as_waiting() {
-        let port = super::super::supervisor::free_port().expect("free port");
+        let port = crate::project::free_port().expect("free port");
         let mut generator =
             LoadGenerator::start(format!("http://127.0.0.1:{port}/api/v1/embed"), 100)
                 .expect("start");

@@ -37,7 +37,9 @@ use self::{
     metrics::ClusterMetrics,
     teardown::Teardown,
 };
-use super::{local::parity, Measurement, Outcome, ParityReport, Side, Target, TrafficStats};
+use crate::rollout::parity;
+
+use super::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats};
 use crate::rollout::plan::step::ParityReference;
 
 /// How often waits poll the API server.

@@ -9,15 +9,9 @@
 //! Every process is a child that `stop` (or drop) ends; their files and logs are under the work
 //! folder. There is one instance per side, so `scale` can only stop or restart a side.
 //! Each action prints one `local: ...` line.
-
-mod candle;
-mod legacy;
-mod nginx;
-pub(crate) mod parity;
-pub(crate) mod prometheus;
-pub(crate) mod supervisor;
-pub(crate) mod tools;
-mod traffic;
+//!
+//! The processes themselves are the project's local stack (`crate::stack`); this module is the
+//! rollout's view of it: a [`Target`].
 
 #[cfg(test)]
 mod tests;
@@ -31,22 +25,21 @@ use std::{
 
 use anyhow::{bail, Context};
 
-use self::{
-    candle::{CandleCommand, CandleService},
-    legacy::{LegacyCommand, LegacyStandin},
-    nginx::{Nginx, Split},
-    prometheus::Prometheus,
-    supervisor::Ledger,
-    tools::Tools,
-    traffic::LoadGenerator,
-};
 use super::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats};
-use crate::rollout::plan::step::ParityReference;
+use crate::{
+    rollout::{parity, plan::step::ParityReference},
+    stack::{
+        candle::{CandleCommand, CandleService},
+        legacy::{LegacyCommand, LegacyStandin},
+        nginx::{Nginx, Split},
+        programs::Tools,
+        prometheus::{self, Prometheus},
+        supervisor::Ledger,
+        traffic::{self, LoadGenerator},
+    },
+};
 
-/// The legacy deployment's name in the plan.
-pub const LEGACY_DEPLOYMENT: &str = "akidb-mlx";
-/// The Candle deployment's name in the plan.
-pub const CANARY_DEPLOYMENT: &str = "akidb-candle";
+use crate::project::{CANARY_DEPLOYMENT, LEGACY_DEPLOYMENT};
 
 /// Where the local target finds what it runs, and where it writes.
 #[derive(Clone, Debug)]

@@ -4,9 +4,12 @@
 //! Gates cannot be judged without measurements, so the walk does not go through the runner: it
 //! shows each gate's PromQL instead of inventing a verdict, and takes every stage in order.
 
-use crate::rollout::{
-    plan::{step::Step, Plan},
-    target::{local::prometheus::EMBED_ROUTE, Side, Target},
+use crate::{
+    rollout::{
+        plan::{step::Step, Plan},
+        targets::{Side, Target},
+    },
+    stack::prometheus::EMBED_ROUTE,
 };
 
 use super::{metrics, KubernetesTarget};

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::rollout::target::{
-    local::prometheus::{window_secs, MeasurementQueries, PrometheusApi},
-    Measurement, Side,
+use crate::{
+    rollout::targets::{Measurement, Side},
+    stack::prometheus::{window_secs, MeasurementQueries, PrometheusApi},
 };
 
 /// The cluster's Prometheus and the job names of both sides.
@@ -57,7 +57,7 @@ impl ClusterMetrics {
             "Prometheus has no ingress-nginx series for Service {} (is the controller scraped?)",
             self.canary_service
         );
-        let value = |samples: Vec<crate::rollout::target::local::prometheus::Sample>| {
+        let value = |samples: Vec<crate::stack::prometheus::Sample>| {
             samples
                 .first()
                 .map(|s| s.value)

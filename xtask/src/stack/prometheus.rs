@@ -16,11 +16,11 @@ use std::{
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use super::{
-    supervisor::{free_port, Ledger, Supervised, STOP_GRACE},
-    Side,
+use super::supervisor::{Ledger, Supervised, STOP_GRACE};
+use crate::{
+    project::free_port,
+    rollout::targets::{Measurement, Side},
 };
-use crate::rollout::target::Measurement;
 
 /// The route every gate measures: the legacy API, which both sides serve.
 pub const EMBED_ROUTE: &str = "/api/v1/embed";

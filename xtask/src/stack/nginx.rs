@@ -22,7 +22,8 @@ use nix::{
     unistd::Pid,
 };
 
-use super::supervisor::{free_port, Ledger, Supervised, STOP_GRACE};
+use super::supervisor::{Ledger, Supervised, STOP_GRACE};
+use crate::project::free_port;
 
 /// The response header that names the side that served a request.
 pub const SERVED_BY: &str = "x-served-by";

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use xshell::{cmd, Shell};
 
-use super::chart::KUBE_VERSION;
+use super::helm::KUBE_VERSION;
 
 /// checkov checks this chart does not meet on purpose, each with the reason.
 pub const CHECKOV_SKIPS: &[(&str, &str)] = &[

@@ -12,8 +12,10 @@ use std::{path::Path, time::Duration};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use super::traffic::MODEL as LEGACY_MODEL;
-use crate::rollout::{plan::step::ParityReference, target::ParityReport};
+use crate::{
+    rollout::{plan::step::ParityReference, targets::ParityReport},
+    stack::traffic::MODEL as LEGACY_MODEL,
+};
 
 /// A golden-vector file.
 #[derive(Debug, Deserialize)]

@@ -3,7 +3,7 @@
 
 use serde_yaml_ng::Value;
 
-use super::chart;
+use super::helm;
 
 /// Bytes of a Kubernetes quantity (`4Gi`, `512M`, `1e9`, `1073741824`); `None` when it is
 /// not one.
@@ -40,7 +40,7 @@ pub fn quantity_bytes(quantity: &str) -> Option<u64> {
 pub fn memory_limits(objects: &[Value]) -> Vec<(String, Option<String>)> {
     objects
         .iter()
-        .filter(|object| chart::kind(object) == "Deployment")
+        .filter(|object| helm::kind(object) == "Deployment")
         .filter_map(|d| d.get("spec")?.get("template")?.get("spec"))
         .flat_map(|pod| {
             ["initContainers", "containers"]
