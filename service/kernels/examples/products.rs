@@ -1,13 +1,18 @@
 //! Matrix-product throughput on the shapes of a MiniLM layer: the `gemm` crate (repacking the
-//! weight each call) against the weight packed once into panels. Prints GFLOP/s.
+//! weight each call) against the weight packed once into panels, on each micro-kernel this CPU
+//! runs. Prints GFLOP/s.
 //!
 //! `cargo run --release -p akidb-kernels --example products` (`BUDGET_MS`: time per figure;
 //! `COPIES`: cycle through that many different weights of each shape, as a model's layers do,
-//! so that they stop fitting in cache)
+//! so that they stop fitting in cache; `MICROS`: the micro-kernels to run, comma-separated,
+//! default every one this CPU runs but the portable one where another runs)
 
 use std::time::{Duration, Instant};
 
-use akidb_kernels::{panel::Panels, threads};
+use akidb_kernels::{
+    panel::{Micro, Panels},
+    threads,
+};
 
 fn values(n: usize, seed: usize) -> Vec<f32> {
     (0..n)
@@ -72,16 +77,40 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(1);
+    let micros: Vec<Micro> = match std::env::var("MICROS") {
+        Ok(names) => names
+            .split(',')
+            .map(|n| Micro::from_name(n.trim()).unwrap_or_else(|| panic!("no micro-kernel {n}")))
+            .filter(|m| m.available())
+            .collect(),
+        Err(_) => Micro::ALL
+            .into_iter()
+            .filter(|m| m.available() && (*m != Micro::Portable || Micro::best() == *m))
+            .collect(),
+    };
     let pool = threads::count();
     println!("weights per shape: {copies}");
     println!("pool threads: {pool}");
-    println!("| m | k | n | threads | gemm GFLOP/s | panels GFLOP/s | panels / gemm |");
-    println!("|---|---|---|---|---|---|---|");
+    let names: Vec<&str> = micros.iter().map(|m| m.name()).collect();
+    print!("| m | k | n | threads | gemm GFLOP/s |");
+    for name in &names {
+        print!(" panels/{name} GFLOP/s | / gemm |");
+    }
+    println!();
+    println!("|---|---|---|---|---|{}", "---|---|".repeat(names.len()));
     for m in [10, 320, 4096] {
         for (k, n) in [(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
             let x = values(m * k, 1);
             let weights: Vec<Vec<f32>> = (0..copies).map(|c| values(n * k, 2 + c)).collect();
-            let panels: Vec<Panels> = weights.iter().map(|w| Panels::pack(w, k, n)).collect();
+            let packed: Vec<Vec<Panels>> = micros
+                .iter()
+                .map(|&micro| {
+                    weights
+                        .iter()
+                        .map(|w| Panels::pack_for(w, k, n, micro))
+                        .collect()
+                })
+                .collect();
             let mut y = vec![0f32; m * n];
             let flops = 2.0 * (m * n * k) as f64;
             for t in [1, pool] {
@@ -93,16 +122,17 @@ fn main() {
                         gemm(&x, &weights[i % copies], &mut y, m, k, n, t)
                     })
                 });
-                let p = threads::run(parallel, || {
-                    rate(flops, budget, || {
-                        i += 1;
-                        panels[i % copies].accumulate(&x, &mut y, parallel)
-                    })
-                });
-                println!(
-                    "| {m} | {k} | {n} | {t} | {g:.1} | {p:.1} | {:.2}× |",
-                    p / g
-                );
+                print!("| {m} | {k} | {n} | {t} | {g:.1} |");
+                for panels in &packed {
+                    let p = threads::run(parallel, || {
+                        rate(flops, budget, || {
+                            i += 1;
+                            panels[i % copies].accumulate(&x, &mut y, parallel)
+                        })
+                    });
+                    print!(" {p:.1} | {:.2}× |", p / g);
+                }
+                println!();
                 if pool == 1 {
                     break;
                 }

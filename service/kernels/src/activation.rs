@@ -1,7 +1,5 @@
 //! Activation functions of the feed-forward layers, in place over a slice.
 
-use multiversion::multiversion;
-
 use crate::math;
 
 /// The activation a model's `hidden_act` names.
@@ -31,10 +29,13 @@ impl Activation {
     }
 }
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
-    "x86_64+avx2+avx+fma",
-))]
+#[cfg_attr(
+    not(feature = "portable"),
+    multiversion::multiversion(targets(
+        "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
+        "x86_64+avx2+avx+fma",
+    ))
+)]
 fn gelu(x: &mut [f32]) {
     for v in x.iter_mut() {
         let a = *v;
@@ -42,10 +43,13 @@ fn gelu(x: &mut [f32]) {
     }
 }
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
-    "x86_64+avx2+avx+fma",
-))]
+#[cfg_attr(
+    not(feature = "portable"),
+    multiversion::multiversion(targets(
+        "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
+        "x86_64+avx2+avx+fma",
+    ))
+)]
 fn gelu_tanh(x: &mut [f32]) {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     for v in x.iter_mut() {

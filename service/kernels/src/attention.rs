@@ -3,7 +3,6 @@
 
 use std::{cell::RefCell, ops::Range};
 
-use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::{math, rows};
@@ -152,10 +151,13 @@ unsafe fn attend(qkv: &[f32], rows: Range<usize>, head: usize, heads: Heads, out
 }
 
 /// Softmax of each `width`-wide row of `x`, in place.
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
-    "x86_64+avx2+avx+fma",
-))]
+#[cfg_attr(
+    not(feature = "portable"),
+    multiversion::multiversion(targets(
+        "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
+        "x86_64+avx2+avx+fma",
+    ))
+)]
 pub fn softmax_rows(x: &mut [f32], width: usize) {
     for row in x.chunks_exact_mut(width) {
         let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));

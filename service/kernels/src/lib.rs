@@ -1,14 +1,20 @@
 //! CPU kernels for transformer encoders.
 //!
-//! Dense layers run on weights packed once into panels for an AVX2 + FMA micro-kernel
-//! ([`panel`]) on CPUs without AVX-512, and on the [`gemm`] crate (the one Candle uses) with its
-//! AVX-512 kernels enabled elsewhere ([`linear::Kernel`]); the element-wise work around them — GELU, softmax, LayerNorm — runs in loops that
-//! are compiled once per instruction set (AVX-512, AVX2 + FMA, baseline) and chosen at run time,
-//! with branch-free `exp`/`erf` approximations so that they vectorise. Attention works on
-//! *packed* sequences: every input keeps its own length, so no work is spent on padding.
+//! Dense layers run on weights packed once into panels ([`panel`]) for a micro-kernel chosen at
+//! run time — AVX-512 (6 rows × 64 outputs), AVX2 + FMA (6 × 16) — and on the [`gemm`] crate
+//! (the one Candle uses) on other CPUs ([`linear::Kernel`]); [`choice`] names what runs. The
+//! element-wise work around them — GELU, softmax, LayerNorm — runs in loops that are compiled
+//! once per instruction set (AVX-512, AVX2 + FMA, baseline) and chosen at run time, with
+//! branch-free `exp`/`erf` approximations so that they vectorise. Attention works on *packed*
+//! sequences: every input keeps its own length, so no work is spent on padding.
+//!
+//! The `portable` feature leaves only the code other CPUs than x86-64 run (a portable
+//! micro-kernel, `gemm`, element-wise loops for the baseline), so that it is built and tested
+//! on x86 too.
 
 pub mod activation;
 pub mod attention;
+pub mod choice;
 pub mod linear;
 pub mod math;
 pub mod norm;

@@ -1,10 +1,10 @@
 //! Dense layers: `y = x·Wᵀ + b` over a block of rows, bias and residual fused into the product.
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 use crate::skinny;
 use crate::{
     activation::Activation,
-    panel::{Finish, Panels},
+    panel::{Finish, Micro, Panels},
     rows, threads,
 };
 
@@ -20,36 +20,45 @@ pub enum Output {
 /// The kernel a layer's products run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// The weight packed once into panels for this crate's AVX2 + FMA micro-kernel
-    /// ([`crate::panel`]): the choice on CPUs with AVX2 but no AVX-512.
-    Panels,
+    /// The weight packed once into panels for one of this crate's micro-kernels
+    /// ([`crate::panel`]): the choice on CPUs with AVX2 + FMA or AVX-512.
+    Panels(Micro),
     /// The weight kept in PyTorch's layout for the `gemm` crate (its AVX-512 kernels where
-    /// present), with the skinny kernel for a few rows where AVX2 is present.
+    /// present), with the skinny kernel for a few rows where AVX2 is present: the choice
+    /// elsewhere (its NEON kernels on aarch64).
     Gemm,
 }
 
-/// The environment variable that overrides [`Kernel::detect`]: `gemm` or `panels` (the latter
-/// only where it can run), for side-by-side measurements.
+/// The environment variable that overrides [`Kernel::detect`]: `gemm`, `panels` (the fastest
+/// micro-kernel), or a micro-kernel by name (`avx512`, `avx2`, `portable`) where it can run,
+/// for side-by-side measurements.
 pub const KERNEL_ENV: &str = "AKIDB_MATMUL";
 
 impl Kernel {
-    /// The faster kernel on this CPU: `gemm`'s AVX-512 kernels where present (the panels are
-    /// AVX2 only), else the panels where AVX2 and FMA are present, else `gemm`; unless
-    /// [`KERNEL_ENV`] names one.
+    /// The faster kernel on this CPU: the panels on the fastest micro-kernel where that is
+    /// AVX-512 or AVX2 + FMA, else `gemm`; unless [`KERNEL_ENV`] names another.
     pub fn detect() -> Self {
         match std::env::var(KERNEL_ENV).as_deref() {
             Ok("gemm") => return Self::Gemm,
-            Ok("panels") if Panels::available() => return Self::Panels,
-            _ => {}
+            Ok("panels") => return Self::Panels(Micro::best()),
+            Ok(name) => {
+                if let Some(micro) = Micro::from_name(name).filter(|m| m.available()) {
+                    return Self::Panels(micro);
+                }
+            }
+            Err(_) => {}
         }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
-            return Self::Gemm;
+        match Micro::best() {
+            Micro::Portable => Self::Gemm,
+            micro => Self::Panels(micro),
         }
-        if Panels::available() {
-            Self::Panels
-        } else {
-            Self::Gemm
+    }
+
+    /// Its name: `gemm`, or `panels/` and the micro-kernel's.
+    pub fn name(self) -> String {
+        match self {
+            Self::Gemm => "gemm".into(),
+            Self::Panels(micro) => format!("panels/{}", micro.name()),
         }
     }
 }
@@ -94,7 +103,9 @@ impl Linear {
             "weight is not outputs × inputs"
         );
         let weight = match kernel {
-            Kernel::Panels => Weight::Panels(Panels::pack(weight, inputs, outputs)),
+            Kernel::Panels(micro) => {
+                Weight::Panels(Panels::pack_for(weight, inputs, outputs, micro))
+            }
             Kernel::Gemm => Weight::Torch(weight.to_vec()),
         };
         Self {
@@ -107,8 +118,8 @@ impl Linear {
 
     /// The kernel this layer runs on.
     pub fn kernel(&self) -> Kernel {
-        match self.weight {
-            Weight::Panels(_) => Kernel::Panels,
+        match &self.weight {
+            Weight::Panels(p) => Kernel::Panels(p.micro()),
             Weight::Torch(_) => Kernel::Gemm,
         }
     }
@@ -199,7 +210,7 @@ impl Linear {
     fn forward_gemm(&self, weight: &[f32], x: &[f32], y: &mut [f32]) {
         let m = rows(x, self.inputs);
         let (n, k) = (self.outputs, self.inputs);
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
         if m <= skinny::MAX_ROWS && skinny::available() {
             self.forward_skinny(weight, x, m, y);
             return;
@@ -232,7 +243,7 @@ impl Linear {
     }
 
     /// The product for a few rows; in the pool, the outputs are split across the threads.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
     fn forward_skinny(&self, weight: &[f32], x: &[f32], m: usize, y: &mut [f32]) {
         let (n, k) = (self.outputs, self.inputs);
         let (x, w, y) = (
@@ -295,8 +306,12 @@ mod tests {
     /// Every kernel this CPU can run.
     fn kernels() -> Vec<Kernel> {
         let mut all = vec![Kernel::Gemm];
-        if Panels::available() {
-            all.push(Kernel::Panels);
+        for micro in Micro::ALL {
+            if micro.available() {
+                all.push(Kernel::Panels(micro));
+            } else {
+                println!("skipped: this CPU or build cannot run the {micro:?} micro-kernel");
+            }
         }
         all
     }
@@ -410,6 +425,33 @@ mod tests {
                     layer.forward_activated(&x, &mut got, Output::Overwrite, Some(Activation::Gelu))
                 });
                 assert_eq!(got, want, "{kernel:?}, parallel {parallel}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cloned_layer_computes_what_the_original_did() {
+        // The clone's packed weight is a new allocation, which the micro-kernels read with
+        // aligned loads; the original is dropped first so that nothing of it is read.
+        let (m, k, n) = (20, 200, 150);
+        let (x, w, b) = (values(m * k, 11), values(n * k, 12), values(n, 13));
+        for kernel in kernels() {
+            let layer = Linear::with_kernel(&w, b.clone(), k, kernel);
+            let mut want = vec![0f32; m * n];
+            layer.forward(&x, &mut want, Output::Overwrite);
+            let mut clones = vec![layer.clone()];
+            drop(layer);
+            for _ in 0..8 {
+                let next = clones.last().unwrap().clone();
+                clones.push(next);
+            }
+            for clone in &clones {
+                assert_eq!(clone.kernel(), kernel);
+                let mut got = vec![0f32; m * n];
+                threads::run(true, || clone.forward(&x, &mut got, Output::Overwrite));
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-4, "{kernel:?}: {g} vs {w}");
+                }
             }
         }
     }

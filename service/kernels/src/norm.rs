@@ -1,7 +1,5 @@
 //! LayerNorm over rows, in place.
 
-use multiversion::multiversion;
-
 /// A LayerNorm's learned scale and shift.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
@@ -42,10 +40,13 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail.iter().map(|v| f(*v)).sum::<f32>()
 }
 
-#[multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
-    "x86_64+avx2+avx+fma",
-))]
+#[cfg_attr(
+    not(feature = "portable"),
+    multiversion::multiversion(targets(
+        "x86_64+avx512f+avx512bw+avx512dq+avx512vl+avx2+avx+fma",
+        "x86_64+avx2+avx+fma",
+    ))
+)]
 fn normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
     let mean = lane_sum(row, |v| v) / n;

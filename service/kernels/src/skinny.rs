@@ -3,18 +3,16 @@
 //! L1, with no packing. The `gemm` crate would repack the whole weight on every call, which costs
 //! as much as the product at this size.
 
-use std::ops::Range;
-
 /// Most token rows this kernel takes; more and the packed `gemm` path is faster.
 pub const MAX_ROWS: usize = 16;
 
 /// Whether this CPU can run the kernel.
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
     {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), feature = "portable"))]
     {
         false
     }
@@ -27,20 +25,20 @@ pub fn available() -> bool {
 /// # Safety
 /// [`available`] must be true; the buffers must have those sizes, `outputs` must lie within
 /// `0..n`, and no other thread may write the same columns of `y` at the same time.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 pub unsafe fn accumulate(
     x: *const f32,
     m: usize,
     k: usize,
     w: *const f32,
-    outputs: Range<usize>,
+    outputs: std::ops::Range<usize>,
     y: *mut f32,
     n: usize,
 ) {
     avx2::accumulate(x, m, k, w, outputs, y, n)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 mod avx2 {
     use std::arch::x86_64::*;
     use std::ops::Range;

@@ -1,0 +1,99 @@
+//! The AVX2 + FMA micro-kernel: [`MR`] rows × one panel of [`NR`] outputs, 6 × 2 accumulators,
+//! two weight registers and one broadcast in the sixteen `ymm` registers.
+
+use std::arch::x86_64::*;
+
+use super::NR;
+
+/// Rows per tile.
+pub(super) const MR: usize = 6;
+/// Panels per tile.
+pub(super) const PANELS: usize = 1;
+
+/// Whether this CPU can run the kernel.
+pub(super) fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+/// `c[r][j] += Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`]) and
+/// first `cols` columns (at most [`NR`]) of a tile; `a`'s rows are `lda` apart, `c`'s `ldc`.
+///
+/// # Safety
+/// AVX2 and FMA are present; `a` holds `rows` rows of `depth` floats, `b` `depth × NR`
+/// (aligned to 32 bytes), and `c` the tile's rows and columns.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn tile(
+    rows: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    _panel_stride: usize,
+    depth: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    match rows {
+        6 => rows_of::<6>(a, lda, b, depth, c, ldc, cols),
+        5 => rows_of::<5>(a, lda, b, depth, c, ldc, cols),
+        4 => rows_of::<4>(a, lda, b, depth, c, ldc, cols),
+        3 => rows_of::<3>(a, lda, b, depth, c, ldc, cols),
+        2 => rows_of::<2>(a, lda, b, depth, c, ldc, cols),
+        _ => rows_of::<1>(a, lda, b, depth, c, ldc, cols),
+    }
+}
+
+// Indexed loops over the const-sized register arrays: they unroll fully.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_of<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    mut b: *const f32,
+    depth: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    for r in 0..R {
+        let p = c.add(r * ldc);
+        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(p.add(NR - 1) as *const i8);
+    }
+    let mut rows = [a; R];
+    for r in 0..R {
+        rows[r] = a.add(r * lda);
+    }
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for i in 0..depth {
+        let b0 = _mm256_load_ps(b);
+        let b1 = _mm256_load_ps(b.add(8));
+        for r in 0..R {
+            let av = _mm256_broadcast_ss(&*rows[r].add(i));
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+        }
+        b = b.add(NR);
+    }
+    if cols == NR {
+        for r in 0..R {
+            let p = c.add(r * ldc);
+            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[r][0]));
+            _mm256_storeu_ps(
+                p.add(8),
+                _mm256_add_ps(_mm256_loadu_ps(p.add(8)), acc[r][1]),
+            );
+        }
+    } else {
+        let mut tile = [0f32; MR * NR];
+        for r in 0..R {
+            _mm256_storeu_ps(tile.as_mut_ptr().add(r * NR), acc[r][0]);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(r * NR + 8), acc[r][1]);
+        }
+        for r in 0..R {
+            for j in 0..cols {
+                *c.add(r * ldc + j) += tile[r * NR + j];
+            }
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! Matrix products on a weight packed once, at load time, into panels of [`NR`] outputs: the
+//! order in which the micro-kernels ([`Micro`]: AVX-512, AVX2 + FMA, portable) read it.
+//!
+//! The `gemm` crate packs the weight again on every call. Here nothing is packed per call: the
+//! kernel reads its rows of activations in place (six sequential streams), the weight panels of
+//! a k-block stay in L1 while every row tile of a block passes, and the block's rows stay in L2
+//! while every panel passes. Measured against packing the rows as well, reading them in place
+//! was as fast on 320–4,096 rows and 1.2–1.9× faster on 10 (`examples/products.rs`).
+
+mod aligned;
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+mod avx2;
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+mod avx512;
+mod portable;
+
+use std::ops::Range;
+
+use aligned::Aligned;
+
+/// Outputs per panel: one AVX-512 register, two AVX ones.
+pub const NR: usize = 16;
+/// Rows of a block, whose activations (`MC` rows of a k-block, at most 72 KiB) stay in L2.
+const MC: usize = 48;
+
+/// A micro-kernel over the panels: one per instruction set, all on the same packed layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Micro {
+    /// 6 rows × 64 outputs (four panels) in 24 AVX-512 registers.
+    Avx512,
+    /// 6 rows × 16 outputs in 12 AVX2 registers, with FMA.
+    Avx2,
+    /// Plain Rust that the compiler vectorises for the target: any CPU.
+    Portable,
+}
+
+impl Micro {
+    /// Every micro-kernel, fastest first.
+    pub const ALL: [Micro; 3] = [Micro::Avx512, Micro::Avx2, Micro::Portable];
+
+    /// Its name: `avx512`, `avx2`, `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Micro::Avx512 => "avx512",
+            Micro::Avx2 => "avx2",
+            Micro::Portable => "portable",
+        }
+    }
+
+    /// The micro-kernel of that [`Micro::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Whether this CPU can run it (and this build has it: the `portable` feature leaves only
+    /// the portable one).
+    pub fn available(self) -> bool {
+        match self {
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx512 => avx512::available(),
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx2 => avx2::available(),
+            Micro::Portable => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The fastest this CPU can run, unless [`crate::linear::KERNEL_ENV`] names another
+    /// (`avx512`, `avx2`, `portable`) that it can run.
+    pub fn detect() -> Self {
+        std::env::var(crate::linear::KERNEL_ENV)
+            .ok()
+            .and_then(|name| Self::from_name(&name))
+            .filter(|m| m.available())
+            .unwrap_or_else(Self::best)
+    }
+
+    /// The fastest this CPU can run.
+    pub fn best() -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.available())
+            .unwrap_or(Micro::Portable)
+    }
+
+    /// Rows per tile.
+    fn rows(self) -> usize {
+        match self {
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx512 => avx512::MR,
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx2 => avx2::MR,
+            _ => portable::MR,
+        }
+    }
+
+    /// Panels per tile.
+    fn panels(self) -> usize {
+        match self {
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx512 => avx512::PANELS,
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx2 => avx2::PANELS,
+            _ => portable::PANELS,
+        }
+    }
+
+    /// Deepest k-block: the tile's panels over it (`NR` floats a step each) stay in L1. Deeper
+    /// products are cut into equal blocks, so that each tile of the output is loaded and
+    /// stored as few times as the depth allows.
+    fn depth(self) -> usize {
+        match self {
+            // Four panels: 4 × 128 × 64 bytes, 32 KiB.
+            Micro::Avx512 => 128,
+            // One panel: 384 × 64 bytes, 24 KiB.
+            _ => 384,
+        }
+    }
+
+    /// Runs one tile (see the micro-kernels' `tile`).
+    ///
+    /// # Safety
+    /// As the micro-kernel's `tile`; `self` is available.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    unsafe fn tile(
+        self,
+        rows: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        panel_stride: usize,
+        depth: usize,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        let kernel = match self {
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx512 => avx512::tile,
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx2 => avx2::tile,
+            _ => portable::tile,
+        };
+        kernel(rows, a, lda, b, panel_stride, depth, c, ldc, cols)
+    }
+}
+
+/// A weight of `outputs × inputs` packed into panels; panel `j` holds outputs `j·NR..` for
+/// every input, `NR` floats per input (zeros past the last output).
+#[derive(Debug, Clone)]
+pub struct Panels {
+    data: Aligned,
+    inputs: usize,
+    outputs: usize,
+    micro: Micro,
+}
+
+impl Panels {
+    /// Packs a PyTorch-layout weight (`outputs × inputs`, row-major) for the micro-kernel
+    /// [`Micro::detect`] picks.
+    ///
+    /// # Panics
+    /// When `weight` is not `outputs × inputs`.
+    pub fn pack(weight: &[f32], inputs: usize, outputs: usize) -> Self {
+        Self::pack_for(weight, inputs, outputs, Micro::detect())
+    }
+
+    /// As [`Panels::pack`], for a chosen micro-kernel.
+    ///
+    /// # Panics
+    /// When `weight` is not `outputs × inputs`, or this CPU cannot run `micro`.
+    pub fn pack_for(weight: &[f32], inputs: usize, outputs: usize, micro: Micro) -> Self {
+        assert!(
+            micro.available(),
+            "this CPU cannot run the {micro:?} kernel"
+        );
+        assert_eq!(
+            weight.len(),
+            outputs * inputs,
+            "weight is not outputs × inputs"
+        );
+        let panels = outputs.div_ceil(NR);
+        let mut data = Aligned::zeroed(panels * inputs * NR);
+        let packed = data.as_mut_slice();
+        for (o, row) in weight.chunks_exact(inputs).enumerate() {
+            let (panel, lane) = (o / NR, o % NR);
+            let base = panel * inputs * NR + lane;
+            for (i, &w) in row.iter().enumerate() {
+                packed[base + i * NR] = w;
+            }
+        }
+        Self {
+            data,
+            inputs,
+            outputs,
+            micro,
+        }
+    }
+
+    /// The weight back in PyTorch's layout (`outputs × inputs`).
+    pub fn unpack(&self) -> Vec<f32> {
+        let (k, packed) = (self.inputs, self.data.as_slice());
+        let mut weight = vec![0f32; self.outputs * k];
+        for (o, row) in weight.chunks_exact_mut(k).enumerate() {
+            let base = (o / NR) * k * NR + o % NR;
+            for (i, w) in row.iter_mut().enumerate() {
+                *w = packed[base + i * NR];
+            }
+        }
+        weight
+    }
+
+    /// Width of an input row.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Width of an output row.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// The micro-kernel its products run on.
+    pub fn micro(&self) -> Micro {
+        self.micro
+    }
+
+    /// `y += x·Wᵀ` over the rows of `x` (each `inputs` wide) and of `y` (each `outputs` wide).
+    /// In the kernel pool (`parallel`), rows or panels are split across its threads.
+    ///
+    /// # Panics
+    /// When the buffers' rows do not match.
+    pub fn accumulate(&self, x: &[f32], y: &mut [f32], parallel: bool) {
+        self.accumulate_then(x, y, parallel, None)
+    }
+
+    /// As [`Panels::accumulate`], then `finish` on each piece of an output row as soon as its
+    /// block is complete, while it is still in L2 (an activation, on every thread, without a
+    /// pass of its own over the whole output).
+    ///
+    /// # Panics
+    /// As [`Panels::accumulate`].
+    pub fn accumulate_then(
+        &self,
+        x: &[f32],
+        y: &mut [f32],
+        parallel: bool,
+        finish: Option<Finish<'_>>,
+    ) {
+        let (k, n) = (self.inputs, self.outputs);
+        let m = x.len() / k;
+        assert_eq!(x.len(), m * k, "input rows are not `inputs` wide");
+        assert_eq!(y.len(), m * n, "output rows do not match input rows");
+        let panels = n.div_ceil(NR);
+        let threads = if parallel && rayon::current_thread_index().is_some() {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let (x_addr, y_addr) = (x.as_ptr() as usize, y.as_mut_ptr() as usize);
+        // SAFETY (for every call below): work items cover disjoint (rows × panels) rectangles
+        // of `y`; `x` is only read; sizes were checked above.
+        let item = |rows: Range<usize>, panels: Range<usize>| unsafe {
+            self.block(
+                x_addr as *const f32,
+                rows,
+                panels,
+                y_addr as *mut f32,
+                finish,
+            )
+        };
+        if threads == 1 || m * n * k < MIN_PARALLEL_WORK {
+            for start in (0..m).step_by(MC) {
+                item(start..(start + MC).min(m), 0..panels);
+            }
+            return;
+        }
+        let (mr, per_tile) = (self.micro.rows(), self.micro.panels());
+        if m >= 4 * mr * threads {
+            // Row blocks, a multiple of the threads in number, each a multiple of a tile's rows.
+            let blocks = m.div_ceil(MC).div_ceil(threads) * threads;
+            let size = m.div_ceil(blocks).div_ceil(mr) * mr;
+            rayon::prelude::ParallelIterator::for_each(
+                rayon::prelude::IntoParallelIterator::into_par_iter(0..m.div_ceil(size)),
+                |b| item(b * size..((b + 1) * size).min(m), 0..panels),
+            );
+        } else {
+            // Few rows: the threads share out the panels, each streaming its part of the weight,
+            // in groups of whole tiles.
+            let groups = (4 * threads).min(panels);
+            let size = panels.div_ceil(groups).div_ceil(per_tile) * per_tile;
+            rayon::prelude::ParallelIterator::for_each(
+                rayon::prelude::IntoParallelIterator::into_par_iter(0..panels.div_ceil(size)),
+                |g| item(0..m, g * size..((g + 1) * size).min(panels)),
+            );
+        }
+    }
+
+    /// The product for `rows` × the outputs of `panels`, k-block by k-block.
+    ///
+    /// # Safety
+    /// `x` is `m × inputs` and `y` is `m × outputs` with `rows` in
+    /// `0..m`; no other thread writes this rectangle of `y`.
+    unsafe fn block(
+        &self,
+        x: *const f32,
+        rows: Range<usize>,
+        panels: Range<usize>,
+        y: *mut f32,
+        finish: Option<Finish<'_>>,
+    ) {
+        let (k, n, micro) = (self.inputs, self.outputs, self.micro);
+        let (mr, per_tile) = (micro.rows(), micro.panels());
+        let block_depth = k.div_ceil(k.div_ceil(micro.depth()));
+        let packed = self.data.as_slice().as_ptr();
+        let mut start = 0;
+        while start < k {
+            let depth = (k - start).min(block_depth);
+            for panel in panels.clone().step_by(per_tile) {
+                let b = packed.add((panel * k + start) * NR);
+                let tile_panels = (panels.end - panel).min(per_tile);
+                let cols = (n - panel * NR).min(tile_panels * NR);
+                for row in rows.clone().step_by(mr) {
+                    let valid = (rows.end - row).min(mr);
+                    let (a, c) = (x.add(row * k + start), y.add(row * n + panel * NR));
+                    micro.tile(valid, a, k, b, k * NR, depth, c, n, cols);
+                }
+            }
+            start += depth;
+        }
+        // The block's rows are complete (and still in L2): one call per row, not per tile,
+        // since a call costs a dispatch and a loop start.
+        if let Some(finish) = finish {
+            let cols = panels.start * NR..(panels.end * NR).min(n);
+            for row in rows {
+                let piece = y.add(row * n + cols.start);
+                finish(std::slice::from_raw_parts_mut(piece, cols.len()));
+            }
+        }
+    }
+}
+
+/// Work on finished pieces of output rows.
+pub type Finish<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
+
+/// Below this many multiply-adds a product stays on one thread (tens of microseconds).
+const MIN_PARALLEL_WORK: usize = 1 << 18;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    fn naive(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
+        x.chunks(k)
+            .flat_map(|row| {
+                (0..n).map(move |o| {
+                    row.iter()
+                        .zip(&w[o * k..(o + 1) * k])
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>()
+                })
+            })
+            .collect()
+    }
+
+    /// Every micro-kernel this CPU and build can run; a notice for those skipped.
+    fn micros() -> Vec<Micro> {
+        Micro::ALL
+            .into_iter()
+            .filter(|m| {
+                let ok = m.available();
+                if !ok {
+                    println!("skipped: this CPU or build cannot run the {m:?} micro-kernel");
+                }
+                ok
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_finishing_step_sees_each_complete_sum_once() {
+        // Depth over one k-block: a piece finished before its last block would be squared
+        // too early and summed further.
+        let (m, k, n) = (23, 1000, 40);
+        let (x, w) = (values(m * k, 4), values(n * k, 5));
+        let want = naive(&x, &w, k, n);
+        let square: &(dyn Fn(&mut [f32]) + Sync) = &|p| p.iter_mut().for_each(|v| *v *= *v);
+        for micro in micros() {
+            let panels = Panels::pack_for(&w, k, n, micro);
+            for parallel in [false, true] {
+                let mut y = vec![0f32; m * n];
+                crate::threads::run(parallel, || {
+                    panels.accumulate_then(&x, &mut y, parallel, Some(square))
+                });
+                for (g, w) in y.iter().zip(&want) {
+                    assert!(
+                        (g - w * w).abs() < 1e-2 * (1.0 + w * w),
+                        "{micro:?}: {g} vs {}",
+                        w * w
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn products_of_every_edge_shape_match_a_plain_product() {
+        // Rows not a multiple of a tile's, outputs not a multiple of NR nor of a tile's panels
+        // (1, 2, 3 panels left over), depth over one k-block and not a multiple of it, and
+        // blocks enough to split across threads, by rows and by panels.
+        let shapes = [
+            (1, 1, 1),
+            (5, 19, 11),
+            (7, 300, 33),
+            (13, 384, 48),
+            (100, 513, 40),
+            (200, 64, 17),
+            (3, 130, 100),
+            (11, 257, 64),
+            (49, 129, 113),
+            (2, 384, 1152),
+            (60, 96, 200),
+        ];
+        for micro in micros() {
+            for (m, k, n) in shapes {
+                let (x, w) = (values(m * k, 1), values(n * k, 2));
+                let panels = Panels::pack_for(&w, k, n, micro);
+                assert_eq!(panels.unpack(), w);
+                let want = naive(&x, &w, k, n);
+                let start = values(m * n, 3);
+                for parallel in [false, true] {
+                    let mut y = start.clone();
+                    crate::threads::run(parallel, || panels.accumulate(&x, &mut y, parallel));
+                    for (i, ((g, w), s)) in y.iter().zip(&want).zip(&start).enumerate() {
+                        assert!(
+                            (g - (w + s)).abs() < 1e-3,
+                            "{micro:?} m={m} k={k} n={n} parallel={parallel} at {i}: {g} vs {}",
+                            w + s
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_clone_computes_the_same_product() {
+        // A clone's panels are a new allocation: the kernels' aligned loads need it on a
+        // cache line as well (see `aligned`). Clones of clones, with allocations in between.
+        let (m, k, n) = (9, 70, 50);
+        let (x, w) = (values(m * k, 6), values(n * k, 7));
+        for micro in micros() {
+            let original = Panels::pack_for(&w, k, n, micro);
+            let mut want = vec![0f32; m * n];
+            original.accumulate(&x, &mut want, false);
+            let mut clone = original.clone();
+            drop(original);
+            let mut keep = Vec::new();
+            for round in 0..20 {
+                keep.push(vec![0u8; 8 * round + 4]);
+                let next = clone.clone();
+                assert_eq!(next.micro(), micro);
+                let mut got = vec![0f32; m * n];
+                next.accumulate(&x, &mut got, false);
+                assert_eq!(got, want, "{micro:?}, clone {round}");
+                clone = next;
+            }
+        }
+    }
+
+    #[test]
+    fn the_environment_picks_a_micro_kernel_only_where_it_runs() {
+        for micro in Micro::ALL {
+            assert_eq!(Micro::from_name(micro.name()), Some(micro));
+        }
+        assert_eq!(Micro::from_name("sse"), None);
+        assert!(Micro::Portable.available());
+        assert!(Micro::best().available());
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+        assert_eq!(
+            Micro::Avx512.available(),
+            is_x86_feature_detected!("avx512f")
+        );
+        #[cfg(any(not(target_arch = "x86_64"), feature = "portable"))]
+        assert_eq!(Micro::best(), Micro::Portable);
+    }
+}

@@ -1,0 +1,63 @@
+//! The micro-kernel in plain Rust, for any CPU: [`MR`] rows × one panel of [`NR`] outputs, in
+//! arrays the compiler keeps in vector registers where the target has them (NEON, SSE).
+
+use super::NR;
+
+/// Rows per tile.
+pub(super) const MR: usize = 4;
+/// Panels per tile.
+pub(super) const PANELS: usize = 1;
+
+/// `c[r][j] += Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`]) and
+/// first `cols` columns (at most [`NR`]) of a tile; `a`'s rows are `lda` apart, `c`'s `ldc`.
+///
+/// # Safety
+/// `a` holds `rows` rows of `depth` floats, `b` `depth × NR`, and `c` the tile's rows and
+/// columns.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn tile(
+    rows: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    _panel_stride: usize,
+    depth: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    match rows {
+        4 => rows_of::<4>(a, lda, b, depth, c, ldc, cols),
+        3 => rows_of::<3>(a, lda, b, depth, c, ldc, cols),
+        2 => rows_of::<2>(a, lda, b, depth, c, ldc, cols),
+        _ => rows_of::<1>(a, lda, b, depth, c, ldc, cols),
+    }
+}
+
+#[allow(clippy::needless_range_loop)]
+unsafe fn rows_of<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    depth: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let weights = std::slice::from_raw_parts(b, depth * NR);
+    let mut acc = [[0f32; NR]; R];
+    for (i, w) in weights.chunks_exact(NR).enumerate() {
+        for r in 0..R {
+            let av = *a.add(r * lda + i);
+            for j in 0..NR {
+                acc[r][j] += av * w[j];
+            }
+        }
+    }
+    for r in 0..R {
+        let row = std::slice::from_raw_parts_mut(c.add(r * ldc), cols);
+        for (y, v) in row.iter_mut().zip(&acc[r]) {
+            *y += v;
+        }
+    }
+}
