@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::rollout::judge::SideSample;
 use crate::rollout::target::{
     local::prometheus::{window_secs, MeasurementQueries, PrometheusApi},
     Measurement, Side,
@@ -45,6 +46,14 @@ impl ClusterMetrics {
     pub fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement> {
         self.api
             .measure_with(&queries(side, &self.canary_job, &self.stable_job, window))
+    }
+
+    /// The judge's sample of `side` over the trailing `window` (the histogram's buckets).
+    pub fn side_sample(&self, side: Side, window: Duration) -> anyhow::Result<SideSample> {
+        self.api.side_sample_at(
+            &queries(side, &self.canary_job, &self.stable_job, window),
+            None,
+        )
     }
 
     /// `(answered, failed)` requests ingress-nginx sent to the canary's Service over `window`
