@@ -66,6 +66,11 @@ enum RolloutCommand {
     /// Write the weekly status report (traffic split, error rate, latency, incidents,
     /// approvals, go/no-go decisions) as markdown.
     Report(crate::monitoring::weekly_report::ReportArgs),
+    /// Judge a canary's samples against a baseline's offline, with the gates' statistics;
+    /// exits 0 (pass), 1 (fail), 3 (inconclusive) or 2 (unusable input).
+    Judge(super::offline::judge::JudgeArgs),
+    /// Evaluate the rollback triggers (and a stage's gates) against past data in Prometheus.
+    Replay(super::offline::replay::ReplayArgs),
     /// Send all traffic back to the stable side and mark the run rolled back.
     Rollback {
         #[command(flatten)]
@@ -349,6 +354,8 @@ pub fn run(sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
             run::approve(&state.files(), &plan, &stage)
         }
         RolloutCommand::Report(args) => crate::monitoring::weekly_report::run(args),
+        RolloutCommand::Judge(args) => super::offline::judge::run(args),
+        RolloutCommand::Replay(args) => super::offline::replay::run(args),
         RolloutCommand::Rollback { run: args, reason } => {
             args.check()?;
             anyhow::ensure!(

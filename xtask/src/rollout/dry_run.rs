@@ -156,14 +156,20 @@ fn write_stage(
     Ok(())
 }
 
+/// A gate's comparison with the baseline, when it has one.
+fn compared(compare: Option<&super::plan::compare::Compare>) -> String {
+    compare.map_or_else(String::new, |c| format!("; vs baseline: {c}"))
+}
+
 /// What one step does and what it gates on.
 fn describe(plan: &Plan, step: &Step) -> String {
     match step {
         Step::LoadTest(step) => format!(
-            "drive {} req/s for {}; gate: {}",
+            "drive {} req/s for {}; gate: {}{}",
             step.rate,
             timed(plan, step.duration),
-            step.thresholds
+            step.thresholds,
+            compared(step.compare.as_ref())
         ),
         Step::Parity(step) => {
             let reference = match step.against {
@@ -187,9 +193,10 @@ fn describe(plan: &Plan, step: &Step) -> String {
                 )
             };
             format!(
-                "over the last {}, with at least {requests} requests; gate: {}",
+                "over the last {}, with at least {requests} requests; gate: {}{}",
                 timed(plan, step.window),
-                step.thresholds
+                step.thresholds,
+                compared(step.compare.as_ref())
             )
         }
         Step::Soak(step) => format!(

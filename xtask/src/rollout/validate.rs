@@ -441,6 +441,7 @@ impl Checker<'_> {
                         rate: spec.rate,
                         duration: spec.duration,
                         thresholds,
+                        compare: spec.compare.clone(),
                     })
                 })
             }
@@ -452,6 +453,7 @@ impl Checker<'_> {
                         window: spec.window,
                         min_requests: spec.min_requests,
                         thresholds,
+                        compare: spec.compare.clone(),
                     })
                 })
             }

@@ -21,6 +21,7 @@ use crate::{
     project::free_port,
     rollout::targets::{Measurement, Side},
 };
+use crate::rollout::judge::{Histogram, Latencies, SideSample};
 
 /// The route every gate measures: the legacy API, which both sides serve.
 pub const EMBED_ROUTE: &str = "/api/v1/embed";
@@ -153,6 +154,8 @@ pub struct PrometheusApi {
 pub struct Sample {
     /// The series' `job` label, when it has one.
     pub job: Option<String>,
+    /// The series' `le` label (a histogram bucket's upper bound), when it has one.
+    pub le: Option<String>,
     /// The value (may be NaN).
     pub value: f64,
 }
@@ -181,8 +184,17 @@ impl PrometheusApi {
 
     /// Runs an instant query; fails when Prometheus cannot be reached or rejects the query.
     pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
+        self.query_at(promql, None)
+    }
+
+    /// Runs an instant query evaluated at `time` (Unix seconds; now when `None`).
+    pub fn query_at(&self, promql: &str, time: Option<f64>) -> anyhow::Result<Vec<Sample>> {
         let url = format!("{}/api/v1/query", self.url);
-        let response = match self.agent.get(&url).query("query", promql).call() {
+        let mut request = self.agent.get(&url).query("query", promql);
+        if let Some(time) = time {
+            request = request.query("time", &format!("{time:.3}"));
+        }
+        let response = match request.call() {
             Ok(response) => response,
             Err(ureq::Error::Status(status, response)) => {
                 let body = response.into_string().unwrap_or_default();
@@ -216,6 +228,7 @@ impl PrometheusApi {
                 })?;
                 Ok(Sample {
                     job: series.metric.job,
+                    le: series.metric.le,
                     value,
                 })
             })
@@ -224,8 +237,8 @@ impl PrometheusApi {
 
     /// The single value of a query that aggregates to one series, or `None` when it is empty
     /// or NaN (no traffic in the window).
-    fn scalar(&self, promql: &str) -> anyhow::Result<Option<f64>> {
-        let samples = self.query(promql)?;
+    fn scalar(&self, promql: &str, time: Option<f64>) -> anyhow::Result<Option<f64>> {
+        let samples = self.query_at(promql, time)?;
         Ok(samples
             .first()
             .map(|sample| sample.value)
@@ -239,14 +252,23 @@ impl PrometheusApi {
 
     /// Runs the queries of one measurement.
     pub fn measure_with(&self, queries: &MeasurementQueries) -> anyhow::Result<Measurement> {
+        self.measure_at(queries, None)
+    }
+
+    /// Runs the queries of one measurement, evaluated at `time` (Unix seconds; now when `None`).
+    pub fn measure_at(
+        &self,
+        queries: &MeasurementQueries,
+        time: Option<f64>,
+    ) -> anyhow::Result<Measurement> {
         let count = |promql: &str| -> anyhow::Result<u64> {
             Ok(self
-                .scalar(promql)?
+                .scalar(promql, time)?
                 .map_or(0, |v| v.max(0.0).round() as u64))
         };
         let latency = |promql: &str| -> anyhow::Result<Option<Duration>> {
             Ok(self
-                .scalar(promql)?
+                .scalar(promql, time)?
                 .filter(|v| *v >= 0.0)
                 .map(Duration::from_secs_f64))
         };
@@ -257,9 +279,45 @@ impl PrometheusApi {
             p95: latency(&queries.quantile(0.95))?,
             p99: latency(&queries.quantile(0.99))?,
             memory_bytes: match &queries.memory {
-                Some(promql) => self.scalar(promql)?.map(|v| v.max(0.0) as u64),
+                Some(promql) => self.scalar(promql, time)?.map(|v| v.max(0.0) as u64),
                 None => None,
             },
+        })
+    }
+
+    /// The judge's sample of one side at `time` (now when `None`): the latency histogram's
+    /// bucket counts over the window, with its requests and errors.
+    pub fn side_sample_at(
+        &self,
+        queries: &MeasurementQueries,
+        time: Option<f64>,
+    ) -> anyhow::Result<SideSample> {
+        let count = |promql: &str| -> anyhow::Result<u64> {
+            Ok(self
+                .scalar(promql, time)?
+                .map_or(0, |v| v.max(0.0).round() as u64))
+        };
+        let mut cumulative = Vec::new();
+        for series in self.query_at(&queries.bucket_counts, time)? {
+            let le = series
+                .le
+                .as_deref()
+                .context("a histogram bucket series without an `le` label")?;
+            let bound: f64 = le
+                .parse()
+                .with_context(|| format!("bucket bound `le=\"{le}\"` is not a number"))?;
+            // Seconds to milliseconds; NaN counts (no traffic) are none.
+            let value = if series.value.is_finite() {
+                series.value
+            } else {
+                0.0
+            };
+            cumulative.push((bound * 1000.0, value));
+        }
+        Ok(SideSample {
+            latencies: Latencies::Histogram(Histogram::from_cumulative(cumulative)?),
+            requests: count(&queries.requests)?,
+            errors: count(&queries.errors)?,
         })
     }
 }
@@ -273,6 +331,8 @@ pub struct MeasurementQueries {
     pub errors: String,
     /// The selector of the latency histogram's rate, for `quantile`.
     buckets: String,
+    /// Requests per latency bucket (cumulative, by `le`) in the window, for the judge.
+    pub bucket_counts: String,
     /// Largest resident memory, when the side exports it.
     pub memory: Option<String>,
 }
@@ -295,6 +355,9 @@ impl MeasurementQueries {
             ),
             buckets: format!(
                 "sum by (le) (rate(candle_request_duration_seconds_bucket{{{selector}}}[{secs}s]))"
+            ),
+            bucket_counts: format!(
+                "sum by (le) (increase(candle_request_duration_seconds_bucket{{{selector}}}[{secs}s]))"
             ),
             memory: memory.then(|| format!(r#"max(candle_memory_usage_bytes{{job="{job}"}})"#)),
         }
@@ -338,6 +401,8 @@ struct Series {
 struct Labels {
     #[serde(default)]
     job: Option<String>,
+    #[serde(default)]
+    le: Option<String>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! that many are outstanding is counted as sent and failed, so a dead backend costs no memory.
 
 use std::{
+    collections::VecDeque,
     sync::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex,
@@ -33,7 +34,10 @@ use tokio::{
 };
 
 use super::nginx::SERVED_BY;
-use crate::rollout::targets::TrafficStats;
+use crate::rollout::{
+    judge::{Latencies, SideSample},
+    targets::TrafficStats,
+};
 
 /// Requests outstanding at once, at most.
 pub const MAX_IN_FLIGHT: usize = 512;
@@ -95,17 +99,47 @@ struct Shared {
 /// Seconds of per-side outcomes kept for [`LoadGenerator::recent`].
 const RECENT_SECONDS: usize = 64;
 
+/// How long each answer's latency is kept for [`LoadGenerator::side_sample`].
+const ANSWERS_KEPT: Duration = Duration::from_secs(900);
+/// The most answers kept (15 minutes at 500 req/s).
+const MAX_ANSWERS: usize = 450_000;
+
+/// One answer of a side, for the canary judge's raw samples.
+struct Answered {
+    at: Duration,
+    canary: bool,
+    failed: bool,
+    latency: Duration,
+}
+
 /// Answers per side and second over the last [`RECENT_SECONDS`]: what the front door served,
-/// including failures that never reached a service (a crashed canary answers nothing itself).
+/// including failures that never reached a service (a crashed canary answers nothing itself);
+/// and each answer's latency over the last [`ANSWERS_KEPT`].
 struct Recent {
     origin: Instant,
     /// (second since origin, canary, canary failed, stable, stable failed)
     slots: Vec<(u64, u64, u64, u64, u64)>,
+    answers: VecDeque<Answered>,
 }
 
 impl Recent {
-    fn record(&mut self, canary: bool, failed: bool) {
-        let second = self.origin.elapsed().as_secs();
+    fn record(&mut self, canary: bool, failed: bool, latency: Duration) {
+        let at = self.origin.elapsed();
+        while self
+            .answers
+            .front()
+            .is_some_and(|a| at.saturating_sub(a.at) > ANSWERS_KEPT)
+            || self.answers.len() >= MAX_ANSWERS
+        {
+            self.answers.pop_front();
+        }
+        self.answers.push_back(Answered {
+            at,
+            canary,
+            failed,
+            latency,
+        });
+        let second = at.as_secs();
         let slot = &mut self.slots[second as usize % RECENT_SECONDS];
         if slot.0 != second {
             // A slot of an older second (or never used) starts over.
@@ -121,6 +155,33 @@ impl Recent {
                 slot.4 += u64::from(f);
             }
         }
+    }
+
+    /// One side's answers over the trailing `window`: every successful answer's latency, with
+    /// the answers and the failures among them.
+    fn side_sample(&self, canary: bool, window: Duration) -> SideSample {
+        let since = self.origin.elapsed().saturating_sub(window);
+        let mut sample = SideSample {
+            latencies: Latencies::Raw(Vec::new()),
+            requests: 0,
+            errors: 0,
+        };
+        let Latencies::Raw(latencies) = &mut sample.latencies else {
+            unreachable!("built raw above")
+        };
+        for a in self
+            .answers
+            .iter()
+            .filter(|a| a.canary == canary && a.at >= since)
+        {
+            if a.failed {
+                sample.errors += 1;
+            } else {
+                latencies.push(a.latency.as_secs_f64() * 1000.0);
+            }
+        }
+        sample.requests = latencies.len() as u64 + sample.errors;
+        sample
     }
 
     /// (answered, failed) for one side over the last `seconds` whole seconds.
@@ -163,6 +224,7 @@ impl LoadGenerator {
             recent: Mutex::new(Recent {
                 origin: Instant::now(),
                 slots: vec![(u64::MAX, 0, 0, 0, 0); RECENT_SECONDS],
+                answers: VecDeque::new(),
             }),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -191,6 +253,12 @@ impl LoadGenerator {
     /// (answered, failed) by one side over the last `seconds`, as the front door served them.
     pub fn recent(&self, canary: bool, seconds: u64) -> (u64, u64) {
         lock(&self.shared.recent).sum(canary, seconds)
+    }
+
+    /// One side's answers over the trailing `window` as the canary judge's raw sample
+    /// (client-side latency from each request's due time; at most the last 15 minutes).
+    pub fn side_sample(&self, canary: bool, window: Duration) -> SideSample {
+        lock(&self.shared.recent).side_sample(canary, window)
     }
 
     /// The counters since the last call; resets them.
@@ -301,7 +369,11 @@ async fn drive(shared: Arc<Shared>, uri: hyper::Uri) {
                         _ => {}
                     }
                     if let Some(side) = answer.served_by.as_deref() {
-                        lock(&shared.recent).record(side == "canary", answer.status >= 500);
+                        lock(&shared.recent).record(
+                            side == "canary",
+                            answer.status >= 500,
+                            latency,
+                        );
                     }
                     if answer.status >= 500 {
                         window.failed += 1;

@@ -6,6 +6,7 @@
 //! `serde_norway` is an equivalent fork; `serde_yaml_ng` won because it builds on the widely used
 //! `unsafe-libyaml` rather than on a fork of it.
 
+pub mod compare;
 pub mod rollback;
 pub mod slo;
 pub mod source_map;

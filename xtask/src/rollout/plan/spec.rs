@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::compare::Compare;
 use super::rollback::RollbackTrigger;
 use super::slo::ThresholdSpec;
 use super::step::{Canary, GaTag, HelmPush, ImagePush, MlxTeardown, Notify, Parity, Scale, Wait};
@@ -106,6 +107,9 @@ pub struct LoadTestSpec {
     /// Overrides of the plan's SLOs.
     #[serde(default)]
     pub thresholds: ThresholdSpec,
+    /// The canary against the baseline over the same window.
+    #[serde(default)]
+    pub compare: Option<Compare>,
 }
 
 /// An SLO check as written.
@@ -120,6 +124,9 @@ pub struct SloCheckSpec {
     /// Overrides of the plan's SLOs.
     #[serde(default)]
     pub thresholds: ThresholdSpec,
+    /// The canary against the baseline over the same window.
+    #[serde(default)]
+    pub compare: Option<Compare>,
 }
 
 /// A soak as written.

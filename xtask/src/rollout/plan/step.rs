@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::compare::Compare;
 use super::slo::SloThresholds;
 use super::units::Weight;
 
@@ -78,6 +79,8 @@ pub struct LoadTest {
     pub duration: Duration,
     /// What the service must stay below while loaded.
     pub thresholds: SloThresholds,
+    /// How the canary must compare with the baseline over the same window, when set.
+    pub compare: Option<Compare>,
 }
 
 /// Embed every text of `corpus` with Candle and with the reference; each pair of vectors must
@@ -120,6 +123,8 @@ pub struct SloCheck {
     pub min_requests: u64,
     /// What the window must stay below.
     pub thresholds: SloThresholds,
+    /// How the canary must compare with the baseline over the same window, when set.
+    pub compare: Option<Compare>,
 }
 
 /// Hold the current split for `duration`, failing as soon as `thresholds` are breached.

@@ -12,6 +12,7 @@ use std::{
 use anyhow::bail;
 
 use crate::rollout::{
+    judge::SideSample,
     plan::step::ParityReference,
     targets::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats},
 };
@@ -33,6 +34,8 @@ pub struct FakeTarget {
     pub rate: Option<f64>,
     /// When set, what the front door reports (answered, failed) instead of `requests`, 0.
     pub door: Option<(u64, u64)>,
+    /// What `side_sample` gives for (canary, stable); unsupported when `None`.
+    pub samples: Option<(SideSample, SideSample)>,
     /// Effects applied, in order (`set_canary_weight 10`, `scale akidb-candle 2`, ...).
     pub journal: RefCell<Vec<String>>,
     /// Calls so far (every method but `name`).
@@ -155,6 +158,15 @@ impl Target for FakeTarget {
             p99: ms(12),
             memory_bytes: Some(300 << 20),
         })
+    }
+
+    fn side_sample(&self, side: Side, _window: Duration) -> anyhow::Result<SideSample> {
+        self.enter(&format!("side_sample {side:?}").to_lowercase())?;
+        match (&self.samples, side) {
+            (Some((canary, _)), Side::Canary) => Ok(canary.clone()),
+            (Some((_, stable)), Side::Stable) => Ok(stable.clone()),
+            (None, _) => bail!("fake target: no samples configured"),
+        }
     }
 
     fn parity(&self, _corpus: &Path, _against: ParityReference) -> anyhow::Result<ParityReport> {

@@ -8,6 +8,7 @@
 
 mod approvals;
 pub mod audit;
+pub mod compare;
 pub mod gate;
 mod lifecycle;
 pub mod lock;
@@ -22,6 +23,8 @@ mod triggers;
 
 pub use self::{approvals::approve, rollback::manual_rollback};
 
+#[cfg(test)]
+mod compare_tests;
 #[cfg(test)]
 mod failsafe_tests;
 #[cfg(test)]

@@ -97,6 +97,7 @@ pub fn write(dir: &Path, plan: &Plan, state: &RunState) -> anyhow::Result<()> {
             )?;
         }
     }
+    super::compare::write_table(&mut md, state)?;
     if let Some(r) = &state.rollback {
         writeln!(md, "\n## Rollback\n")?;
         writeln!(md, "- stage: {}\n- reason: {}", r.stage, r.reason)?;

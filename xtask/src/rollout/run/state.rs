@@ -76,6 +76,9 @@ pub struct StageRecord {
     pub after_shift: Option<TrafficStats>,
     /// Wall time the stage took, in seconds.
     pub seconds: f64,
+    /// The gates' comparisons of the canary with the baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<super::compare::ComparisonRecord>,
 }
 
 /// A rollback and its timing, for the report.

@@ -58,6 +58,15 @@ impl Runner<'_> {
                     Ok(m) => judge(&m, &s.thresholds, min),
                     Err(error) => gate::unmeasurable(&error),
                 };
+                let window = self.at_current_split(duration);
+                let verdict = self.compared(
+                    &stage.id,
+                    (index, "load_test"),
+                    s.compare.as_ref(),
+                    window,
+                    verdict,
+                    state,
+                );
                 self.gate(stage, index, "load_test", verdict, state)
             }
             Step::Parity(s) => {
@@ -135,6 +144,15 @@ impl Runner<'_> {
                     Sample::Ended(end) => return Ok(end),
                 };
                 let verdict = self.with_front_door(verdict, window, &s.thresholds);
+                let window = self.at_current_split(window);
+                let verdict = self.compared(
+                    &stage.id,
+                    (index, "slo_check"),
+                    s.compare.as_ref(),
+                    window,
+                    verdict,
+                    state,
+                );
                 self.gate(stage, index, "slo_check", verdict, state)
             }
             Step::Soak(s) => {

@@ -7,7 +7,7 @@ pub mod local;
 
 use std::{path::Path, time::Duration};
 
-use crate::rollout::plan::step::ParityReference;
+use crate::rollout::{judge::SideSample, plan::step::ParityReference};
 
 /// Which side of the split a measurement covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -95,6 +95,16 @@ pub trait Target {
     fn front_door(&self, side: Side, window: Duration) -> anyhow::Result<(u64, u64)>;
     /// Server-side measurement of one side over the trailing `window`.
     fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement>;
+    /// What the canary-vs-baseline judge needs of one side over the trailing `window`: its
+    /// latencies (raw, or the histogram's bucket counts) with requests and errors. Targets that
+    /// cannot give them say so, and a comparing gate is then inconclusive.
+    fn side_sample(&self, side: Side, window: Duration) -> anyhow::Result<SideSample> {
+        let _ = (side, window);
+        anyhow::bail!(
+            "the {} target cannot give per-side latency samples for a comparison",
+            self.name()
+        )
+    }
     /// Embeds the texts of `corpus` with the canary and with `against`; compares them.
     fn parity(&self, corpus: &Path, against: ParityReference) -> anyhow::Result<ParityReport>;
     /// Sets a deployment's replicas.

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use crate::{
-    rollout::targets::{Measurement, Side},
+    rollout::{
+        judge::SideSample,
+        targets::{Measurement, Side},
+    },
     stack::prometheus::{window_secs, MeasurementQueries, PrometheusApi},
 };
 
@@ -45,6 +48,14 @@ impl ClusterMetrics {
     pub fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement> {
         self.api
             .measure_with(&queries(side, &self.canary_job, &self.stable_job, window))
+    }
+
+    /// The judge's sample of `side` over the trailing `window` (the histogram's buckets).
+    pub fn side_sample(&self, side: Side, window: Duration) -> anyhow::Result<SideSample> {
+        self.api.side_sample_at(
+            &queries(side, &self.canary_job, &self.stable_job, window),
+            None,
+        )
     }
 
     /// `(answered, failed)` requests ingress-nginx sent to the canary's Service over `window`

@@ -37,10 +37,8 @@ use self::{
     metrics::ClusterMetrics,
     teardown::Teardown,
 };
-use crate::rollout::parity;
-
 use super::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats};
-use crate::rollout::plan::step::ParityReference;
+use crate::rollout::{judge::SideSample, parity, plan::step::ParityReference};
 
 /// How often waits poll the API server.
 const POLL: Duration = Duration::from_secs(2);
@@ -209,6 +207,10 @@ impl Target for KubernetesTarget {
 
     fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement> {
         self.metrics()?.measure(side, window)
+    }
+
+    fn side_sample(&self, side: Side, window: Duration) -> anyhow::Result<SideSample> {
+        self.metrics()?.side_sample(side, window)
     }
 
     fn parity(&self, corpus: &Path, against: ParityReference) -> anyhow::Result<ParityReport> {

@@ -27,7 +27,7 @@ use anyhow::{bail, Context};
 
 use super::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats};
 use crate::{
-    rollout::{parity, plan::step::ParityReference},
+    rollout::{judge::SideSample, parity, plan::step::ParityReference},
     stack::{
         candle::{CandleCommand, CandleService},
         legacy::{LegacyCommand, LegacyStandin},
@@ -307,6 +307,20 @@ impl Target for LocalTarget {
                 .and_then(LegacyStandin::resident_bytes);
         }
         Ok(measurement)
+    }
+
+    /// Raw latencies from the traffic generator while it runs (what it sent through the front
+    /// door, so failures that never reached a service count); Prometheus's histogram buckets
+    /// otherwise.
+    fn side_sample(&self, side: Side, window: Duration) -> anyhow::Result<SideSample> {
+        if let Some(traffic) = &self.traffic {
+            return Ok(traffic.side_sample(side == Side::Canary, window));
+        }
+        let queries = prometheus::MeasurementQueries::new(side, window);
+        self.running()?
+            .prometheus
+            .api()
+            .side_sample_at(&queries, None)
     }
 
     fn parity(&self, corpus: &Path, against: ParityReference) -> anyhow::Result<ParityReport> {
