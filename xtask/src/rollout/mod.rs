@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod dry_run;
 pub mod load;
+pub mod notify;
 pub mod plan;
 pub mod publish;
 pub mod run;

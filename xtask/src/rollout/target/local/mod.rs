@@ -17,7 +17,7 @@ pub(crate) mod parity;
 pub(crate) mod prometheus;
 pub(crate) mod supervisor;
 pub(crate) mod tools;
-mod traffic;
+pub(crate) mod traffic;
 
 #[cfg(test)]
 mod tests;
