@@ -25,7 +25,7 @@ pub use auth::Auth;
 pub use chart::push_chart;
 pub use error::OciError;
 pub use image::{push_image, push_image_to};
-pub use reference::image_in_registry;
+pub use reference::{image_in_registry, ChartRegistry};
 pub use retry::RetryPolicy;
 
 /// How to reach the registry.

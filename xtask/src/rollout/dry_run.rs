@@ -225,7 +225,12 @@ fn describe(plan: &Plan, step: &Step) -> String {
             step.deployment,
             timed(plan, step.grace_period)
         ),
-        Step::Notify(step) => format!("post to {}: {:?}", step.channel, step.message),
+        Step::Notify(step) => format!(
+            "post to {}: {:?} ({})",
+            step.channel,
+            step.message,
+            crate::rollout::notify::Notifier::from_env().describe(&step.channel)
+        ),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod dry_run;
 pub mod judge;
 pub mod load;
+pub mod notify;
 pub mod offline;
 pub mod parity;
 pub mod plan;

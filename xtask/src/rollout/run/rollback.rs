@@ -33,6 +33,14 @@ impl Runner<'_> {
             "rolled_back",
             &format!("{reason}; all traffic on stable"),
         )?;
+        // Told after traffic is safe, so a slow or broken webhook never delays the rollback.
+        if let Some(channel) = crate::rollout::notify::rollback_channel(self.plan, stage) {
+            let text = format!("Rolled back in stage {}: {reason}", stage.id);
+            let delivery = crate::rollout::notify::Notifier::from_env().deliver(channel, &text);
+            let detail = format!("{channel}: {text} ({delivery})");
+            self.audit
+                .record(&stage.id, "notify", delivery.result(), &detail)?;
+        }
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! What each step kind does on the target, and how a gate's verdict ends its step.
 
 use super::{sample::Sample, *};
+use crate::rollout::notify::Notifier;
 
 impl Runner<'_> {
     pub(super) fn gate(
@@ -37,12 +38,15 @@ impl Runner<'_> {
                 let rate = self.capped(s.rate);
                 state.traffic_rate = Some(s.rate);
                 self.save(state)?;
-                self.act(&format!("starting traffic at {rate} req/s"), |t| {
-                    t.start_traffic(rate)
-                })?;
                 let duration = scale.apply(s.duration);
+                self.act(&format!("starting traffic at {rate} req/s"), |t| {
+                    t.start_load(rate, duration)
+                })?;
                 if let Some(end) = self.hold(duration, state)? {
                     return Ok(end);
+                }
+                if let Some(seen) = self.target.finish_load()? {
+                    self.audit.record(&stage.id, "load_test", "ok", &seen)?;
                 }
                 // Week 1 sends no production traffic to the canary, so the load test is judged
                 // on what served it; once the canary takes traffic, on the canary.
@@ -196,7 +200,18 @@ impl Runner<'_> {
                     t.teardown_legacy(&s.deployment, grace)
                 })?)
             }
-            Step::Notify(s) => StepEnd::Done(format!("{}: {}", s.channel, s.message)),
+            Step::Notify(s) => {
+                // Never fails the step: an unreachable webhook is reported, not a reason to stop.
+                let delivery = Notifier::from_env().deliver(&s.channel, &s.message);
+                let detail = format!("{}: {} ({delivery})", s.channel, s.message);
+                state.stage(&stage.id).gates.push(GateRecord {
+                    step: index,
+                    kind: "notify".into(),
+                    verdict: delivery.result().into(),
+                    detail: detail.clone(),
+                });
+                StepEnd::Done(detail)
+            }
             Step::GaTag(s) => outcome(publish::ga_tag(s, self.options.publish)?),
             Step::HelmPush(s) => outcome(publish::helm_push(s, self.options.publish)?),
             Step::ImagePush(s) => outcome(publish::image_push(s, self.options.publish)?),

@@ -88,6 +88,17 @@ pub trait Target {
     fn set_canary_weight(&mut self, percent: u8) -> anyhow::Result<()>;
     /// Starts (or retargets) constant-rate background traffic through the front door.
     fn start_traffic(&mut self, rate: u32) -> anyhow::Result<()>;
+    /// Starts a load test of `rate` req/s lasting `duration` (wall clock); by default the
+    /// background traffic of [`start_traffic`](Self::start_traffic).
+    fn start_load(&mut self, rate: u32, duration: Duration) -> anyhow::Result<()> {
+        let _ = duration;
+        self.start_traffic(rate)
+    }
+    /// Ends the load test [`start_load`](Self::start_load) began, once its duration is over:
+    /// what the target saw of it, if it has more to say than the gate's measurements.
+    fn finish_load(&mut self) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
     /// Client-side traffic counters since the last call (then resets them).
     fn take_traffic(&mut self) -> anyhow::Result<TrafficStats>;
     /// What the front door answered for one side over the trailing `window`: (answered,

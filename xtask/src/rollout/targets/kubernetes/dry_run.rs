@@ -36,7 +36,8 @@ pub fn walk(plan: &Plan, target: &mut KubernetesTarget) -> anyhow::Result<usize>
                 Step::SloCheck(s) => print_queries(target, scale.apply(s.window)),
                 Step::Soak(s) => print_queries(target, scale.apply(s.duration)),
                 Step::LoadTest(s) => {
-                    println!("   no synthetic load on a cluster ({} req/s asked)", s.rate);
+                    target.start_load(s.rate, scale.apply(s.duration))?;
+                    target.finish_load()?;
                     print_queries(target, scale.apply(s.duration));
                 }
                 Step::Parity(s) => println!(

@@ -45,6 +45,14 @@ pub enum TargetError {
     /// The teardown found something it must not delete; nothing was deleted.
     #[error("refusing the legacy teardown, nothing was deleted: {0}")]
     TeardownRefused(String),
+    /// The load generator's Job failed or outran its deadline.
+    #[error("load test Job {name}: {reason}; see `kubectl logs job/{name}`")]
+    LoadTest {
+        /// The Job.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The target's options are inconsistent.
     #[error("{0}")]
     Options(String),

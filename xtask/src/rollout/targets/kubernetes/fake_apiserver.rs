@@ -2,7 +2,7 @@
 //! answers of the objects the rollout touches, so that kube's real client runs against it.
 //!
 //! It serves Deployments (and their `scale` subresource), Ingresses, Services, ConfigMaps,
-//! PersistentVolumeClaims and `autoscaling/v2` HorizontalPodAutoscalers under
+//! PersistentVolumeClaims, `autoscaling/v2` HorizontalPodAutoscalers and `batch/v1` Jobs under
 //! `/api/v1/namespaces/{ns}/...` and `/apis/{group}/{version}/namespaces/{ns}/...`:
 //! get, list (with an equality `labelSelector`), JSON merge patch and strategic merge patch
 //! (treated as a merge patch: the rollout patches only maps and scalars, where the two agree),
@@ -10,7 +10,10 @@
 //! 409 Conflict, and [`FakeApiServer::inject_conflicts`] makes a concurrent writer change the
 //! object just before the next patches. Missing objects are 404 `Status` objects. A simulated
 //! Deployment controller makes `readyReplicas` follow `spec.replicas` after a short delay.
-//! It is not an API server: no validation, admission, watches, or creation through the API.
+//! Objects can be created (POST to the collection; an existing name is 409 AlreadyExists). A
+//! simulated Job controller completes a Job after [`FakeApiServer::set_job_run`]'s duration, and
+//! while any Job runs a simulated HPA controller adds a replica per request, up to the maximum.
+//! It is not an API server: no validation, admission or watches.
 
 use std::{
     collections::BTreeMap,
@@ -53,6 +56,10 @@ struct Store {
     /// Deployments whose pods become ready at the instant given.
     rollouts: BTreeMap<(String, String), Instant>,
     ready_delay: Duration,
+    /// Jobs running, (collection, name), and when they end.
+    jobs: BTreeMap<(String, String), Instant>,
+    /// How long a created Job runs, and whether it then succeeds.
+    job_run: (Duration, bool),
 }
 
 type Shared = Arc<Mutex<Store>>;
@@ -74,6 +81,7 @@ fn kind_of(plural: &str) -> Option<(&'static str, &'static str)> {
         "configmaps" => ("v1", "ConfigMap"),
         "persistentvolumeclaims" => ("v1", "PersistentVolumeClaim"),
         "horizontalpodautoscalers" => ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        "jobs" => ("batch/v1", "Job"),
         _ => return None,
     })
 }
@@ -179,8 +187,94 @@ impl Store {
         self.version.to_string()
     }
 
+    /// The simulated Job and HPA controllers: a Job ends when its time is up; while one runs,
+    /// every HPA gains a replica (up to its maximum) at each request.
+    fn reconcile_jobs(&mut self) {
+        let now = Instant::now();
+        let ended: Vec<(String, String)> = self
+            .jobs
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let succeeded = self.job_run.1;
+        for key in ended {
+            self.jobs.remove(&key);
+            let version = self.bump();
+            if let Some(job) = self.objects.get_mut(&key.0).and_then(|c| c.get_mut(&key.1)) {
+                let (kind, count) = if succeeded {
+                    ("Complete", "succeeded")
+                } else {
+                    ("Failed", "failed")
+                };
+                job["status"] = json!({
+                    count: 1,
+                    "conditions": [{ "type": kind, "status": "True", "reason": "Fake" }],
+                });
+                job["metadata"]["resourceVersion"] = json!(version);
+            }
+        }
+        if self.jobs.is_empty() {
+            return;
+        }
+        for (collection, objects) in &mut self.objects {
+            if !collection.ends_with("/horizontalpodautoscalers") {
+                continue;
+            }
+            for hpa in objects.values_mut() {
+                let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(1);
+                let current = hpa["status"]["currentReplicas"].as_i64().unwrap_or(0);
+                hpa["status"]["currentReplicas"] = json!((current + 1).min(max));
+            }
+        }
+    }
+
+    /// Stores a new object POSTed to `target`'s collection.
+    fn create(&mut self, target: &Target, body: &[u8]) -> Response {
+        let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
+            return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+        };
+        let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "no name".into(),
+            );
+        };
+        if self
+            .objects
+            .get(&target.collection)
+            .is_some_and(|c| c.contains_key(&name))
+        {
+            let message = format!("{} \"{name}\" already exists", target.plural);
+            return status(StatusCode::CONFLICT, "AlreadyExists", message);
+        }
+        let version = self.bump();
+        let namespace = target
+            .collection
+            .split('/')
+            .rev()
+            .nth(1)
+            .unwrap_or_default();
+        object["metadata"]["namespace"] = json!(namespace);
+        object["metadata"]["resourceVersion"] = json!(version);
+        object["metadata"]["uid"] = json!(format!("fake-{version}"));
+        if target.plural == "jobs" {
+            object["status"] = json!({ "active": 1 });
+            let ends = Instant::now() + self.job_run.0;
+            self.jobs
+                .insert((target.collection.clone(), name.clone()), ends);
+        }
+        self.objects
+            .entry(target.collection.clone())
+            .or_default()
+            .insert(name, object.clone());
+        (StatusCode::CREATED, Json(object)).into_response()
+    }
+
     /// The simulated Deployment controller: status follows spec once a rollout's delay passed.
     fn reconcile(&mut self) {
+        self.reconcile_jobs();
         let now = Instant::now();
         let done: Vec<(String, String)> = self
             .rollouts
@@ -383,6 +477,7 @@ async fn handle(
     let Some(name) = target.name.clone() else {
         return match method {
             Method::GET => store.list(&target, &query),
+            Method::POST => store.create(&target, &body),
             _ => status(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
@@ -433,6 +528,7 @@ impl FakeApiServer {
         let address = listener.local_addr()?;
         let store: Shared = Arc::new(Mutex::new(Store {
             ready_delay,
+            job_run: (ready_delay, true),
             ..Store::default()
         }));
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -479,6 +575,7 @@ impl FakeApiServer {
             "ConfigMap" => "configmaps",
             "PersistentVolumeClaim" => "persistentvolumeclaims",
             "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
+            "Job" => "jobs",
             other => panic!("the fake does not serve kind {other:?}"),
         };
         let mut store = self.store();
@@ -530,6 +627,11 @@ impl FakeApiServer {
     /// it lands (so a patch carrying the version it read gets 409 Conflict).
     pub fn inject_conflicts(&self, count: u32) {
         self.store().conflicts = count;
+    }
+
+    /// Makes each Job created from now on run for `duration`, then succeed or fail.
+    pub fn set_job_run(&self, duration: Duration, succeed: bool) {
+        self.store().job_run = (duration, succeed);
     }
 
     /// Every request received so far.

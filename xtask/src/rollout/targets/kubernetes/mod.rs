@@ -4,8 +4,9 @@
 //! - replicas: the scale subresource of the Deployments, awaited until ready ([`deployments`]);
 //! - the legacy teardown: only objects carrying the legacy label, all checked first ([`teardown`]);
 //! - measurements: the cluster's Prometheus, with the local target's PromQL ([`metrics`]);
-//! - traffic: production's own; the target generates none, so gates judge what the services
-//!   answered (server side) and the client-side counters stay at zero;
+//! - traffic: production's own, plus the load tests' Job of a load generator at the stage's
+//!   rate, watched and deleted, with the HPA's replicas read over the test ([`load_test`]);
+//!   gates judge what the services answered (server side), client-side counters stay at zero;
 //! - parity: straight to each service's URL, with the local target's comparison;
 //! - `--dry-run`: every call printed and recorded ([`api::Recorder`]), none made.
 //!
@@ -17,6 +18,7 @@ pub mod deployments;
 pub mod dry_run;
 pub mod error;
 pub mod ingress;
+pub mod load_test;
 pub mod metrics;
 pub mod options;
 pub mod teardown;
@@ -26,7 +28,11 @@ pub(crate) mod fake_apiserver;
 #[cfg(test)]
 mod tests;
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    sync::Mutex,
+    time::{Duration, Instant, SystemTime},
+};
 
 use anyhow::{bail, Context};
 
@@ -34,6 +40,7 @@ pub use self::options::KubernetesOptions;
 use self::{
     api::{Cluster, Recorder},
     error::TargetError,
+    load_test::{HpaTrace, JobState, LoadSpec},
     metrics::ClusterMetrics,
     teardown::Teardown,
 };
@@ -51,6 +58,20 @@ pub struct KubernetesTarget {
     cluster: Option<Cluster>,
     metrics: Option<ClusterMetrics>,
     poll: Duration,
+    /// Names this process's load-test Jobs apart from any earlier run's.
+    run_id: String,
+    /// Load tests started so far.
+    loads: u32,
+    /// The load test under way, if any (read by `measure`, which samples the HPA).
+    load: Mutex<Option<ActiveLoad>>,
+}
+
+/// A load test's Job while it runs.
+struct ActiveLoad {
+    spec: LoadSpec,
+    trace: HpaTrace,
+    /// When it should have finished, with `--rollout-timeout` to spare.
+    deadline: Instant,
 }
 
 impl KubernetesTarget {
@@ -80,6 +101,9 @@ impl KubernetesTarget {
             cluster,
             metrics,
             poll: POLL,
+            run_id: run_id(),
+            loads: 0,
+            load: Mutex::new(None),
         })
     }
 
@@ -126,6 +150,39 @@ impl KubernetesTarget {
     fn namespace(&self) -> &str {
         &self.options.namespace
     }
+
+    /// Adds a reading of the canary's HPA to the load test under way, if one is.
+    fn sample_hpa(&self) {
+        let Ok(mut load) = self.load.lock() else {
+            return;
+        };
+        let (Some(active), Ok(cluster)) = (load.as_mut(), self.cluster()) else {
+            return;
+        };
+        let deployment = &self.options.canary_deployment;
+        let reading = self.runtime.block_on(load_test::hpa_replicas(
+            &cluster,
+            self.namespace(),
+            deployment,
+        ));
+        // A reading that fails costs a sample, not the gate.
+        if let Ok(reading) = reading {
+            active.trace.push(reading);
+        }
+    }
+}
+
+/// A short id, different for each process: the base-36 clock in milliseconds, last six digits.
+fn run_id() -> String {
+    let mut millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut digits = Vec::new();
+    for _ in 0..6 {
+        digits.push(char::from_digit((millis % 36) as u32, 36).unwrap_or('0'));
+        millis /= 36;
+    }
+    digits.into_iter().rev().collect()
 }
 
 impl Target for KubernetesTarget {
@@ -193,6 +250,103 @@ impl Target for KubernetesTarget {
         Ok(())
     }
 
+    fn start_load(&mut self, rate: u32, duration: Duration) -> anyhow::Result<()> {
+        // A test left running (a resumed step) ends before the next begins.
+        self.finish_load()?;
+        let cluster = self.cluster()?;
+        let spec = LoadSpec {
+            name: format!("akidb-load-test-{}-{}", self.run_id, self.loads),
+            image: self.options.load_image.clone(),
+            url: self.options.load_url(),
+            rate,
+            duration,
+        };
+        let namespace = self.namespace().to_string();
+        let deployment = self.options.canary_deployment.clone();
+        // The HPA is read before the load starts: that reading is the baseline.
+        let first = self.runtime.block_on(async {
+            let first = load_test::hpa_replicas(&cluster, &namespace, &deployment).await?;
+            load_test::create(&cluster, &namespace, &spec).await?;
+            Ok::<_, TargetError>(first)
+        })?;
+        self.loads += 1;
+        println!(
+            "kubernetes: load test Job {} ({}): {rate} req/s for {} against {}",
+            spec.name,
+            spec.image,
+            humantime::format_duration(duration),
+            spec.url
+        );
+        let mut trace = HpaTrace::default();
+        trace.push(first);
+        let deadline = Instant::now() + duration + self.options.rollout_timeout;
+        *self
+            .load
+            .lock()
+            .map_err(|_| anyhow::anyhow!("load test state poisoned"))? = Some(ActiveLoad {
+            spec,
+            trace,
+            deadline,
+        });
+        Ok(())
+    }
+
+    fn finish_load(&mut self) -> anyhow::Result<Option<String>> {
+        let active = self
+            .load
+            .lock()
+            .map_err(|_| anyhow::anyhow!("load test state poisoned"))?
+            .take();
+        let Some(ActiveLoad {
+            spec,
+            mut trace,
+            deadline,
+        }) = active
+        else {
+            return Ok(None);
+        };
+        let cluster = self.cluster()?;
+        let (namespace, poll) = (self.namespace().to_string(), self.poll);
+        let deployment = self.options.canary_deployment.clone();
+        let ended = self.runtime.block_on(async {
+            loop {
+                let state = load_test::state(&cluster, &namespace, &spec.name).await?;
+                trace.push(load_test::hpa_replicas(&cluster, &namespace, &deployment).await?);
+                match state {
+                    JobState::Succeeded => return Ok(()),
+                    JobState::Failed(reason) => {
+                        let name = spec.name.clone();
+                        return Err(TargetError::LoadTest { name, reason });
+                    }
+                    JobState::Running if Instant::now() >= deadline => {
+                        let name = spec.name.clone();
+                        let reason = "still running past its duration and --rollout-timeout";
+                        return Err(TargetError::LoadTest {
+                            name,
+                            reason: reason.into(),
+                        });
+                    }
+                    JobState::Running => tokio::time::sleep(poll).await,
+                }
+            }
+        });
+        // Deleted whatever the outcome: a generator must not outlive its step.
+        let deleted = self
+            .runtime
+            .block_on(load_test::delete(&cluster, &namespace, &spec.name));
+        ended?;
+        deleted?;
+        let text = format!(
+            "load test Job {} ({} req/s for {} against {}) succeeded and was deleted; {trace}",
+            spec.name,
+            spec.rate,
+            humantime::format_duration(spec.duration),
+            spec.url
+        );
+        println!("kubernetes: {text}");
+        Ok(Some(text))
+    }
+
     fn take_traffic(&mut self) -> anyhow::Result<TrafficStats> {
         // Nothing is generated, so the client side saw nothing; measure() has the real counts.
         Ok(TrafficStats::default())
@@ -206,6 +360,7 @@ impl Target for KubernetesTarget {
     }
 
     fn measure(&self, side: Side, window: Duration) -> anyhow::Result<Measurement> {
+        self.sample_hpa();
         self.metrics()?.measure(side, window)
     }
 
@@ -292,6 +447,13 @@ impl Target for KubernetesTarget {
     }
 
     fn stop(&mut self) -> anyhow::Result<()> {
+        let active = self.load.lock().ok().and_then(|mut load| load.take());
+        if let (Some(active), Ok(cluster)) = (active, self.cluster()) {
+            let name = &active.spec.name;
+            self.runtime
+                .block_on(load_test::delete(&cluster, self.namespace(), name))?;
+            println!("kubernetes: load test Job {name} stopped and deleted");
+        }
         if let Some(recorder) = self.recorder() {
             println!(
                 "kubernetes (dry run): {} API calls printed, none made",

@@ -6,6 +6,9 @@ use std::time::Duration;
 /// The legacy service's label: what `mlx_teardown` may delete carries it.
 pub const LEGACY_SELECTOR: &str = "app.kubernetes.io/name=akidb-mlx";
 
+/// The default load generator: oha's own image, pinned.
+pub const LOAD_IMAGE: &str = "ghcr.io/hatoo/oha:1.15";
+
 /// Options of `--target kubernetes`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct KubernetesOptions {
@@ -48,6 +51,13 @@ pub struct KubernetesOptions {
     /// The legacy service's root URL, for parity checks against it.
     #[arg(long, value_name = "URL")]
     pub legacy_url: Option<String>,
+    /// The load generator of `load_test` (a Job's image, taking oha's command line).
+    #[arg(long, value_name = "IMAGE", default_value = LOAD_IMAGE)]
+    pub load_image: String,
+    /// Where `load_test` sends its requests [default: the Candle Service,
+    /// http://<canary-deployment>.<namespace>.svc:8080/api/v1/embed].
+    #[arg(long, value_name = "URL")]
+    pub load_url: Option<String>,
     /// How long `scale` waits for every replica to be ready.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
     pub rollout_timeout: Duration,
@@ -57,6 +67,16 @@ pub struct KubernetesOptions {
 }
 
 impl KubernetesOptions {
+    /// The URL `load_test` drives (see `--load-url`).
+    pub fn load_url(&self) -> String {
+        self.load_url.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}.{}.svc:8080/api/v1/embed",
+                self.canary_deployment, self.namespace
+            )
+        })
+    }
+
     /// The defaults (those of the command line) for `namespace`.
     #[cfg(test)]
     pub fn for_namespace(namespace: &str) -> Self {

@@ -623,3 +623,5 @@ mod cluster_prometheus {
         );
     }
 }
+
+mod load;
