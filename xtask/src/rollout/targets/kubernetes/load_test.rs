@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::api::{objects, ApiError, Cluster};
 use super::error::TargetError;
-use crate::rollout::target::local::traffic::MODEL;
+use crate::stack::traffic::MODEL;
 
 /// The labels that mark a Job as the rollout's load generator (and nothing else's).
 pub const OWNER_LABELS: [(&str, &str); 2] = [
