@@ -33,6 +33,10 @@ impl Runner<'_> {
             "rolled_back",
             &format!("{reason}; all traffic on stable"),
         )?;
+        self.observe(Event::Rollback {
+            stage: stage.id.clone(),
+            reason: reason.into(),
+        });
         Ok(())
     }
 }
