@@ -180,3 +180,44 @@ fn fault_injection_is_refused_before_the_cluster_is_touched() {
     );
     assert!(fake.received().is_empty());
 }
+
+#[test]
+fn the_plans_local_drill_never_applies_to_a_cluster() {
+    let fake = cluster();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "name: drilled\ndrill:\n  target: local\n  time_scale: 0.001\n  max_rate: 5\n  \
+         approvals: drill\nstages:\n  - id: prepare\n    name: Pre-scale\n    environment: \
+         production\n    steps:\n      - scale:\n          deployment: akidb-candle\n          \
+         replicas: 3\n",
+    )
+    .expect("plan");
+    let plan = plan.display().to_string();
+    // No terminal (output() gives none), no flags: on the local target the drill would approve.
+    let output = xtask(
+        &fake,
+        dir.path(),
+        &["rollout", "run", "--target", "kubernetes", "--plan", &plan],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(!stdout.contains("drill of the whole plan"), "{stdout}");
+    assert!(stdout.contains("waits for approval"), "{stdout}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("rollout/state.json")).expect("state"),
+    )
+    .expect("state json");
+    assert_eq!(state["time_scale"], 1.0, "the plan's own time scale");
+    assert_eq!(state["approvals"], json!({}));
+    let deployment = fake
+        .object(NS, "deployments", "akidb-candle")
+        .expect("deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1, "nothing ran unapproved");
+}

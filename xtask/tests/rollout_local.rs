@@ -2,18 +2,21 @@
 //! Candle service): it completes with no failed request during the weight shifts, an injected
 //! canary fault rolls back within a minute, and a killed run resumes without repeating steps.
 //!
+//! The whole plan is run as the README's first command, `cargo xtask rollout run`, exactly as
+//! written (no flag, no terminal): the plan's drill on the local target.
+//!
 //! These runs take minutes, so they are ignored by `cargo test`; `cargo xtask ci` runs all
 //! three (`cargo test -p xtask --test rollout_local -- --ignored --test-threads 1`). They need
 //! `cargo xtask models`, the `.venv` and `target/debug/akidb-embed`.
 //!
-//! The whole plan takes about 7 minutes at this time scale, three of them at the 1% stage: at
-//! 50 req/s the canary sees 0.5 req/s there, and its gates wait until the 100 requests a P99 is
-//! judged on have come in (rollout/README.md, "How gates judge a sample").
+//! The whole plan takes about 7 minutes at the drill's time scale, three of them at the 1%
+//! stage: at 50 req/s the canary sees 0.5 req/s there, and its gates wait until the 100 requests
+//! a P99 is judged on have come in (rollout/README.md, "How gates judge a sample").
 
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
@@ -65,22 +68,53 @@ fn state_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The README's first command, as its first shell block writes it.
+fn readme_first_command() -> String {
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .expect("the README has a shell block");
+    let line = block.lines().next().expect("a first line");
+    line.split('#').next().unwrap().trim().to_string()
+}
+
 #[test]
 #[ignore = "about 7 minutes: run by `cargo xtask ci`, or by hand with --ignored"]
-fn the_whole_plan_completes_without_failed_requests_and_with_the_planned_split() {
-    let dir = state_dir("full");
-    let args = [
-        "run",
-        "--approve",
-        "all",
-        "--time-scale",
-        TIME_SCALE,
-        "--max-rate",
-        MAX_RATE,
-        "--non-interactive",
-    ];
-    let out = run(&dir, &args);
+fn the_readme_first_command_drills_the_whole_plan_in_minutes_and_draws_its_report() {
+    let command = readme_first_command();
+    assert_eq!(
+        command, "cargo xtask rollout run",
+        "the README leads with another command"
+    );
+    let dir = state_dir("first-run");
+    // `cargo xtask rollout run` is this binary's `rollout run`: no flag, no terminal. The state
+    // folder and the prebuilt service come through the environment (the command stays as
+    // written; under `cargo test` a nested `cargo build` would wait on the build lock).
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(command.split_whitespace().skip(2))
+        .env("AKIDB_ROLLOUT_DIR", &dir)
+        .env("NO_COLOR", "1")
+        .env(
+            "AKIDB_EMBED_BIN",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/akidb-embed"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("xtask runs");
+    let took = started.elapsed();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    println!("`{command}` took {:.1} s", took.as_secs_f64());
     assert!(out.status.success(), "the run failed: see its output above");
+    assert!(
+        took <= Duration::from_secs(600),
+        "`{command}` took {took:?}, more than 10 minutes"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("drill of the whole plan"), "not a drill");
+
     let r = report(&dir);
     assert_eq!(r["status"]["status"], "completed", "{}", r["status"]);
     let mut failed = 0;
@@ -120,6 +154,65 @@ fn the_whole_plan_completes_without_failed_requests_and_with_the_planned_split()
         .collect();
     assert_eq!(parity.len(), 2);
     assert_eq!(r["weight"], 100);
+
+    // Every approval was the drill's, and says so in the state and the audit log.
+    let approvals = r["approvals"].as_object().unwrap();
+    assert_eq!(approvals.len(), 4, "{approvals:?}");
+    for (stage, approval) in approvals {
+        assert_eq!(approval["via"], "drill", "{stage}: {approval}");
+    }
+    let drilled = audit(&dir)
+        .iter()
+        .filter(|e| e["step"] == "approve" && e["detail"].as_str().unwrap().ends_with("via drill"))
+        .count();
+    assert_eq!(drilled, 4);
+
+    // report.html: self-contained, six charts, and every stage marked on the time axis.
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    for outside in ["<script", "<link", "@import", "url(", "src=\""] {
+        assert!(
+            !html.contains(outside),
+            "report.html loads something: {outside}"
+        );
+    }
+    let svgs: Vec<&str> = html
+        .split("<svg")
+        .skip(1)
+        .map(|s| &s[..s.find("</svg>").expect("a closed svg")])
+        .collect();
+    assert_eq!(svgs.len(), 6, "six charts");
+    for title in [
+        "Traffic share",
+        "Request rate",
+        "Error rate",
+        "Latency of the canary",
+        "Latency of the stable",
+        "memory",
+    ] {
+        assert!(svgs.iter().any(|s| s.contains(title)), "no chart `{title}`");
+    }
+    assert!(
+        svgs[0].contains("polyline") || svgs[0].contains("<path"),
+        "no line drawn"
+    );
+    for stage in r["stages"].as_object().unwrap().keys() {
+        for svg in &svgs {
+            assert!(
+                svg.contains(stage.as_str()),
+                "{stage} is not marked on every chart"
+            );
+        }
+    }
+    assert!(svgs[0].contains("approved by"), "approvals are not marked");
+    let gates = html.matches("gate: ").count();
+    let expected: usize = r["stages"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["gates"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(gates, expected, "every gate verdict is in the event list");
 }
 
 #[test]

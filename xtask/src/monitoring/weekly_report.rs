@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use clap::Args;
 
+use crate::rollout::html::{self, series::Series, Heading};
 use crate::rollout::plan::slo::SloThresholds;
 use crate::rollout::run::audit::{AuditEntry, AuditLog};
 use crate::rollout::run::state::RunState;
+use crate::rollout::run::timeline::{Entry, Timeline};
 use crate::rollout::run::{self, RunFiles};
 use crate::rollout::targets::{Measurement, Side};
 use crate::stack::prometheus::PrometheusApi;
@@ -30,7 +32,8 @@ pub struct ReportArgs {
     /// Folder of state.json and audit.jsonl [default: target/rollout]
     #[arg(long, value_name = "DIR", env = "AKIDB_ROLLOUT_DIR")]
     state_dir: Option<PathBuf>,
-    /// Where to write the report [default: <state dir>/weekly-report.md]
+    /// Where to write the report [default: <state dir>/weekly-report.md]; its charts go beside
+    /// it, with the extension `.html`
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
 }
@@ -109,6 +112,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     }
     std::fs::write(&out, render(&input)).with_context(|| format!("writing {}", out.display()))?;
     println!("rollout: weekly report written to {}", out.display());
+    let html = out.with_extension("html");
+    let timeline = Timeline::read(&files.timeline())?;
+    std::fs::write(&html, render_html(&input, &timeline)?)
+        .with_context(|| format!("writing {}", html.display()))?;
+    println!("rollout: its charts written to {}", html.display());
     Ok(())
 }
 
@@ -152,6 +160,46 @@ fn table(out: &mut String, entries: &[&AuditEntry], empty: &str) {
 /// The step kind of an audit entry (`slo_check#4` is `slo_check`).
 fn kind(entry: &AuditEntry) -> &str {
     entry.step.split('#').next().unwrap_or_default()
+}
+
+/// The report's charts as HTML: the timeline entries of the window, drawn as a run's
+/// `report.html` is.
+pub fn render_html(input: &ReportInput, timeline: &[Entry]) -> anyhow::Result<String> {
+    let unix = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let (since, until) = (unix(input.since), unix(input.until));
+    let window: Vec<Entry> = timeline
+        .iter()
+        .filter(|e| e.at >= since && e.at <= until)
+        .cloned()
+        .collect();
+    let mut lines = vec![format!(
+        "From {} to {} (UTC).",
+        time(input.since),
+        time(input.until)
+    )];
+    lines.push(match input.weight {
+        Some(weight) => format!(
+            "Now: {weight}% on Candle (canary), {}% on the legacy service.",
+            100 - u32::from(weight)
+        ),
+        None => "No rollout run has been recorded.".into(),
+    });
+    if window.is_empty() {
+        lines.push("The run timeline holds nothing in this window.".into());
+    }
+    let heading = Heading {
+        title: format!("Weekly rollout report: {}", input.plan),
+        lines,
+        table: Vec::new(),
+    };
+    Ok(html::render(
+        &heading,
+        &Series::of(&window),
+        input.slos.as_ref(),
+    )?)
 }
 
 /// The report as markdown.
@@ -308,6 +356,38 @@ mod tests {
         assert!(section("## Approvals").contains("environment canary-1"));
         assert!(section("## Incidents").contains("all traffic on stable"));
         assert!(section("## Error rate and latency").contains("Not measured"));
+    }
+
+    #[test]
+    fn the_html_charts_hold_only_the_windows_timeline() {
+        use crate::rollout::run::timeline::Event;
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let stage = |secs: u64, id: &str| Entry {
+            at: secs as f64,
+            event: Event::Stage {
+                stage: id.into(),
+                name: "a stage".into(),
+                weight: 0,
+            },
+        };
+        let input = ReportInput {
+            plan: "akidb-candle-ga".into(),
+            since: at(1_000),
+            until: at(2_000),
+            weight: Some(10),
+            slos: None,
+            measurements: Err("no Prometheus given".into()),
+            entries: Vec::new(),
+        };
+        let timeline = [stage(500, "week-1"), stage(1_500, "week-3")];
+        let page = render_html(&input, &timeline).unwrap();
+        assert_eq!(page.matches("<svg").count(), 6);
+        assert!(page.contains("week-3"));
+        assert!(
+            !page.contains("week-1"),
+            "an entry before the window is drawn"
+        );
+        assert!(page.contains("Now: 10% on Candle"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use xshell::Shell;
 
 use super::plan::{Plan, TimeScale};
 use super::{
-    dry_run, load,
+    drill, dry_run, load,
     run::{self, audit::AuditLog, state::RunState, state::RunStatus, RunFiles, RunOptions, Runner},
     targets::{
         kubernetes::{self, KubernetesOptions, KubernetesTarget},
@@ -134,6 +134,10 @@ struct RunArgs {
     /// Never prompt for approvals; pause instead.
     #[arg(long)]
     non_interactive: bool,
+    /// Run the plan as written (its own time scale, no traffic cap, no drill approvals), not
+    /// the plan's `drill:` of the local target.
+    #[arg(long)]
+    no_drill: bool,
     /// Run the release steps for real (`ga_tag`: git tag + GitHub release; `helm_push`,
     /// `image_push`: OCI registries, the image from AKIDB_IMAGE_ARCHIVE). Skipped without it.
     #[arg(long)]
@@ -147,16 +151,31 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn options(&self) -> RunOptions {
+    fn options(&self, settings: &drill::Settings) -> RunOptions {
         RunOptions {
             approve: self.approve.clone(),
             inject_fault: self.inject_fault.clone(),
             stage: self.stage.clone(),
-            max_rate: self.max_rate,
+            max_rate: settings.max_rate,
             non_interactive: self.non_interactive,
             publish: self.publish,
             sample_wait: std::time::Duration::from_secs(self.sample_wait),
+            drill_approvals: settings.drill_approvals,
         }
+    }
+
+    /// The run's settings: the flags given, the plan's drill for the rest (local target only).
+    fn settings(&self, plan: &Plan) -> drill::Settings {
+        drill::settings(
+            plan.drill.as_ref(),
+            drill::Asked {
+                local: matches!(self.target, TargetKind::Local),
+                no_drill: self.no_drill,
+                time_scale: self.plan.time_scale,
+                max_rate: self.max_rate,
+                non_interactive: self.non_interactive,
+            },
+        )
     }
 
     fn target(&self, sh: &Shell, files: &RunFiles) -> anyhow::Result<Box<dyn Target>> {
@@ -209,6 +228,30 @@ fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
         .plan
         .load()
         .context("the rollout runner only runs a valid plan")?;
+    let settings = args.settings(&plan);
+    let plan = match settings.time_scale {
+        Some(scale) => plan.with_time_scale(scale),
+        None => plan,
+    };
+    if settings.drilling {
+        println!(
+            "rollout: drill of the whole plan on the local target (the plan's `drill:`): time \
+             scale {}, {} of holds, traffic capped at {}; approvals {} (`--no-drill` runs the \
+             plan as written)",
+            plan.time_scale(),
+            humantime::format_duration(std::time::Duration::from_secs(
+                plan.scaled(plan.critical_path()).as_secs()
+            )),
+            settings
+                .max_rate
+                .map_or("no cap".into(), |r| format!("{r} req/s")),
+            if settings.drill_approvals {
+                "asked on a terminal, else given by the drill"
+            } else {
+                "asked on a terminal, else the run pauses"
+            }
+        );
+    }
     if let Some(stage) = &args.inject_fault {
         anyhow::ensure!(
             plan.stages().iter().any(|s| &s.id == stage),
@@ -218,20 +261,22 @@ fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
     let files = args.state.files();
     std::fs::create_dir_all(&files.dir)?;
     let mut target = args.target(sh, &files)?;
+    let progress = run::progress::Progress::new(&plan);
     let mut runner = Runner::new(
         &plan,
         target.as_mut(),
         files.clone(),
-        args.options(),
+        args.options(&settings),
         crate::project::root(),
-    );
+    )
+    .with_observer(Box::new(progress));
     let status = if resume {
         runner.resume(&file)?
     } else {
         runner.run(&file)?
     };
     println!(
-        "rollout: {} (report: {})",
+        "rollout: {} (report: {}, charts: {})",
         match &status {
             RunStatus::Completed => "completed".to_string(),
             other => format!(
@@ -240,7 +285,8 @@ fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
                 run::status_detail(other)
             ),
         },
-        files.dir.join("report.md").display()
+        files.dir.join("report.md").display(),
+        files.dir.join("report.html").display()
     );
     match status {
         RunStatus::Completed => Ok(()),

@@ -9,7 +9,9 @@
 //! GitHub release, OCI pushes), the same on every target.
 
 pub mod cli;
+pub mod drill;
 pub mod dry_run;
+pub mod html;
 pub mod judge;
 pub mod load;
 pub mod notify;

@@ -17,11 +17,11 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use super::supervisor::{Ledger, Supervised, STOP_GRACE};
+use crate::rollout::judge::{Histogram, Latencies, SideSample};
 use crate::{
     project::free_port,
     rollout::targets::{Measurement, Side},
 };
-use crate::rollout::judge::{Histogram, Latencies, SideSample};
 
 /// The route every gate measures: the legacy API, which both sides serve.
 pub const EMBED_ROUTE: &str = "/api/v1/embed";

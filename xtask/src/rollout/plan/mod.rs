@@ -7,6 +7,7 @@
 //! `unsafe-libyaml` rather than on a fork of it.
 
 pub mod compare;
+pub mod drill;
 pub mod rollback;
 pub mod slo;
 pub mod source_map;
@@ -34,6 +35,8 @@ pub struct Plan {
     pub rollback: Vec<RollbackTrigger>,
     /// Plan time against wall-clock time; read it with [`Plan::time_scale`].
     pub(crate) time_scale: TimeScale,
+    /// How a flagless run drills the plan on the local target, when the plan says.
+    pub drill: Option<drill::Drill>,
     /// In dependency order: every stage comes after all it needs, ties kept in file order.
     pub(crate) stages: Vec<Stage>,
 }

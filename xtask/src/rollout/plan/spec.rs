@@ -21,6 +21,9 @@ pub struct PlanSpec {
     /// Plan time against wall-clock time; the CLI's `--time-scale` overrides it.
     #[serde(default)]
     pub time_scale: TimeScale,
+    /// How a flagless `rollout run` drills the plan on the local target.
+    #[serde(default)]
+    pub drill: Option<super::drill::Drill>,
     /// The default thresholds of every gate.
     #[serde(default)]
     pub slos: ThresholdSpec,

@@ -42,6 +42,8 @@ impl Runner<'_> {
             let mut answer = String::new();
             std::io::stdin().read_line(&mut answer)?;
             answer.trim().eq_ignore_ascii_case("y").then_some("prompt")
+        } else if self.options.drill_approvals {
+            Some("drill")
         } else {
             None
         };
@@ -63,6 +65,11 @@ impl Runner<'_> {
             "approved",
             &format!("environment {environment} via {via}"),
         )?;
+        self.observe(Event::Approval {
+            stage: stage.id.clone(),
+            actor: self.audit.actor().into(),
+            via: via.into(),
+        });
         Ok(true)
     }
 }

@@ -62,6 +62,7 @@ impl Runner<'_> {
                 self.plan.time_scale().factor()
             ),
         )?;
+        self.observe(self.started(false));
         self.execute(state)
     }
 
@@ -100,6 +101,7 @@ impl Runner<'_> {
             "started",
             &format!("weight {}%", state.weight),
         )?;
+        self.observe(self.started(true));
         self.execute(state)
     }
 
@@ -118,6 +120,10 @@ impl Runner<'_> {
         self.save(&state)?;
         self.audit
             .record("", "run", status_label(&end), &status_detail(&end))?;
+        self.observe(Event::Finished {
+            status: status_label(&end).into(),
+            detail: status_detail(&end),
+        });
         report::write(&self.files.dir, self.plan, &state)?;
         self.target.stop()?;
         Ok(end)
@@ -131,6 +137,11 @@ impl Runner<'_> {
                 continue;
             }
             let started = Instant::now();
+            self.observe(Event::Stage {
+                stage: stage.id.clone(),
+                name: stage.name.clone(),
+                weight: state.weight,
+            });
             let _ = self.target.take_traffic()?;
             let result = self.execute_stage(stage, state);
             let traffic = self.target.take_traffic().unwrap_or_default();
@@ -215,6 +226,12 @@ impl Runner<'_> {
             }
             let label = format!("{}#{index}", step.kind());
             self.audit.record(&stage.id, &label, "started", "")?;
+            self.observe(Event::Step {
+                stage: stage.id.clone(),
+                index,
+                kind: step.kind().into(),
+                of: stage.steps.len(),
+            });
             let end = match self.execute_step(stage, index, step, state) {
                 Ok(end) => end,
                 Err(error) => {

@@ -13,12 +13,15 @@ pub mod gate;
 mod lifecycle;
 pub mod lock;
 pub mod memory;
+pub mod observe;
+pub mod progress;
 pub mod report;
 pub mod retry;
 mod rollback;
 mod sample;
 pub mod state;
 mod steps;
+pub mod timeline;
 mod triggers;
 
 pub use self::{approvals::approve, rollback::manual_rollback};
@@ -46,6 +49,7 @@ use self::{
     lock::RunLock,
     retry::RetryPolicy,
     state::{Approval, GateRecord, RollbackRecord, RunState, RunStatus, FORMAT},
+    timeline::Event,
 };
 use super::{
     plan::{
@@ -76,6 +80,8 @@ pub struct RunOptions {
     /// Longest a gate waits for traffic when its window holds too few requests to judge
     /// (`--sample-wait`); zero judges at once.
     pub sample_wait: Duration,
+    /// The plan's drill approves stages when no terminal asks (recorded as `drill`).
+    pub drill_approvals: bool,
 }
 
 /// Files of a run, in one folder (`target/rollout/` by default).
@@ -94,6 +100,11 @@ impl RunFiles {
     /// The audit log.
     pub fn audit(&self) -> PathBuf {
         self.dir.join("audit.jsonl")
+    }
+
+    /// The timeline the HTML report draws.
+    pub fn timeline(&self) -> PathBuf {
+        self.dir.join("timeline.jsonl")
     }
 }
 
@@ -152,6 +163,8 @@ pub struct Runner<'a> {
     retry: RetryPolicy,
     /// The canary's memory while traffic is shifted, for the memory-leak trigger.
     memory: memory::MemoryHistory,
+    /// The timeline recorder and whoever watches the run.
+    watch: observe::Watch,
 }
 
 impl<'a> Runner<'a> {
@@ -164,7 +177,9 @@ impl<'a> Runner<'a> {
         corpus_root: PathBuf,
     ) -> Self {
         let audit = AuditLog::new(files.audit(), actor());
+        let watch = observe::Watch::new(timeline::Timeline::new(files.timeline()));
         Self {
+            watch,
             plan,
             target,
             files,

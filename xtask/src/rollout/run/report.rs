@@ -1,4 +1,4 @@
-//! The run report (`report.md` and `report.json`): per stage the configured and observed traffic
+//! The run report (`report.md` and `report.json`, and `report.html`: see `rollout::html`): per stage the configured and observed traffic
 //! share, requests, failures, latency, gate verdicts and approvals, and for a rollback the time
 //! from fault to detection and to 100% on stable.
 
@@ -108,5 +108,10 @@ pub fn write(dir: &Path, plan: &Plan, state: &RunState) -> anyhow::Result<()> {
         writeln!(md, "- failed requests in the stage: {}", r.failed_requests)?;
     }
     std::fs::write(dir.join("report.md"), md)?;
+    // The charts are worth less than a run that stops its target: a timeline that cannot be
+    // drawn is said, not raised.
+    if let Err(error) = crate::rollout::html::write_run(dir, plan, state) {
+        eprintln!("rollout: report.html not written: {error:#}");
+    }
     Ok(())
 }

@@ -33,6 +33,10 @@ impl Runner<'_> {
             "rolled_back",
             &format!("{reason}; all traffic on stable"),
         )?;
+        self.observe(Event::Rollback {
+            stage: stage.id.clone(),
+            reason: reason.into(),
+        });
         // Told after traffic is safe, so a slow or broken webhook never delays the rollback.
         if let Some(channel) = crate::rollout::notify::rollback_channel(self.plan, stage) {
             let text = format!("Rolled back in stage {}: {reason}", stage.id);

@@ -18,6 +18,12 @@ impl Runner<'_> {
             verdict: verdict.label().to_string(),
             detail: verdict.detail().to_string(),
         });
+        self.observe(Event::Gate {
+            stage: stage.id.clone(),
+            kind: kind.into(),
+            verdict: verdict.label().into(),
+            detail: verdict.detail().into(),
+        });
         match verdict {
             Verdict::Pass(d) => StepEnd::Done(d),
             Verdict::Fail(d) => StepEnd::Failed(d),

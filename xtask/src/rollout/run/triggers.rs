@@ -19,6 +19,11 @@ impl Runner<'_> {
         let mut last_reason = String::new();
         while Instant::now() < until {
             std::thread::sleep(poll.min(until.saturating_duration_since(Instant::now())));
+            self.tick(
+                until.saturating_duration_since(Instant::now()),
+                duration,
+                state.weight,
+            );
             if state.weight == 0 {
                 continue;
             }
@@ -128,7 +133,7 @@ impl Runner<'_> {
 }
 
 /// What the rollback triggers said at one poll.
-enum TriggerCheck {
+pub(super) enum TriggerCheck {
     /// Too soon after a shift for traffic at the new split.
     TooSoon,
     /// None fired (or too little traffic to judge).

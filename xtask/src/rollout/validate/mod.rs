@@ -91,6 +91,7 @@ pub fn validate(spec: PlanSpec, source: &SourceMap) -> Result<Plan, Vec<Violatio
         max_weight: spec.canary.max_weight,
         rollback: spec.rollback,
         time_scale: spec.time_scale,
+        drill: spec.drill,
         stages: stages.into_iter().map(|(_, stage)| stage).collect(),
     })
 }
