@@ -15,7 +15,7 @@ use crate::rollout::{
 
 /// The plan file: `--plan`, else `rollout/plan.yaml` in the workspace.
 fn load_plan(file: Option<&Path>) -> anyhow::Result<Plan> {
-    let file: PathBuf = file.map_or_else(|| crate::project::plan_path(), Path::to_path_buf);
+    let file: PathBuf = file.map_or_else(crate::project::plan_path, Path::to_path_buf);
     Ok(load::load(&file)?)
 }
 
