@@ -58,7 +58,11 @@ async fn an_inference_failure_is_500_embedding_failed_and_grpc_internal() {
         .await;
     assert_eq!(legacy.status, 500, "{}", legacy.body);
     assert!(
-        legacy.text().starts_with("Embedding failed: ") && legacy.text().contains("outside"),
+        legacy
+            .text()
+            .starts_with("Embedding failed: inference failed: token id ")
+            && legacy.text().contains("outside the model's tables")
+            && legacy.text().matches("inference failed").count() == 1,
         "{}",
         legacy.body
     );

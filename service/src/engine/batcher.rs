@@ -373,6 +373,9 @@ impl Worker {
                 );
                 Ok(out.vectors)
             }
+            // The cause alone: each request is answered `BatchFailed`, which says "inference
+            // failed" itself.
+            Ok(Err(EngineError::Inference(e))) => Err(e.to_string()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("the forward pass panicked".to_string()),
         }
