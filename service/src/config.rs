@@ -88,7 +88,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Texts waiting for inference, per model, before new requests get 429.
     pub queue_capacity: usize,
-    /// Padded tokens per forward pass.
+    /// Tokens per forward pass (padded ones where the encoder computes over padding); a pass
+    /// starts without waiting once this many tokens are queued.
     pub max_batch_tokens: usize,
     /// How long the batcher waits for more requests to fill a batch, in microseconds.
     pub max_batch_wait_us: u64,

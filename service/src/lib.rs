@@ -14,4 +14,5 @@ pub mod infer;
 pub mod memory;
 pub mod metrics;
 pub mod server;
+pub mod startup;
 pub mod telemetry;

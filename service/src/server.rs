@@ -1,78 +1,23 @@
 //! `akidb-embed serve`: binds REST and gRPC first (so probes answer while models load), loads
 //! and warms up the models, and shuts down gracefully on SIGTERM/SIGINT.
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::watch};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::{
     api::{self, ApiKeys, AppState},
     config::Settings,
-    engine::{self, hub, EmbeddingModel, ModelRegistry},
     grpc::{self, proto::embedding_service_server::EmbeddingServiceServer, EmbeddingGrpc},
-    infer::{EmbedCall, Infer, Served},
+    infer::Infer,
     metrics::Metrics,
+    startup,
 };
 
 /// Version string of this build: `2.0.0 (revision)`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AKIDB_REVISION"), ")");
-
-/// Loads the configured models. Folders that fail are logged and skipped; failing to serve the
-/// default model is an error (readiness stays false, the reason is reported by `/health`).
-fn load_models(settings: &Settings) -> Result<ModelRegistry, String> {
-    let embedding = &settings.embedding;
-    let only = (!embedding.models.is_empty()).then_some(embedding.models.as_slice());
-    let dir = &embedding.models_dir;
-    let device = engine::device::open(&embedding.device).map_err(|e| e.to_string())?;
-    let precision = embedding.precision;
-    let (mut registry, failures) = if Path::new(dir).is_dir() {
-        ModelRegistry::load_dir(dir, only, &device, precision).map_err(|e| e.to_string())?
-    } else if embedding.hub_models.is_empty() {
-        return Err(format!(
-            "models directory {} does not exist (embedding.models_dir / AKIDB_MODELS_DIR)",
-            dir.display()
-        ));
-    } else {
-        (ModelRegistry::new(), Vec::new())
-    };
-    let mut reasons = Vec::new();
-    for failure in failures {
-        warn!(folder = %failure.dir.display(), error = %failure.error, "model not loaded");
-        reasons.push(failure.error.to_string());
-    }
-    for id in &embedding.hub_models {
-        let loaded = hub::layout(id, embedding.offline || hub::offline_from_env())
-            .and_then(|layout| EmbeddingModel::load_with(layout, &device, precision));
-        match loaded {
-            Ok(model) => registry.insert(model),
-            Err(e) => {
-                warn!(model = %id, error = %e, "hub model not loaded");
-                reasons.push(e.to_string());
-            }
-        }
-    }
-    // A configured model whose folder is gone is named, not silently left out.
-    for name in &embedding.models {
-        if registry.get(Some(name)).is_err() {
-            let reason = format!(
-                "configured model {name:?} was not found in {} (embedding.models)",
-                dir.display()
-            );
-            warn!(model = %name, "{reason}");
-            reasons.push(reason);
-        }
-    }
-    if let Err(e) = registry.set_default(&embedding.model) {
-        let mut message = format!("default model {:?} is not available: {e}", embedding.model);
-        if !reasons.is_empty() {
-            message.push_str(&format!(" (load errors: {})", reasons.join("; ")));
-        }
-        return Err(message);
-    }
-    Ok(registry)
-}
 
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -140,74 +85,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await;
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let loader = {
-        let infer = Arc::clone(&infer);
-        let health = health.clone();
-        let settings = settings.clone();
-        tokio::spawn(async move {
-            let loaded = tokio::task::spawn_blocking(move || {
-                let result = load_models(&settings);
-                // The weights files and the transient copies of every tensor are free now, in
-                // this thread's heap: hand them back rather than after the allocator's delay.
-                crate::memory::release_free_pages();
-                (result, settings)
-            })
-            .await;
-            let (result, settings) = match loaded {
-                Ok(pair) => pair,
-                Err(e) => {
-                    infer.set_failure(format!("model loading panicked: {e}"));
-                    return;
-                }
-            };
-            let registry = match result {
-                Ok(registry) => registry,
-                Err(message) => {
-                    error!(%message, "start-up failed");
-                    infer.set_failure(message);
-                    return;
-                }
-            };
-            for model in registry.models() {
-                let info = model.info();
-                infer
-                    .metrics
-                    .model_load
-                    .with_label_values(&[&info.name])
-                    .set(model.load_duration().as_secs_f64());
-                info!(model = %info.name, dimension = info.dimension, seconds = model.load_duration().as_secs_f64(), "model loaded");
-            }
-            let names: Vec<String> = registry
-                .models()
-                .iter()
-                .map(|m| m.info().name.clone())
-                .collect();
-            infer.set_served(Served::start(
-                registry,
-                &settings.limits,
-                Arc::clone(&infer.metrics),
-            ));
-            for name in names {
-                let warm = EmbedCall {
-                    texts: vec!["warm-up".to_string()],
-                    model: Some(name.clone()),
-                    pooling: None,
-                    normalize: None,
-                };
-                if let Err(e) = infer.embed(warm, None).await {
-                    let message = format!("warm-up of {name} failed: {e}");
-                    error!(%message);
-                    infer.set_failure(message);
-                    return;
-                }
-            }
-            infer.set_warmed();
-            health
-                .set_serving::<EmbeddingServiceServer<EmbeddingGrpc>>()
-                .await;
-            info!("ready");
-        })
-    };
+    let loader = tokio::spawn(startup::start(
+        Arc::clone(&infer),
+        settings.clone(),
+        health.clone(),
+    ));
 
     let app = api::router(state);
     let limits = api::serve::ConnectionLimits {

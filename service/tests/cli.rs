@@ -1,4 +1,4 @@
-//! `akidb-embed embed` prints the legacy response shape as JSON.
+//! `akidb-embed embed` prints the legacy response shape as JSON, with the reference vectors.
 
 mod common;
 
@@ -22,10 +22,22 @@ fn embed_prints_json_with_the_reference_vector() {
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["model"], "all-MiniLM-L6-v2");
     assert_eq!(body["dimension"], 384);
-    assert_eq!(body["usage"]["total_tokens"], 4 + 8);
+    let texts = ["hello world", "A man is eating food."];
     let vectors = body["embeddings"].as_array().unwrap();
-    assert_eq!(vectors.len(), 2);
-    assert_eq!(vectors[0].as_array().unwrap().len(), 384);
+    assert_eq!(vectors.len(), texts.len());
+    let mut tokens = 0;
+    for (text, vector) in texts.iter().zip(vectors) {
+        let (count, reference) = common::golden_item("all-MiniLM-L6-v2", text);
+        tokens += count;
+        let vector = common::floats(vector);
+        let cosine = common::cosine(&vector, &reference);
+        assert!(cosine >= common::PARITY_COSINE, "{text:?}: cosine {cosine}");
+        assert!(
+            (common::norm(&vector) - 1.0).abs() < 1e-5,
+            "{text:?} is not normalised"
+        );
+    }
+    assert_eq!(body["usage"]["total_tokens"], tokens);
 }
 
 #[test]

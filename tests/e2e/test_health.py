@@ -48,7 +48,9 @@ def test_readiness_is_ready_and_lists_both_models(server):
 def test_probes_answer_while_models_load_then_turn_ready():
     server = start_server(ready=False)
     try:
-        # Ports are bound before the models load: probes answer at once.
+        # Ports are bound before the models load: probes answer at once. Loading may already be
+        # over here; the window before warm-up ends is held open and checked, 503 then 200, by
+        # `readiness_is_503_until_the_warm_up_passed_and_200_after` (service/src/startup.rs).
         assert server.get("/health/live").status == 200
         first = server.get("/health/ready")
         assert (first.status, first.json()["status"]) in ((503, "loading"), (200, "ready"))

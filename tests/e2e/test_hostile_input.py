@@ -290,7 +290,9 @@ WRONG_OPENAI = {
 def test_openai_wrong_types_are_400_in_the_envelope(hostile, field, value):
     request = {"input": "hello", "model": DEFAULT_MODEL, field: value}
     reply = check(hostile.post(OPENAI, request), OPENAI, 400)
-    assert reply.json()["error"]["type"] == "invalid_request_error"
+    error = reply.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == field, error
 
 
 @pytest.mark.parametrize("path", ROUTES)

@@ -52,6 +52,9 @@ fn readiness(state: &AppState) -> (Readiness, String) {
                 .unwrap_or_default();
             format!("models loaded and warmed up: {}", names.join(", "))
         }
+        Readiness::Loading if state.infer.served().is_some() => {
+            "models loaded; warming up".to_string()
+        }
         Readiness::Loading => "models are loading".to_string(),
         Readiness::Draining => "shutting down: not accepting new work".to_string(),
         Readiness::Failed => failure.unwrap_or_default().to_string(),

@@ -16,7 +16,10 @@ use super::{
     error::{OpenAiError, OpenAiErrorBody},
     AppState, ServedModel,
 };
-use crate::infer::{EmbedCall, ServiceError};
+use crate::{
+    engine::pooling::l2_normalize,
+    infer::{EmbedCall, ServiceError},
+};
 
 /// Request of `POST /v1/embeddings`. Unknown fields are ignored.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -32,7 +35,8 @@ pub struct EmbeddingsRequest {
     #[serde(default)]
     #[schema(value_type = Option<EncodingFormat>)]
     pub encoding_format: Option<String>,
-    /// Keep the first `dimensions` values, then re-normalise (at most the model's dimension).
+    /// Keep the first `dimensions` values (1 to the model's dimension); re-normalised when the
+    /// model's vectors are normalised, as OpenAI's are.
     #[serde(default)]
     #[schema(minimum = 1)]
     pub dimensions: Option<i64>,
@@ -140,7 +144,7 @@ pub struct ModelCard {
 
 /// `input` of the request.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a string or an array of strings")]
 pub enum Input {
     /// One text.
     One(String),
@@ -151,24 +155,48 @@ pub enum Input {
     Tokens(#[allow(dead_code)] Vec<serde::de::IgnoredAny>),
 }
 
-/// Decodes a request body as the handler does, with the error it would answer.
+/// The request's fields, as an error's `param` names them.
+const FIELDS: &[&str] = &["input", "model", "encoding_format", "dimensions", "user"];
+
+/// Decodes a request body as the handler does, with the error it would answer: `param` names
+/// the field whose value is wrong (`input` when it is missing), none for a body that is not JSON.
 pub fn parse(bytes: &[u8]) -> Result<EmbeddingsRequest, OpenAiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let param = if e.to_string().contains("input")
-            || e.classify() == serde_json::error::Category::Data
-        {
-            Some("input")
-        } else {
-            None
+    let invalid = |inner: &serde_json::Error, param: Option<&'static str>| OpenAiError {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("invalid request body: {inner}"),
+        kind: "invalid_request_error",
+        param,
+        code: None,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let request = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let field = match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => {
+                FIELDS.iter().copied().find(|f| *f == key.as_str())
+            }
+            _ => None,
         };
-        OpenAiError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("invalid request body: {e}"),
-            kind: "invalid_request_error",
-            param,
-            code: None,
+        let param = match e.inner().classify() {
+            serde_json::error::Category::Data => field.or(Some("input")),
+            _ => None,
+        };
+        invalid(e.inner(), param)
+    })?;
+    // Characters after the object are an error, as `serde_json::from_slice` makes them.
+    deserializer.end().map_err(|e| invalid(&e, None))?;
+    Ok(request)
+}
+
+/// Shortens each vector to its first `dimensions` values. As OpenAI's API does, a shortened
+/// vector of a model whose vectors are L2-normalised is normalised again (so it stays a unit
+/// vector); a model served unnormalised keeps the values as they are.
+pub fn shorten(vectors: &mut [Vec<f32>], dimensions: usize, normalized: bool) {
+    for v in vectors {
+        v.truncate(dimensions);
+        if normalized {
+            l2_normalize(v);
         }
-    })
+    }
 }
 
 /// `POST /v1/embeddings`: OpenAI's embeddings API. Errors are in OpenAI's envelope.
@@ -292,13 +320,7 @@ async fn serve(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<
     let reply = state.infer.embed(call, None).await?;
     let mut vectors = reply.vectors;
     if let Some(dimensions) = dimensions {
-        for v in &mut vectors {
-            v.truncate(dimensions);
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if norm > 0.0 {
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
-        }
+        shorten(&mut vectors, dimensions, reply.model.normalize);
     }
     let data = vectors
         .into_iter()
@@ -375,4 +397,56 @@ pub async fn models(State(state): State<AppState>) -> Response {
         data,
     })
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param_of(body: &str) -> Option<&'static str> {
+        parse(body.as_bytes()).unwrap_err().param
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named_as_the_param() {
+        for (body, param) in [
+            (r#"{"input": "x", "dimensions": "10"}"#, Some("dimensions")),
+            (r#"{"input": "x", "dimensions": 1.5}"#, Some("dimensions")),
+            (r#"{"input": "x", "dimensions": [10]}"#, Some("dimensions")),
+            (r#"{"input": "x", "model": 7}"#, Some("model")),
+            (
+                r#"{"input": "x", "encoding_format": 1}"#,
+                Some("encoding_format"),
+            ),
+            (r#"{"input": "x", "user": {"id": 1}}"#, Some("user")),
+            (r#"{"input": 42}"#, Some("input")),
+            (r#"{"model": "m"}"#, Some("input")),
+            (r#"{"input": "x""#, None),
+            (r#"{"input": "x"} trailing"#, None),
+            ("not json", None),
+        ] {
+            assert_eq!(param_of(body), param, "{body}");
+        }
+        let error = parse(br#"{"input": "x", "dimensions": "10"}"#).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(error.message.starts_with("invalid request body: "));
+    }
+
+    #[test]
+    fn a_valid_body_parses() {
+        let body = br#"{"input": ["a", "b"], "dimensions": 8, "unknown": 1}"#;
+        let request = parse(body).unwrap_or_else(|e| panic!("{}", e.message));
+        assert!(matches!(request.input, Input::Many(ref t) if t.len() == 2));
+        assert_eq!(request.dimensions, Some(8));
+    }
+
+    #[test]
+    fn shortening_renormalises_only_normalised_vectors() {
+        let mut normalised = vec![vec![0.6f32, 0.0, 0.8]];
+        shorten(&mut normalised, 1, true);
+        assert_eq!(normalised, vec![vec![1.0]]);
+        let mut raw = vec![vec![3f32, 4.0, 12.0]];
+        shorten(&mut raw, 2, false);
+        assert_eq!(raw, vec![vec![3.0, 4.0]]);
+    }
 }

@@ -2,8 +2,10 @@
 //!
 //! Requests are admitted by text count (a full queue is refused at once, so callers can answer
 //! 429 instead of letting latency grow), tokenized by the caller off the async runtime, and
-//! picked up by the model's inference thread, which takes everything already waiting, groups
-//! inputs of similar length and runs forward passes bounded by a padded-token budget.
+//! picked up by the model's inference thread, which takes everything already waiting (or, with
+//! a wait configured, what arrives until it or a pass's worth of tokens is there), orders the
+//! inputs by length and runs forward passes bounded by a token budget. Requests share passes
+//! whatever their options: pooling and normalisation are applied per input after the encoder.
 
 use std::{
     sync::{
@@ -41,8 +43,6 @@ pub struct BatchStats {
     pub size: usize,
     /// Real tokens in the pass.
     pub tokens: usize,
-    /// Padded tokens in the pass.
-    pub padded_tokens: usize,
     /// Wall time of the pass.
     pub duration: Duration,
 }
@@ -79,6 +79,13 @@ struct Job {
     parent: tracing::Span,
     /// Open while the job waits; closed when its first pass starts.
     queued: Option<tracing::Span>,
+}
+
+impl Job {
+    /// Tokens of the job's inputs.
+    fn tokens(&self) -> usize {
+        self.rows.iter().map(TokenRow::len).sum()
+    }
 }
 
 /// The queue in front of one model.
@@ -231,34 +238,7 @@ struct Worker {
 impl Worker {
     fn run(self) {
         while let Ok(first) = self.receiver.recv() {
-            let mut jobs = vec![first];
-            let mut rows: usize = jobs[0].rows.len();
-            let wait_until = Instant::now() + self.config.max_wait;
-            loop {
-                let next = match self.receiver.try_recv() {
-                    Ok(job) => Some(job),
-                    Err(mpsc::TryRecvError::Disconnected) => None,
-                    Err(mpsc::TryRecvError::Empty) => {
-                        let now = Instant::now();
-                        if now >= wait_until {
-                            None
-                        } else {
-                            self.receiver.recv_timeout(wait_until - now).ok()
-                        }
-                    }
-                };
-                match next {
-                    Some(job) => {
-                        rows += job.rows.len();
-                        jobs.push(job);
-                        // Enough work for several full passes: start now.
-                        if rows * 8 >= self.config.max_batch_tokens {
-                            break;
-                        }
-                    }
-                    None => break,
-                }
-            }
+            let jobs = collect(&self.receiver, first, &self.config);
             let texts: usize = jobs.iter().map(|j| j.rows.len()).sum();
             self.process(jobs);
             self.queued.fetch_sub(texts, Ordering::AcqRel);
@@ -279,18 +259,14 @@ impl Worker {
             }
             live.push(job);
         }
-        // Jobs with the same options share passes; options only change pooling, but grouping
-        // keeps each pass uniform.
-        while !live.is_empty() {
-            let options = live[0].options;
-            let (group, rest): (Vec<Job>, Vec<Job>) =
-                live.into_iter().partition(|j| j.options == options);
-            live = rest;
-            self.run_group(group, options);
+        if !live.is_empty() {
+            self.run_jobs(live);
         }
     }
 
-    fn run_group(&self, jobs: Vec<Job>, options: EmbedOptions) {
+    /// Runs the inputs of `jobs` in passes, shortest first, and answers each job as soon as its
+    /// last input is embedded.
+    fn run_jobs(&self, jobs: Vec<Job>) {
         // Every input, shortest first, so that a pass pads little.
         let mut order: Vec<(usize, usize)> = jobs
             .iter()
@@ -298,17 +274,21 @@ impl Worker {
             .flat_map(|(j, job)| (0..job.rows.len()).map(move |r| (j, r)))
             .collect();
         order.sort_by_key(|&(j, r)| jobs[j].rows[r].len());
-        let mut results: Vec<Vec<Vec<f32>>> = jobs
-            .iter()
-            .map(|j| vec![Vec::new(); j.rows.len()])
-            .collect();
-        let mut remaining: Vec<usize> = jobs.iter().map(|j| j.rows.len()).collect();
-        let mut replies: Vec<Option<oneshot::Sender<_>>> = Vec::with_capacity(jobs.len());
+        let mut answers = Answers {
+            results: jobs
+                .iter()
+                .map(|j| vec![Vec::new(); j.rows.len()])
+                .collect(),
+            remaining: jobs.iter().map(|j| j.rows.len()).collect(),
+            replies: Vec::with_capacity(jobs.len()),
+        };
         let mut rows: Vec<Vec<TokenRow>> = Vec::with_capacity(jobs.len());
+        let mut options: Vec<EmbedOptions> = Vec::with_capacity(jobs.len());
         let mut spans: Vec<(tracing::Span, Option<tracing::Span>)> = Vec::with_capacity(jobs.len());
         for job in jobs {
-            replies.push(Some(job.reply));
+            answers.replies.push(Some(job.reply));
             rows.push(job.rows);
+            options.push(job.options);
             spans.push((job.parent, job.queued));
         }
         let mut start = 0;
@@ -317,14 +297,12 @@ impl Worker {
             let pass: Vec<(usize, usize)> = order[start..end]
                 .iter()
                 .copied()
-                .filter(|&(j, _)| replies[j].is_some())
+                .filter(|&(j, _)| answers.replies[j].is_some())
                 .collect();
             start = end;
             if pass.is_empty() {
                 continue;
             }
-            let batch =
-                TokenBatch::from_rows(pass.iter().map(|&(j, r)| &rows[j][r]), self.model.pad_id());
             // One `inference` span per pass, a child of the first request in it and linked to
             // the others; the waiting of every request in the pass ends here.
             let first = pass[0].0;
@@ -333,7 +311,7 @@ impl Worker {
                 "inference",
                 model = %self.model.info().name,
                 size = pass.len(),
-                seq_len = batch.seq_len,
+                seq_len = pass.iter().map(|&(j, r)| rows[j][r].len()).max().unwrap_or(0),
             );
             for &(j, _) in &pass {
                 spans[j].1.take();
@@ -342,47 +320,64 @@ impl Worker {
                 }
             }
             let _inference = inference.enter();
-            let started = Instant::now();
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.model.embed_batch(&batch, options)
-            }));
-            let out = match outcome {
-                Ok(Ok(out)) => out,
-                Ok(Err(e)) => {
-                    fail(&pass, &mut replies, &e.to_string());
-                    continue;
-                }
-                Err(_) => {
-                    fail(&pass, &mut replies, "the forward pass panicked");
-                    continue;
-                }
-            };
-            (self.observer)(
-                &self.model.info().name,
-                BatchStats {
-                    size: pass.len(),
-                    tokens: batch.lengths.iter().sum(),
-                    padded_tokens: if self.model.skips_padding() {
-                        batch.lengths.iter().sum()
-                    } else {
-                        batch.len() * batch.seq_len
-                    },
-                    duration: started.elapsed(),
-                },
-            );
-            for (&(j, r), vector) in pass.iter().zip(out.vectors) {
-                results[j][r] = vector;
-                remaining[j] -= 1;
-                // Answer each request as soon as its last input is embedded.
-                if remaining[j] == 0 {
-                    if let Some(reply) = replies[j].take() {
-                        let _ = reply.send(Ok(Embeddings {
-                            vectors: std::mem::take(&mut results[j]),
-                            token_counts: rows[j].iter().map(TokenRow::len).collect(),
-                        }));
+            match self.forward(&pass, &rows, &options) {
+                Ok(vectors) => answers.deliver(&pass, vectors, &rows),
+                Err(reason) => {
+                    // One request's input can fail a pass (a token the model cannot embed):
+                    // each request of a shared pass runs again alone, so that only the failing
+                    // ones are answered with the error.
+                    let mut owners: Vec<usize> = pass.iter().map(|&(j, _)| j).collect();
+                    owners.sort_unstable();
+                    owners.dedup();
+                    if owners.len() == 1 {
+                        answers.fail(&pass, &reason);
+                        continue;
+                    }
+                    for j in owners {
+                        let alone: Vec<(usize, usize)> =
+                            pass.iter().copied().filter(|&(k, _)| k == j).collect();
+                        match self.forward(&alone, &rows, &options) {
+                            Ok(vectors) => answers.deliver(&alone, vectors, &rows),
+                            Err(reason) => answers.fail(&alone, &reason),
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// One forward pass over the inputs `pass` ((job, row) pairs), reported to the observer;
+    /// the vectors in the order of `pass`, or why the pass failed.
+    fn forward(
+        &self,
+        pass: &[(usize, usize)],
+        rows: &[Vec<TokenRow>],
+        options: &[EmbedOptions],
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let batch =
+            TokenBatch::from_rows(pass.iter().map(|&(j, r)| &rows[j][r]), self.model.pad_id());
+        let options: Vec<EmbedOptions> = pass.iter().map(|&(j, _)| options[j]).collect();
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.model.embed_each(&batch, &options)
+        }));
+        match outcome {
+            Ok(Ok(out)) => {
+                (self.observer)(
+                    &self.model.info().name,
+                    BatchStats {
+                        size: pass.len(),
+                        tokens: batch.lengths.iter().sum(),
+                        duration: started.elapsed(),
+                    },
+                );
+                Ok(out.vectors)
+            }
+            // The cause alone: each request is answered `BatchFailed`, which says "inference
+            // failed" itself.
+            Ok(Err(EngineError::Inference(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the forward pass panicked".to_string()),
         }
     }
 
@@ -415,17 +410,129 @@ impl Worker {
     }
 }
 
-/// Answers every request with an input in a failed pass.
-fn fail(
-    pass: &[(usize, usize)],
-    replies: &mut [Option<oneshot::Sender<Result<Embeddings, SubmitError>>>],
-    reason: &str,
-) {
-    for &(j, _) in pass {
-        if let Some(reply) = replies[j].take() {
-            let _ = reply.send(Err(SubmitError::Engine(EngineError::BatchFailed(
-                reason.to_string(),
-            ))));
+/// The jobs the worker serves next: `first`, everything already waiting, and what arrives
+/// within `config.max_wait`, until a pass's worth of tokens (`config.max_batch_tokens`) is there.
+fn collect(receiver: &mpsc::Receiver<Job>, first: Job, config: &BatchConfig) -> Vec<Job> {
+    let mut tokens = first.tokens();
+    let mut jobs = vec![first];
+    let wait_until = Instant::now() + config.max_wait;
+    while tokens < config.max_batch_tokens {
+        let next = match receiver.try_recv() {
+            Ok(job) => Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => None,
+            Err(mpsc::TryRecvError::Empty) => {
+                let now = Instant::now();
+                if now >= wait_until {
+                    None
+                } else {
+                    receiver.recv_timeout(wait_until - now).ok()
+                }
+            }
+        };
+        let Some(job) = next else { break };
+        tokens += job.tokens();
+        jobs.push(job);
+    }
+    jobs
+}
+
+/// The answers of the jobs a worker serves at once, filled pass by pass.
+struct Answers {
+    /// Each job's vectors so far, by input.
+    results: Vec<Vec<Vec<f32>>>,
+    /// Each job's inputs not embedded yet.
+    remaining: Vec<usize>,
+    /// Each job's reply, until it is sent.
+    replies: Vec<Option<oneshot::Sender<Result<Embeddings, SubmitError>>>>,
+}
+
+impl Answers {
+    /// Stores the vectors of `pass` and answers each job whose last input this was.
+    fn deliver(&mut self, pass: &[(usize, usize)], vectors: Vec<Vec<f32>>, rows: &[Vec<TokenRow>]) {
+        for (&(j, r), vector) in pass.iter().zip(vectors) {
+            self.results[j][r] = vector;
+            self.remaining[j] -= 1;
+            if self.remaining[j] == 0 {
+                if let Some(reply) = self.replies[j].take() {
+                    let _ = reply.send(Ok(Embeddings {
+                        vectors: std::mem::take(&mut self.results[j]),
+                        token_counts: rows[j].iter().map(TokenRow::len).collect(),
+                    }));
+                }
+            }
         }
+    }
+
+    /// Answers every job with an input in `pass` with the failure.
+    fn fail(&mut self, pass: &[(usize, usize)], reason: &str) {
+        for &(j, _) in pass {
+            if let Some(reply) = self.replies[j].take() {
+                let _ = reply.send(Err(SubmitError::Engine(EngineError::BatchFailed(
+                    reason.to_string(),
+                ))));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job of `texts` inputs of `tokens` tokens each.
+    fn job(texts: usize, tokens: usize) -> Job {
+        let row = TokenRow {
+            ids: vec![1; tokens],
+            type_ids: vec![0; tokens],
+        };
+        Job {
+            rows: vec![row; texts],
+            options: EmbedOptions::default(),
+            deadline: Instant::now() + Duration::from_secs(60),
+            reply: oneshot::channel().0,
+            parent: tracing::Span::none(),
+            queued: None,
+        }
+    }
+
+    fn config(max_batch_tokens: usize, max_wait: Duration) -> BatchConfig {
+        BatchConfig {
+            queue_capacity: 1024,
+            max_batch_tokens,
+            max_wait,
+        }
+    }
+
+    #[test]
+    fn collecting_stops_once_a_pass_worth_of_tokens_is_waiting() {
+        let (sender, receiver) = mpsc::channel();
+        // Four jobs of one 100-token text each wait; the budget is 250 tokens. Counted in
+        // tokens, three jobs fill it; counted as 8 tokens a text, all four would be taken
+        // and the worker would then wait for more.
+        for _ in 0..3 {
+            sender.send(job(1, 100)).unwrap();
+        }
+        let taken = collect(&receiver, job(1, 100), &config(250, Duration::from_secs(2)));
+        assert_eq!(taken.len(), 3);
+        assert_eq!(taken.iter().map(Job::tokens).sum::<usize>(), 300);
+        assert_eq!(receiver.try_recv().map(|j| j.tokens()).ok(), Some(100));
+    }
+
+    #[test]
+    fn a_job_that_fills_the_budget_alone_is_not_held_back() {
+        let (sender, receiver) = mpsc::channel();
+        sender.send(job(1, 5)).unwrap();
+        let taken = collect(&receiver, job(2, 300), &config(512, Duration::from_secs(2)));
+        assert_eq!(taken.len(), 1);
+        assert!(receiver.try_recv().is_ok(), "the queued job was taken");
+    }
+
+    #[test]
+    fn without_a_wait_only_what_is_queued_is_taken() {
+        let (sender, receiver) = mpsc::channel();
+        sender.send(job(3, 5)).unwrap();
+        sender.send(job(1, 5)).unwrap();
+        let taken = collect(&receiver, job(1, 5), &config(4096, Duration::ZERO));
+        assert_eq!(taken.iter().map(|j| j.rows.len()).sum::<usize>(), 5);
     }
 }

@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use super::{
     arch::{self, bert::Implementation, Encoder},
     device::Precision,
-    error::Result,
+    error::{EngineError, Result},
     layout::{ModelLayout, TOKENIZER_FILE},
     pooling::{l2_normalize, Pooling},
     tokenizer::{TextTokenizer, TokenBatch},
@@ -178,16 +178,35 @@ impl EmbeddingModel {
 
     /// Embeds a tokenized batch.
     pub fn embed_batch(&self, batch: &TokenBatch, options: EmbedOptions) -> Result<Embeddings> {
+        self.embed_each(batch, &vec![options; batch.len()])
+    }
+
+    /// Embeds a tokenized batch whose inputs each have their own options (`options[i]` for
+    /// input *i*): one encoder pass for all of them, pooling and normalisation applied per
+    /// input after it, so requests with different options can share a pass.
+    pub fn embed_each(&self, batch: &TokenBatch, options: &[EmbedOptions]) -> Result<Embeddings> {
+        if options.len() != batch.len() {
+            return Err(EngineError::BatchFailed(format!(
+                "{} options for {} inputs",
+                options.len(),
+                batch.len()
+            )));
+        }
         if batch.is_empty() {
             return Ok(Embeddings {
                 vectors: Vec::new(),
                 token_counts: Vec::new(),
             });
         }
-        let pooling = options.pooling.unwrap_or(self.info.pooling);
-        let mut vectors = self.encoder.pooled(batch, pooling)?;
-        if options.normalize.unwrap_or(self.info.normalize) {
-            vectors.iter_mut().for_each(|v| l2_normalize(v));
+        let pooling: Vec<Pooling> = options
+            .iter()
+            .map(|o| o.pooling.unwrap_or(self.info.pooling))
+            .collect();
+        let mut vectors = self.encoder.pooled(batch, &pooling)?;
+        for (vector, options) in vectors.iter_mut().zip(options) {
+            if options.normalize.unwrap_or(self.info.normalize) {
+                l2_normalize(vector);
+            }
         }
         Ok(Embeddings {
             vectors,

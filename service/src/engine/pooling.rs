@@ -30,6 +30,23 @@ impl Pooling {
         }
     }
 
+    /// Pools the token states of one input, `rows` (its real tokens only, `hidden` values each,
+    /// token after token), to one vector.
+    pub fn pool_rows(self, rows: &[f32], hidden: usize) -> Vec<f32> {
+        match self {
+            Pooling::Cls => rows[..hidden.min(rows.len())].to_vec(),
+            Pooling::Mean => {
+                let mut sum = vec![0f32; hidden];
+                for row in rows.chunks_exact(hidden) {
+                    sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                }
+                let n = (rows.len() / hidden.max(1)).max(1) as f32;
+                sum.iter_mut().for_each(|s| *s /= n);
+                sum
+            }
+        }
+    }
+
     /// The name used in APIs and configuration files.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -87,6 +104,23 @@ mod tests {
         let mask = Tensor::new(&[[1u32, 1]], &Device::Cpu).unwrap();
         let pooled = Pooling::Cls.pool(&hidden, &mask).unwrap();
         assert_eq!(pooled.to_vec2::<f32>().unwrap(), vec![vec![1., 2.]]);
+    }
+
+    #[test]
+    fn pooling_rows_agrees_with_pooling_the_padded_tensor() {
+        let rows = [1f32, 2., 3., 4., 5., 9.];
+        let hidden =
+            Tensor::new(&[[[1f32, 2.], [3., 4.], [5., 9.], [7., 7.]]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 1, 0]], &Device::Cpu).unwrap();
+        for pooling in [Pooling::Mean, Pooling::Cls] {
+            let padded = pooling
+                .pool(&hidden, &mask)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            assert_eq!(pooling.pool_rows(&rows, 2), padded[0], "{pooling}");
+        }
+        assert_eq!(Pooling::Mean.pool_rows(&rows, 2), vec![3., 5.]);
     }
 
     #[test]

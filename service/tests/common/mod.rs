@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod service;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -41,6 +43,38 @@ pub fn real_model(name: &str) -> PathBuf {
 pub fn golden_dir() -> PathBuf {
     workspace().join("tests").join("golden")
 }
+
+/// The reference item of `model` for `text`: its token count and vector.
+pub fn golden_item(model: &str, text: &str) -> (usize, Vec<f32>) {
+    let path = golden_dir().join(format!("{model}.json"));
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let item = golden["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["text"] == text)
+        .unwrap_or_else(|| panic!("{} has no item {text:?}", path.display()));
+    let vector = item["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    (item["tokens"].as_u64().unwrap() as usize, vector)
+}
+
+/// The floats of a JSON array.
+pub fn floats(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Cosine a served vector reaches against its reference vector.
+pub const PARITY_COSINE: f64 = 0.9999;
 
 /// Cosine similarity.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -25,16 +25,34 @@ pub trait Encoder: Send + Sync {
         mask: &Tensor,
     ) -> candle_core::Result<Tensor>;
 
-    /// One pooled (not normalised) vector per input of `batch`.
+    /// One pooled (not normalised) vector per input of `batch`, input *i* pooled as
+    /// `pooling[i]` says (one pass serves inputs with different poolings).
     ///
     /// The default runs [`Encoder::forward`] on the padded batch and pools the states;
     /// implementations that can skip the padding override it.
-    fn pooled(&self, batch: &TokenBatch, pooling: Pooling) -> candle_core::Result<Vec<Vec<f32>>> {
+    fn pooled(
+        &self,
+        batch: &TokenBatch,
+        pooling: &[Pooling],
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
         let (ids, type_ids, mask) = batch_tensors(batch, self.device())?;
         // Pooled in f32 whatever the model's precision: a mean over many tokens in 16 bits
         // loses digits for nothing.
         let states = self.forward(&ids, &type_ids, &mask)?.to_dtype(DType::F32)?;
-        pooling.pool(&states, &mask)?.to_vec2::<f32>()
+        let mut out = vec![Vec::new(); batch.len()];
+        // Each pooling the batch uses, once over the whole batch; each input keeps its own.
+        for kind in [Pooling::Mean, Pooling::Cls] {
+            if !pooling.contains(&kind) {
+                continue;
+            }
+            let pooled = kind.pool(&states, &mask)?.to_vec2::<f32>()?;
+            for ((slot, vector), wanted) in out.iter_mut().zip(pooled).zip(pooling) {
+                if *wanted == kind {
+                    *slot = vector;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether a pass costs only its real tokens ([`Encoder::pooled`] skips padding), so that
