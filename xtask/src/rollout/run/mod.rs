@@ -26,6 +26,8 @@ pub use self::{approvals::approve, rollback::manual_rollback};
 mod failsafe_tests;
 #[cfg(test)]
 mod fake_target;
+#[cfg(test)]
+mod notify_tests;
 
 use std::{
     collections::BTreeMap,
