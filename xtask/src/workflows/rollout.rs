@@ -173,6 +173,12 @@ fn job(
         env.insert("AKIDB_ROLLOUT_APPROVED".to_owned(), environment.clone());
     }
     env.insert("GITHUB_TOKEN".to_owned(), "${{ github.token }}".to_owned());
+    // The webhooks of `notify` steps and rollbacks: one secret, a JSON map of channel to URL.
+    let webhooks = crate::rollout::notify::WEBHOOKS_MAP;
+    env.insert(
+        webhooks.to_owned(),
+        format!("${{{{ secrets.{webhooks} }}}}"),
+    );
 
     let mut steps = vec![
         Step::uses("Check out", "actions/checkout@v6", &[]),

@@ -32,6 +32,8 @@ mod compare_tests;
 mod failsafe_tests;
 #[cfg(test)]
 mod fake_target;
+#[cfg(test)]
+mod notify_tests;
 
 use std::{
     collections::BTreeMap,

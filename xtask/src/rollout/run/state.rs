@@ -50,9 +50,9 @@ pub struct Approval {
 pub struct GateRecord {
     /// Index of the step in its stage.
     pub step: usize,
-    /// `load_test`, `slo_check`, `soak`, `parity`.
+    /// `load_test`, `slo_check`, `soak`, `parity`; or `notify`, a message's delivery.
     pub kind: String,
-    /// `pass`, `fail` or `inconclusive`.
+    /// `pass`, `fail` or `inconclusive`; for `notify`, `delivered`, `logged_only` or `failed`.
     pub verdict: String,
     /// What was measured and why the verdict.
     pub detail: String,

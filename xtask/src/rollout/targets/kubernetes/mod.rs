@@ -336,8 +336,13 @@ impl Target for KubernetesTarget {
             .block_on(load_test::delete(&cluster, &namespace, &spec.name));
         ended?;
         deleted?;
+        let outcome = if cluster.is_dry_run() {
+            "(dry run)"
+        } else {
+            "succeeded and was deleted;"
+        };
         let text = format!(
-            "load test Job {} ({} req/s for {} against {}) succeeded and was deleted; {trace}",
+            "load test Job {} ({} req/s for {} against {}) {outcome} {trace}",
             spec.name,
             spec.rate,
             humantime::format_duration(spec.duration),
