@@ -127,6 +127,14 @@ fn draw(
         .draw()
         .map_err(|e| fail(&e))?;
 
+    // A label in the right half of the chart is written to the left of its marker, so that
+    // it stays inside the chart.
+    let late = |t: f64| t > end * 0.6;
+    let side = |t: f64| if late(t) { -1.0 } else { 1.0 };
+    let anchor = |t: f64| {
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
+        Pos::new(if late(t) { HPos::Right } else { HPos::Left }, VPos::Top)
+    };
     // Markers first, so the data is drawn over them.
     for (index, m) in markers.iter().enumerate() {
         let color = marker_color(&m.mark);
@@ -147,8 +155,11 @@ fn draw(
                     };
                     ctx.draw_series(std::iter::once(Text::new(
                         m.label.clone(),
-                        (m.t + end * 0.003, top * row),
-                        ("sans-serif", 12).into_font().color(&color),
+                        (m.t + side(m.t) * end * 0.003, top * row),
+                        ("sans-serif", 12)
+                            .into_font()
+                            .color(&color)
+                            .pos(anchor(m.t)),
                     )))
                     .map_err(|e| fail(&e))?;
                 }
@@ -163,8 +174,11 @@ fn draw(
                 if labels {
                     ctx.draw_series(std::iter::once(Text::new(
                         m.label.clone(),
-                        (m.t + end * 0.004, top * 0.76),
-                        ("sans-serif", 11).into_font().color(&color),
+                        (m.t + side(m.t) * end * 0.004, top * 0.76),
+                        ("sans-serif", 11)
+                            .into_font()
+                            .color(&color)
+                            .pos(anchor(m.t)),
                     )))
                     .map_err(|e| fail(&e))?;
                 }

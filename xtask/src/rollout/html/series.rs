@@ -124,7 +124,8 @@ impl Series {
                 Event::Rollback { stage, reason } => series.markers.push(marker(
                     Mark::Rollback,
                     stage,
-                    format!("rollback: {reason}"),
+                    // The trigger, or the gate that failed; its figures are in the detail.
+                    format!("rollback: {}", reason.split(": ").next().unwrap_or(reason)),
                     reason.clone(),
                 )),
                 Event::Started { .. } | Event::Step { .. } | Event::Finished { .. } => {}
@@ -182,5 +183,16 @@ mod tests {
         assert_eq!(series.markers[0].mark, Mark::Stage);
         assert_eq!(series.markers[1].mark, Mark::Rollback);
         assert!(series.markers[1].label.contains("error-rate-critical"));
+        let gate = Series::of(&[entry(
+            1.0,
+            Event::Rollback {
+                stage: "week-1".into(),
+                reason: "load_test#0 of stage week-1 failed: 687 requests, P95 2234.6ms".into(),
+            },
+        )]);
+        assert_eq!(
+            gate.markers[0].label,
+            "rollback: load_test#0 of stage week-1 failed"
+        );
     }
 }
