@@ -77,6 +77,11 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         })?;
         step(
             &mut timings,
+            "portable kernels (the path other CPUs than x86-64 run)",
+            || portable_kernels(sh),
+        )?;
+        step(
+            &mut timings,
             "helm chart, rollout/k8s manifests, Dockerfile",
             || crate::packaging::check(sh),
         )?;
@@ -126,4 +131,24 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         println!("{:>8.1}s  {}", t.seconds, t.step);
     }
     result
+}
+
+/// The kernels' tests with only their portable code paths (`--features portable`), as a CPU
+/// other than x86-64 runs them; and `cargo check` for aarch64 where that target is installed.
+fn portable_kernels(sh: &Shell) -> anyhow::Result<()> {
+    cmd!(
+        sh,
+        "cargo test -p akidb-kernels --features portable --locked"
+    )
+    .run()?;
+    const ARM: &str = "aarch64-unknown-linux-gnu";
+    let installed = cmd!(sh, "rustup target list --installed")
+        .read()
+        .unwrap_or_default();
+    if installed.lines().any(|t| t.trim() == ARM) {
+        cmd!(sh, "cargo check -p akidb-kernels --locked --target {ARM}").run()?;
+    } else {
+        println!("{ARM} is not installed (`rustup target add {ARM}`): its `cargo check` skipped");
+    }
+    Ok(())
 }

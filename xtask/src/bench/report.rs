@@ -43,6 +43,10 @@ pub struct Machine {
     pub cores: usize,
     /// SIMD extensions that matter to the kernels (avx2, fma, avx512f, ...), as the CPU reports.
     pub simd: Vec<String>,
+    /// The kernels the engine runs on it (`akidb_kernels::choice`): dense layers' kernel and
+    /// micro-kernel, element-wise instruction set. Empty in reports from before it was recorded.
+    #[serde(default)]
+    pub kernels: String,
 }
 
 /// The in-process engine section.
@@ -212,6 +216,9 @@ impl BenchReport {
             self.profile,
             if self.quick { ", quick smoke" } else { "" }
         );
+        if !self.machine.kernels.is_empty() {
+            out.push_str(&format!("kernels: {}\n", self.machine.kernels));
+        }
         if let Some(engine) = &self.engine {
             out.push_str(&engine.table());
         }
