@@ -1,6 +1,6 @@
 //! What each step kind does on the target, and how a gate's verdict ends its step.
 
-use super::{sample::Sample, *};
+use super::{load_test, sample::Sample, *};
 
 impl Runner<'_> {
     pub(super) fn gate(
@@ -41,23 +41,25 @@ impl Runner<'_> {
                     t.start_traffic(rate)
                 })?;
                 let duration = scale.apply(s.duration);
-                if let Some(end) = self.hold(duration, state)? {
+                let key = format!("{}#{index}", stage.id);
+                let (side, end) = self.load_test(duration, state, &key)?;
+                if let Some(end) = end {
                     return Ok(end);
                 }
-                // Week 1 sends no production traffic to the canary, so the load test is judged
-                // on what served it; once the canary takes traffic, on the canary.
-                let side = if state.weight == 0 {
-                    Side::Stable
-                } else {
-                    Side::Canary
-                };
                 let min = scale
                     .apply_count(u64::from(s.rate) * s.duration.as_secs() / 2)
                     .min(u64::from(rate));
-                let verdict = match self.measure(side, self.at_current_split(duration)) {
+                let window = self.at_current_split(duration);
+                let mut verdict = match self.measure(side, window) {
                     Ok(m) => judge(&m, &s.thresholds, min),
                     Err(error) => gate::unmeasurable(&error),
                 };
+                if side == Side::Canary {
+                    verdict = self.with_front_door(verdict, window, &s.thresholds);
+                }
+                if side == Side::Canary && state.weight == 0 {
+                    verdict = load_test::candidate(verdict);
+                }
                 self.gate(stage, index, "load_test", verdict, state)
             }
             Step::Parity(s) => {
@@ -139,7 +141,8 @@ impl Runner<'_> {
             }
             Step::Soak(s) => {
                 let duration = scale.apply(s.duration);
-                if let Some(end) = self.hold(duration, state)? {
+                let key = format!("{}#{index}", stage.id);
+                if let Some(end) = self.hold(duration, state, Some(&key))? {
                     return Ok(end);
                 }
                 let side = if state.weight == 0 {
@@ -164,19 +167,23 @@ impl Runner<'_> {
                 }
                 self.gate(stage, index, "soak", verdict, state)
             }
-            Step::Wait(s) => match self.hold(scale.apply(s.duration), state)? {
-                Some(end) => return Ok(end),
-                None => StepEnd::Done(format!("waited {:?}", scale.apply(s.duration))),
-            },
+            Step::Wait(s) => {
+                let key = format!("{}#{index}", stage.id);
+                match self.hold(scale.apply(s.duration), state, Some(&key))? {
+                    Some(end) => return Ok(end),
+                    None => StepEnd::Done(format!("waited {:?}", scale.apply(s.duration))),
+                }
+            }
             Step::Scale(s) => outcome(self.act(
                 &format!("scaling {} to {}", s.deployment, s.replicas),
                 |t| t.scale(&s.deployment, s.replicas),
             )?),
             Step::MlxTeardown(s) => {
-                let grace = scale.apply(s.grace_period);
-                outcome(self.act(&format!("retiring {}", s.deployment), |t| {
-                    t.teardown_legacy(&s.deployment, grace)
-                })?)
+                let key = format!("{}#{index}", stage.id);
+                match self.teardown(&s.deployment, scale.apply(s.grace_period), state, &key)? {
+                    Ok(done) => done,
+                    Err(end) => return Ok(end),
+                }
             }
             Step::Notify(s) => StepEnd::Done(format!("{}: {}", s.channel, s.message)),
             Step::GaTag(s) => outcome(publish::ga_tag(s, self.options.publish)?),
