@@ -1,9 +1,10 @@
 //! The whole rollout plan on the local target (real nginx, Prometheus, legacy stand-in and
 //! Candle service): it completes with no failed request during the weight shifts, an injected
-//! canary fault rolls back within a minute, and a killed run resumes without repeating steps.
+//! canary fault rolls back within a minute (at 10%, by the error-rate trigger, named), and a
+//! killed run resumes without repeating steps.
 //!
 //! These runs take minutes, so they are ignored by `cargo test`; `cargo xtask ci` runs all
-//! three (`cargo test -p xtask --test rollout_local -- --ignored --test-threads 1`). They need
+//! of them (`cargo test -p xtask --test rollout_local -- --ignored --test-threads 1`). They need
 //! `cargo xtask models`, the `.venv` and `target/debug/akidb-embed`.
 //!
 //! The whole plan takes about 7 minutes at this time scale, three of them at the 1% stage: at
