@@ -13,6 +13,7 @@ pub fn root() -> PathBuf {
 }
 
 /// The reference vectors kept in the repository (`tests/golden/`, provenance in its README).
+#[cfg(test)]
 pub fn golden_dir() -> PathBuf {
     root().join("tests").join("golden")
 }

@@ -89,11 +89,10 @@ impl Pending {
     /// Whether `urgency` acts on `state`: an immediate trigger on a pending alert, a planned
     /// one only on a firing one.
     pub fn acts(urgency: Urgency, state: AlertState) -> bool {
-        match (urgency, state) {
-            (_, AlertState::Firing) => true,
-            (Urgency::Immediate, AlertState::Pending) => true,
-            _ => false,
-        }
+        matches!(
+            (urgency, state),
+            (_, AlertState::Firing) | (Urgency::Immediate, AlertState::Pending)
+        )
     }
 }
 

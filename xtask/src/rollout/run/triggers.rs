@@ -180,7 +180,7 @@ impl Runner<'_> {
                         return (
                             true,
                             Some(format!(
-                                "{failed} of {answered} canary requests failed, seen at the                                  front door"
+                                "{failed} of {answered} canary requests failed, seen at the front door"
                             )),
                         );
                     }
@@ -238,7 +238,7 @@ struct Evidence {
 }
 
 /// What the rollback triggers said at one poll.
-enum TriggerCheck {
+pub(super) enum TriggerCheck {
     /// Too soon after a shift for traffic at the new split.
     TooSoon,
     /// None fired (or too little traffic to judge).
