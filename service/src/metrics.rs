@@ -41,10 +41,12 @@ pub const ERROR_KINDS: &[&str] = &[
     "inference",
 ];
 
-/// Latency buckets (seconds) fine enough around the SLOs (20/35/50 ms) and the rollback trigger (100 ms).
+/// Latency buckets (seconds): a bound at each SLO (20/35/50 ms) and at the rollback trigger
+/// (100 ms), so that a percentile's bucket lies wholly on one side of each, and bounds every
+/// 2.5 to 15 ms around them for the estimates.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    0.001, 0.0025, 0.005, 0.01, 0.015, 0.0175, 0.02, 0.0225, 0.025, 0.03, 0.035, 0.04, 0.045, 0.05,
+    0.06, 0.075, 0.09, 0.1, 0.125, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 

@@ -35,7 +35,11 @@ MAX_SEQ_LENGTH = 128  # paraphrase-MiniLM-L3-v2's max_seq_length in sentence-tra
 EMBEDDING_OUTPUT = "461"  # the export's mean-pooled sentence embedding (not normalised)
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Candle's buckets (service/src/metrics.rs): a bound at each SLO and at the rollback trigger.
+DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.015, 0.0175, 0.02, 0.0225, 0.025, 0.03, 0.035, 0.04, 0.045,
+    0.05, 0.06, 0.075, 0.09, 0.1, 0.125, 0.25, 0.5, 1, 2.5, 5, 10,
+)
 BUILD_VERSION = "1.x-legacy-standin"
 EMBED_ROUTE = "/api/v1/embed"
 TEXT = "text/plain; charset=utf-8"

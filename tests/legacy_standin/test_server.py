@@ -212,7 +212,10 @@ def test_metrics_use_the_new_service_names(port):
         metrics,
         re.MULTILINE,
     )
-    assert bounds == "0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 +Inf".split()
+    assert bounds == (
+        "0.001 0.0025 0.005 0.01 0.015 0.0175 0.02 0.0225 0.025 0.03 0.035 0.04 0.045 0.05 0.06 "
+        "0.075 0.09 0.1 0.125 0.25 0.5 1 2.5 5 10 +Inf"
+    ).split()
     assert 'candle_request_duration_seconds_count{route="/api/v1/embed"}' in metrics
     build_info = 'akidb_build_info{version="1.x-legacy-standin",revision="none"} 1'
     assert build_info in metrics.splitlines()

@@ -1,12 +1,13 @@
 //! The whole rollout plan on the local target (real nginx, Prometheus, legacy stand-in and
 //! Candle service): it completes with no failed request during the weight shifts, an injected
-//! canary fault rolls back within a minute, and a killed run resumes without repeating steps.
+//! canary fault rolls back within a minute (at 10%, by the error-rate trigger, named), and a
+//! killed run resumes without repeating steps.
 //!
 //! The whole plan is run as the README's first command, `cargo xtask rollout run`, exactly as
 //! written (no flag, no terminal): the plan's drill on the local target.
 //!
 //! These runs take minutes, so they are ignored by `cargo test`; `cargo xtask ci` runs all
-//! three (`cargo test -p xtask --test rollout_local -- --ignored --test-threads 1`). They need
+//! of them (`cargo test -p xtask --test rollout_local -- --ignored --test-threads 1`). They need
 //! `cargo xtask models`, the `.venv` and `target/debug/akidb-embed`.
 //!
 //! The whole plan takes about 7 minutes at the drill's time scale, three of them at the 1%
@@ -259,6 +260,85 @@ fn an_injected_canary_fault_rolls_back_to_stable_within_a_minute() {
     assert!(std::fs::read_to_string(dir.join("report.md"))
         .unwrap()
         .contains("fault to 100% on stable"));
+}
+
+/// A plan of one 10% stage with rollout/plan.yaml's SLOs and rollback triggers, after a
+/// week-1-like load test that starts the traffic.
+fn ten_percent_plan(dir: &Path) -> PathBuf {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../rollout/plan.yaml"))
+            .unwrap();
+    let section = |from: &str, to: &str| {
+        let start = text.find(from).unwrap();
+        let end = text[start..].find(to).unwrap() + start;
+        text[start..end].to_string()
+    };
+    let plan = format!(
+        "name: trigger-drill\ntime_scale: 1.0\n{}{}\
+         canary:\n  max_weight: 10\n\
+         stages:\n  - id: ten\n    name: 10% canary\n    environment: canary-10\n\
+         \x20   promotion: true\n    steps:\n      - load_test: {{rate: 50, duration: 48h}}\n\
+         \x20     - canary: {{weight: 10}}\n      - soak: {{duration: 100h}}\n\
+         \x20     - slo_check: {{window: 1h, min_requests: 100}}\n",
+        section("\nslos:", "\ncanary:"),
+        section("\nrollback:", "\nstages:"),
+    );
+    let path = dir.join("plan.yaml");
+    std::fs::write(&path, plan).unwrap();
+    path
+}
+
+#[test]
+#[ignore = "minutes long: run by cargo xtask ci"]
+fn a_canary_fault_at_10_percent_is_rolled_back_by_the_error_rate_trigger_by_name() {
+    let dir = state_dir("trigger");
+    let plan = ten_percent_plan(&dir);
+    let args = [
+        "run",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--approve",
+        "all",
+        "--time-scale",
+        TIME_SCALE,
+        "--max-rate",
+        MAX_RATE,
+        "--non-interactive",
+        "--inject-fault",
+        "ten",
+    ];
+    let out = run(&dir, &args);
+    assert_eq!(out.status.code(), Some(2), "a rolled-back run exits 2");
+    let r = report(&dir);
+    assert_eq!(r["weight"], 0, "all traffic back on stable");
+    let rollback = &r["rollback"];
+    assert_eq!(rollback["stage"], "ten");
+    // At 10% of 50 req/s the triggers see 5 canary requests a second: the immediate trigger
+    // acts on its first evaluation, before the soak ends and its gate judges anything.
+    let reason = rollback["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("rollback trigger error-rate-critical (immediate"),
+        "{rollback}"
+    );
+    let recovery = rollback["recovery_seconds"].as_f64().unwrap();
+    assert!(recovery < 60.0, "fault to 100% stable took {recovery:.1} s");
+    assert!(audit(&dir).iter().any(|e| e["step"] == "rollback"
+        && e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("error-rate-critical"))));
+    assert!(std::fs::read_to_string(dir.join("report.md"))
+        .unwrap()
+        .contains("error-rate-critical"));
+    // Week 1's kind of load test loaded and judged the candidate.
+    let gates = r["stages"]["ten"]["gates"].as_array().unwrap();
+    let load = gates.iter().find(|g| g["kind"] == "load_test").unwrap();
+    assert!(
+        load["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("candidate (Candle"),
+        "{load}"
+    );
 }
 
 #[test]

@@ -289,21 +289,16 @@ fn resolve_one(written: &AlertSpec, plan: &Plan) -> Result<Alert, AlertsError> {
 
 /// A rollback trigger as an alert: it pages, since the rollout is being undone.
 fn rollback_alert(trigger: &RollbackTrigger) -> Alert {
-    let (signal, hold) = match &trigger.when {
-        RollbackCondition::ErrorRate(rate) => {
-            (Signal::ErrorRatio(fraction(rate.above)), rate.duration)
-        }
-        RollbackCondition::P95Latency(latency) => {
-            (Signal::P95Latency(latency.above.0), latency.duration)
-        }
-        RollbackCondition::MemoryGrowth(growth) => (
-            Signal::MemoryGrowth {
-                above: fraction(growth.above),
-                over: growth.over,
-            },
-            Duration::ZERO,
-        ),
+    let signal = match &trigger.when {
+        RollbackCondition::ErrorRate(rate) => Signal::ErrorRatio(fraction(rate.above)),
+        RollbackCondition::P95Latency(latency) => Signal::P95Latency(latency.above.0),
+        RollbackCondition::MemoryGrowth(growth) => Signal::MemoryGrowth {
+            above: fraction(growth.above),
+            over: growth.over,
+        },
     };
+    // The same `for:` the runner waits for (plan::rollback::Pending).
+    let hold = trigger.hold();
     Alert {
         name: format!("AkidbRollback{}", camel_case(&trigger.name)),
         severity: Severity::Critical,

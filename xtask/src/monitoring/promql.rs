@@ -29,8 +29,9 @@ pub const SERVER_ERRORS: &str = r#"status=~"5..|Internal|Unknown|Unavailable|Dea
 
 /// The window of every rate, as PromQL writes it.
 pub const RATE_WINDOW: &str = "5m";
-/// The same window as a duration.
-pub const RATE_WINDOW_DURATION: Duration = Duration::from_secs(300);
+/// The same window as a duration: the range of a rollback trigger's condition, which the
+/// runner evaluates over the same range.
+pub const RATE_WINDOW_DURATION: Duration = crate::rollout::plan::rollback::CONDITION_RANGE;
 
 /// Metrics the monitoring reads that the service does not export, by exporter. The ci check
 /// accepts a metric name only if the service exports it or it is listed here.

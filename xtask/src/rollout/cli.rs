@@ -21,11 +21,17 @@ use super::{
 /// ready first, so that `cargo xtask rollout run` works on a fresh machine.
 /// `AKIDB_EMBED_BIN` names a prebuilt service binary (tests run under `cargo test`, which holds
 /// the build lock) and skips the build.
-fn local_target(sh: &Shell, files: &RunFiles) -> anyhow::Result<LocalTarget> {
+/// Prometheus keeps `retention` of data.
+fn local_target(
+    sh: &Shell,
+    files: &RunFiles,
+    retention: std::time::Duration,
+) -> anyhow::Result<LocalTarget> {
     crate::models::fetch_all(sh)?;
     crate::python::ensure(sh)?;
     let root = crate::project::root();
     let mut options = LocalOptions::for_workspace(&root, &files.dir.join("local"));
+    options.prometheus_retention = retention;
     match std::env::var_os("AKIDB_EMBED_BIN") {
         Some(binary) => options.service_binary = PathBuf::from(binary),
         None => xshell::cmd!(sh, "cargo build --quiet -p akidb-embed")
@@ -178,9 +184,17 @@ impl RunArgs {
         )
     }
 
-    fn target(&self, sh: &Shell, files: &RunFiles) -> anyhow::Result<Box<dyn Target>> {
+    /// The target; a local one keeps metrics for `plan`'s longest window (at its time scale).
+    fn target(
+        &self,
+        sh: &Shell,
+        files: &RunFiles,
+        plan: Option<&Plan>,
+    ) -> anyhow::Result<Box<dyn Target>> {
+        let longest = plan.map_or(std::time::Duration::ZERO, |p| p.scaled(p.longest_window()));
+        let retention = crate::stack::prometheus::retention(longest);
         match self.target {
-            TargetKind::Local => Ok(Box::new(local_target(sh, files)?)),
+            TargetKind::Local => Ok(Box::new(local_target(sh, files, retention)?)),
             TargetKind::Kubernetes => {
                 Ok(Box::new(KubernetesTarget::new(*self.kubernetes.clone())?))
             }
@@ -260,7 +274,7 @@ fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
     }
     let files = args.state.files();
     std::fs::create_dir_all(&files.dir)?;
-    let mut target = args.target(sh, &files)?;
+    let mut target = args.target(sh, &files, Some(&plan))?;
     let progress = run::progress::Progress::new(&plan);
     let mut runner = Runner::new(
         &plan,
@@ -409,7 +423,7 @@ pub fn run(sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
                 "a rollback is one weight change; --dry-run does not apply"
             );
             let files = args.state.files();
-            let mut target = args.target(sh, &files)?;
+            let mut target = args.target(sh, &files, None)?;
             run::manual_rollback(&files, target.as_mut(), &reason)
         }
     }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::supervisor::{Ledger, Supervised, STOP_GRACE};
 use crate::rollout::judge::{Histogram, Latencies, SideSample};
+use crate::rollout::targets::histogram::LatencyHistogram;
 use crate::{
     project::free_port,
     rollout::targets::{Measurement, Side},
@@ -49,11 +50,13 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus on a free port with its data under `dir`, scraping `stable` and
     /// `canary`, and waits until both are up.
+    /// Data is kept for `retention` (see [`retention`]).
     pub fn start(
         binary: &Path,
         dir: &Path,
         stable: SocketAddr,
         canary: SocketAddr,
+        retention: Duration,
         ledger: &Ledger,
     ) -> anyhow::Result<Self> {
         // Series of an earlier run would count in the first windows (instant queries look
@@ -75,7 +78,10 @@ impl Prometheus {
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address={listen}"))
-            .arg("--storage.tsdb.retention.time=1d")
+            .arg(format!(
+                "--storage.tsdb.retention.time={}",
+                retention_flag(retention)
+            ))
             .arg("--log.level=warn");
         let process =
             Supervised::spawn("prometheus", command, &dir.join("prometheus.log"), ledger)?;
@@ -125,6 +131,23 @@ impl Prometheus {
             thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// The shortest retention, whatever the plan: what this server kept before it was sized by
+/// the plan, and Prometheus's own block size makes shorter pointless.
+pub const MIN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// How long Prometheus must keep data for a plan whose longest judged window is `longest` (at
+/// the run's time scale): that window plus a quarter of it (at least an hour) for the scrapes
+/// and queries at its edges, and never under [`MIN_RETENTION`].
+pub fn retention(longest: Duration) -> Duration {
+    let margin = (longest / 4).max(Duration::from_secs(3600));
+    (longest + margin).max(MIN_RETENTION)
+}
+
+/// A retention as Prometheus's flag takes it, in whole minutes rounded up (`12600m`).
+pub fn retention_flag(retention: Duration) -> String {
+    format!("{}m", retention.as_secs().div_ceil(60).max(1))
 }
 
 /// The configuration: two jobs, one target each, scraped every second.
@@ -282,6 +305,7 @@ impl PrometheusApi {
                 Some(promql) => self.scalar(promql, time)?.map(|v| v.max(0.0) as u64),
                 None => None,
             },
+            latency: self.histogram(&queries.histogram())?,
         })
     }
 
@@ -319,6 +343,19 @@ impl PrometheusApi {
             requests: count(&queries.requests)?,
             errors: count(&queries.errors)?,
         })
+    }
+
+    /// The latency histogram a `sum by (le)` query returns; `None` when it holds no requests.
+    fn histogram(&self, promql: &str) -> anyhow::Result<Option<LatencyHistogram>> {
+        let pairs: Vec<(String, f64)> = self
+            .query(promql)?
+            .into_iter()
+            .filter_map(|s| Some((s.le?, s.value)))
+            .filter(|(_, v)| v.is_finite())
+            .collect();
+        let histogram =
+            LatencyHistogram::from_le(&pairs).map_err(|e| anyhow::anyhow!("`{promql}`: {e}"))?;
+        Ok((histogram.total > 0.0).then_some(histogram))
     }
 }
 
@@ -366,6 +403,11 @@ impl MeasurementQueries {
     /// The `q` quantile of latency.
     pub fn quantile(&self, q: f64) -> String {
         format!("histogram_quantile({q}, {})", self.buckets)
+    }
+
+    /// Requests per latency bucket in the window (what a gate judges a percentile's bounds on).
+    pub fn histogram(&self) -> String {
+        self.buckets.replacen("rate(", "increase(", 1)
     }
 }
 
@@ -449,6 +491,28 @@ mod tests {
             format!("{error:#}").contains("cannot be reached"),
             "{error:#}"
         );
+    }
+
+    #[test]
+    fn bucket_counts_are_the_increase_of_each_bucket_in_the_window() {
+        let q = MeasurementQueries::new(Side::Canary, Duration::from_secs(5));
+        assert_eq!(
+            q.histogram(),
+            r#"sum by (le) (increase(candle_request_duration_seconds_bucket{job="canary",route="/api/v1/embed"}[5s]))"#
+        );
+    }
+
+    #[test]
+    fn retention_covers_the_longest_window_with_a_margin() {
+        let day = Duration::from_secs(86_400);
+        // The plan's 7-day window at full scale: 7 days and 42 hours.
+        assert_eq!(retention(7 * day), 7 * day + 7 * day / 4);
+        assert_eq!(retention_flag(retention(7 * day)), "12600m");
+        // A window compressed to a minute keeps the floor.
+        assert_eq!(retention(Duration::from_secs(60)), MIN_RETENTION);
+        // Just over a day: the hour's margin counts.
+        let longest = day + Duration::from_secs(60);
+        assert!(retention(longest) >= longest + Duration::from_secs(3600));
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct LoadGenerator {
 
 struct Shared {
     rate: AtomicU32,
+    /// Whether requests carry `X-Canary: always` (every one to the canary, whatever the split).
+    pinned: AtomicBool,
     stopping: AtomicBool,
     wake: Notify,
     window: Mutex<Window>,
@@ -218,6 +220,7 @@ impl LoadGenerator {
         let uri: hyper::Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
         let shared = Arc::new(Shared {
             rate: AtomicU32::new(rate),
+            pinned: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
             window: Mutex::new(Window::default()),
@@ -248,6 +251,12 @@ impl LoadGenerator {
     pub fn set_rate(&self, rate: u32) {
         self.shared.rate.store(rate, Ordering::SeqCst);
         self.shared.wake.notify_one();
+    }
+
+    /// Sends every request to the canary with `X-Canary: always` (nginx's canary-by-header),
+    /// or, unpinned, lets the split decide.
+    pub fn pin_to_canary(&self, pinned: bool) {
+        self.shared.pinned.store(pinned, Ordering::SeqCst);
     }
 
     /// (answered, failed) by one side over the last `seconds`, as the front door served them.
@@ -347,16 +356,19 @@ async fn drive(shared: Arc<Shared>, uri: hyper::Uri) {
         let fresh = fresh.clone();
         let shared = Arc::clone(&shared);
         let uri = uri.clone();
+        let pinned = shared.pinned.load(Ordering::SeqCst);
         tokio::spawn(async move {
             let mut outcome =
-                tokio::time::timeout(REQUEST_TIMEOUT, send(&client, uri.clone(), body(n))).await;
+                tokio::time::timeout(REQUEST_TIMEOUT, send(&client, uri.clone(), body(n), pinned))
+                    .await;
             // A transport error here is a pooled keep-alive connection that nginx closed under
             // the request (a reload closes idle connections); HTTP clients resend an idempotent
             // request once on a fresh connection, and so does this one (through a client that
             // pools nothing), counting it.
             let retried = matches!(outcome, Ok(Err(_)));
             if retried {
-                outcome = tokio::time::timeout(REQUEST_TIMEOUT, send(&fresh, uri, body(n))).await;
+                outcome =
+                    tokio::time::timeout(REQUEST_TIMEOUT, send(&fresh, uri, body(n), pinned)).await;
             }
             let latency = due.elapsed();
             let mut window = lock(&shared.window);
@@ -404,12 +416,16 @@ async fn send(
     client: &Client<HttpConnector, Full<Bytes>>,
     uri: hyper::Uri,
     body: Bytes,
+    pinned: bool,
 ) -> anyhow::Result<Answer> {
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))?;
+        .header(header::CONTENT_TYPE, "application/json");
+    if pinned {
+        request = request.header("x-canary", "always");
+    }
+    let request = request.body(Full::new(body))?;
     let response = client.request(request).await?;
     let status = response.status().as_u16();
     let served_by = response

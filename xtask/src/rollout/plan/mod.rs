@@ -14,6 +14,7 @@ pub mod source_map;
 pub mod spec;
 pub mod step;
 pub mod units;
+pub mod windows;
 
 use std::time::Duration;
 

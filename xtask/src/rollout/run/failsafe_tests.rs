@@ -181,9 +181,9 @@ fn an_uninterrupted_run_completes_on_the_fake_target() {
     assert_eq!(run(&f, &mut target).unwrap(), RunStatus::Completed);
     assert_eq!(
         effects(&target),
-        "weight 100 replicas [(\"akidb-candle\", 2)] retired true"
+        "weight 100 replicas [(\"akidb-candle\", 2), (\"akidb-mlx\", 0)] retired true"
     );
-    assert_eq!(target.applied("scale"), 1);
+    assert_eq!(target.applied("scale akidb-candle"), 1);
     assert_eq!(target.applied("teardown"), 1);
     let steps = finished_steps(&audit(&f));
     assert!(
@@ -242,7 +242,7 @@ fn a_run_stopped_dead_at_any_call_resumes_to_the_same_end_without_repeating_a_st
             ));
         }
         if effects(&target) != expected_effects
-            || target.applied("scale") != 1
+            || target.applied("scale akidb-candle") != 1
             || target.applied("teardown") != 1
         {
             failures.push(format!(
@@ -262,7 +262,7 @@ fn an_action_that_fails_a_few_times_is_retried_and_the_run_goes_on() {
     let mut target = FakeTarget::new();
     target.fail("scale", 2);
     assert_eq!(run(&f, &mut target).unwrap(), RunStatus::Completed);
-    assert_eq!(target.applied("scale"), 1);
+    assert_eq!(target.applied("scale akidb-candle"), 1);
     assert!(audit(&f).iter().all(|e| e.result != "error"));
 }
 
@@ -297,7 +297,7 @@ fn an_action_that_stays_down_pauses_the_run_with_its_error_and_resume_finishes()
     target.recover();
     assert_eq!(resume(&f, &mut target).unwrap(), RunStatus::Completed);
     assert_eq!(
-        target.applied("scale"),
+        target.applied("scale akidb-candle"),
         1,
         "the finished scale step is not repeated"
     );
@@ -324,7 +324,9 @@ fn a_target_that_cannot_start_pauses_the_run_instead_of_leaving_it_running() {
 fn unreachable_metrics_make_the_slo_check_inconclusive_and_the_stage_does_not_promote() {
     let f = fixture(PLAN);
     let mut target = FakeTarget::new();
-    // Every canary measurement fails; the staging load test measures the stable side.
+    // Every canary measurement fails; the staging load test measures the stable side (a
+    // target that cannot pin the load to the canary).
+    target.cannot_pin = true;
     target.fail("measure canary", 1000);
     let status = run(&f, &mut target).unwrap();
     let RunStatus::Paused { reason } = &status else {
@@ -457,6 +459,7 @@ fn unreachable_metrics_during_a_hold_leave_the_canary_unwatched_and_pause() {
     );
     let f = fixture(&text);
     let mut target = FakeTarget::new();
+    target.cannot_pin = true;
     target.fail("measure canary", 1000);
     let status = run(&f, &mut target).unwrap();
     assert!(

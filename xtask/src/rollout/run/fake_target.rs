@@ -6,7 +6,7 @@
 use std::{
     cell::{Cell, RefCell},
     path::Path,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::bail;
@@ -16,6 +16,17 @@ use crate::rollout::{
     plan::step::ParityReference,
     targets::{Measurement, Outcome, ParityReport, Side, Target, TrafficStats},
 };
+
+/// How the canary degrades once its fault begins.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// This percentage of its requests fail.
+    ErrorRate(f64),
+    /// Its P95 latency is this.
+    P95(Duration),
+    /// Its resident memory grows by this percentage (of the healthy size) per second.
+    MemoryGrowth(f64),
+}
 
 /// What the fake system looks like, and how it misbehaves.
 #[derive(Debug, Default)]
@@ -36,6 +47,18 @@ pub struct FakeTarget {
     pub door: Option<(u64, u64)>,
     /// What `side_sample` gives for (canary, stable); unsupported when `None`.
     pub samples: Option<(SideSample, SideSample)>,
+    /// A degradation of the canary that begins when the weight is set to `.0`.
+    pub fault: Option<(u8, Fault)>,
+    /// Whether the target cannot pin its load to the canary (as the kubernetes target).
+    pub cannot_pin: bool,
+    /// The fault begins when a deployment is scaled to 0 instead (the teardown's grace period).
+    pub fault_at_teardown: bool,
+    /// When the fault began.
+    pub fault_since: Option<Instant>,
+    /// When the weight went back to 0 after the fault began.
+    pub rolled_back_at: Option<Instant>,
+    /// The run stops dead at the first call after this instant.
+    pub crash_after: Cell<Option<Instant>>,
     /// Effects applied, in order (`set_canary_weight 10`, `scale akidb-candle 2`, ...).
     pub journal: RefCell<Vec<String>>,
     /// Calls so far (every method but `name`).
@@ -88,6 +111,14 @@ impl FakeTarget {
     fn enter(&self, label: &str) -> anyhow::Result<()> {
         let n = self.calls.get() + 1;
         self.calls.set(n);
+        if self
+            .crash_after
+            .get()
+            .is_some_and(|at| Instant::now() >= at)
+        {
+            self.crash_after.set(None);
+            panic!("fake target: the run is killed at call {n} ({label})");
+        }
         if self.crash_at.get() == Some(n) {
             self.crash_at.set(None);
             panic!("fake target: the run is killed at call {n} ({label})");
@@ -123,6 +154,17 @@ impl Target for FakeTarget {
         self.enter(&format!("set_canary_weight {percent}"))?;
         self.weight = percent;
         self.record(format!("set_canary_weight {percent}"));
+        match self.fault {
+            Some((at, _))
+                if at == percent && self.fault_since.is_none() && !self.fault_at_teardown =>
+            {
+                self.fault_since = Some(Instant::now());
+            }
+            _ if percent == 0 && self.fault_since.is_some() => {
+                self.rolled_back_at.get_or_insert_with(Instant::now);
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -130,6 +172,15 @@ impl Target for FakeTarget {
         self.enter(&format!("start_traffic {rate}"))?;
         self.record(format!("start_traffic {rate}"));
         Ok(())
+    }
+
+    fn pin_traffic_to_canary(&mut self, pinned: bool) -> anyhow::Result<Outcome> {
+        self.enter(&format!("pin_traffic_to_canary {pinned}"))?;
+        if self.cannot_pin {
+            return Ok(Outcome::Skipped("the fake target cannot pin".into()));
+        }
+        self.record(format!("pin_traffic_to_canary {pinned}"));
+        Ok(Outcome::Done(format!("pinned {pinned}")))
     }
 
     fn take_traffic(&mut self) -> anyhow::Result<TrafficStats> {
@@ -150,14 +201,34 @@ impl Target for FakeTarget {
         };
         let traffic = requests > 0;
         let ms = |v| traffic.then(|| Duration::from_millis(v));
-        Ok(Measurement {
+        let mut m = Measurement {
             requests,
             errors: 0,
             p50: ms(5),
             p95: ms(9),
             p99: ms(12),
             memory_bytes: Some(300 << 20),
-        })
+            latency: None,
+        };
+        if let (Some((_, fault)), Some(since)) = (self.fault, self.fault_since) {
+            if side == Side::Canary && self.weight > 0 {
+                match fault {
+                    Fault::ErrorRate(percent) => {
+                        m.errors = (requests as f64 * percent / 100.0).round() as u64;
+                    }
+                    Fault::P95(latency) => {
+                        m.p95 = traffic.then_some(latency);
+                        m.p99 = traffic.then_some(latency * 2);
+                    }
+                    Fault::MemoryGrowth(percent_per_second) => {
+                        let grown =
+                            1.0 + percent_per_second / 100.0 * since.elapsed().as_secs_f64();
+                        m.memory_bytes = Some(((300u64 << 20) as f64 * grown) as u64);
+                    }
+                }
+            }
+        }
+        Ok(m)
     }
 
     fn side_sample(&self, side: Side, _window: Duration) -> anyhow::Result<SideSample> {
@@ -181,6 +252,9 @@ impl Target for FakeTarget {
 
     fn scale(&mut self, deployment: &str, replicas: u32) -> anyhow::Result<Outcome> {
         self.enter(&format!("scale {deployment} {replicas}"))?;
+        if replicas == 0 && self.fault_at_teardown && self.fault.is_some() {
+            self.fault_since.get_or_insert_with(Instant::now);
+        }
         self.replicas.retain(|(d, _)| d != deployment);
         self.replicas.push((deployment.to_string(), replicas));
         self.record(format!("scale {deployment} {replicas}"));

@@ -1,9 +1,16 @@
 //! Go/no-go: a measurement judged against SLO thresholds. When the measurement cannot decide
-//! (too little traffic, no latency data), the verdict is inconclusive and nothing promotes.
+//! (too little traffic, no latency data, a percentile whose histogram bucket straddles the
+//! threshold), the verdict is inconclusive and nothing promotes.
 
 use std::time::Duration;
 
-use crate::rollout::{plan::slo::SloThresholds, targets::Measurement};
+use crate::rollout::{
+    plan::slo::SloThresholds,
+    targets::{
+        histogram::{Against, QuantileBounds},
+        Measurement,
+    },
+};
 
 /// The outcome of a gate.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +43,27 @@ impl Verdict {
 
 fn ms(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Where the `q` quantile of `m` lies: the bounds of its histogram bucket when the measurement
+/// has buckets, else exactly the reported estimate; `None` without latency data.
+pub fn quantile_bounds(
+    m: &Measurement,
+    q: f64,
+    estimate: Option<Duration>,
+) -> Option<QuantileBounds> {
+    m.latency
+        .as_ref()
+        .and_then(|h| h.quantile_bounds(q))
+        .or_else(|| estimate.map(QuantileBounds::exact))
+}
+
+/// `(35.0ms, 50.0ms]`, or `> 100.0ms` for the unbounded bucket.
+fn bucket(b: &QuantileBounds) -> String {
+    match b.upper {
+        Some(upper) => format!("({}, {}]", ms(b.lower), ms(upper)),
+        None => format!("> {}", ms(b.lower)),
+    }
 }
 
 /// The fewest requests a `quantile` (0.95 for P95) is judged on: `1 / (1 - quantile)`, the
@@ -81,6 +109,7 @@ pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
         ms(p99)
     );
     let mut breaches = Vec::new();
+    let mut imprecise = Vec::new();
     if error_rate_breached(m.requests, m.errors, t.error_rate.value()) {
         breaches.push(format!("error rate {rate:.3}% >= {}", t.error_rate));
     }
@@ -92,8 +121,25 @@ pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
         let floor = percentile_floor(quantile);
         if m.requests < floor {
             unjudged.push(format!("{name} needs {floor}"));
-        } else if got >= limit {
-            breaches.push(format!("{name} {} >= {}", ms(got), ms(limit)));
+            continue;
+        }
+        let bounds = quantile_bounds(m, quantile, Some(got)).unwrap_or(QuantileBounds::exact(got));
+        let exact = bounds.upper == Some(bounds.lower);
+        match bounds.against(limit) {
+            Against::Within => {}
+            Against::Above if exact => {
+                breaches.push(format!("{name} {} >= {}", ms(got), ms(limit)));
+            }
+            Against::Above => breaches.push(format!(
+                "{name} in {} (its histogram bucket), above {}",
+                bucket(&bounds),
+                ms(limit)
+            )),
+            Against::Straddles => imprecise.push(format!(
+                "{name} in {} (its histogram bucket), which straddles {}",
+                bucket(&bounds),
+                ms(limit)
+            )),
         }
     }
     if let (Some(limit), Some(bytes)) = (t.memory_per_pod, m.memory_bytes) {
@@ -103,6 +149,11 @@ pub fn judge(m: &Measurement, t: &SloThresholds, min_requests: u64) -> Verdict {
     }
     if !breaches.is_empty() {
         Verdict::Fail(format!("{summary}: {}", breaches.join("; ")))
+    } else if !imprecise.is_empty() {
+        Verdict::Inconclusive(format!(
+            "{summary}: the histogram cannot tell {}",
+            imprecise.join("; ")
+        ))
     } else if !unjudged.is_empty() {
         Verdict::Inconclusive(format!(
             "{summary}: too few requests to judge a percentile ({})",
@@ -124,7 +175,10 @@ pub fn unmeasurable(error: &anyhow::Error) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{rollout::targets::Side, stack::prometheus::PrometheusApi};
+    use crate::{
+        rollout::targets::{histogram::LatencyHistogram, Side},
+        stack::prometheus::PrometheusApi,
+    };
 
     fn slos() -> SloThresholds {
         SloThresholds {
@@ -144,7 +198,63 @@ mod tests {
             p95: Some(Duration::from_millis(p95_ms)),
             p99: Some(Duration::from_millis(p95_ms + 5)),
             memory_bytes: Some(200 << 20),
+            latency: None,
         }
+    }
+
+    /// `requests` requests spread over the buckets `(le ms, cumulative share)`.
+    fn bucketed(requests: u64, buckets: &[(f64, f64)]) -> Measurement {
+        let mut pairs: Vec<(String, f64)> = buckets
+            .iter()
+            .map(|(le, share)| (format!("{}", le / 1000.0), share * requests as f64))
+            .collect();
+        pairs.push(("+Inf".into(), requests as f64));
+        let mut m = measured(requests, 0, 20);
+        // histogram_quantile's estimates: the upper bound of the bucket, as in the failed drill.
+        m.p99 = Some(Duration::from_millis(50));
+        m.latency = Some(LatencyHistogram::from_le(&pairs).unwrap());
+        m
+    }
+
+    #[test]
+    fn a_p99_in_the_bucket_ending_at_the_threshold_passes() {
+        // The drill's failure: 100 requests, the 99th in (35, 50] ms, estimated at 50.0 ms.
+        let m = bucketed(100, &[(20.0, 0.9), (35.0, 0.98), (50.0, 1.0)]);
+        let v = judge(&m, &slos(), 1);
+        assert_eq!(v.label(), "pass", "{}", v.detail());
+    }
+
+    #[test]
+    fn a_bucket_above_the_threshold_fails_and_one_straddling_it_is_inconclusive() {
+        // The 99th request in (50, 75] ms: above a 50 ms P99 whatever its exact latency.
+        let m = bucketed(
+            100,
+            &[(20.0, 0.9), (35.0, 0.98), (50.0, 0.985), (75.0, 1.0)],
+        );
+        let v = judge(&m, &slos(), 1);
+        assert_eq!(v.label(), "fail", "{}", v.detail());
+        assert!(
+            v.detail().contains("P99 in (50.0ms, 75.0ms]"),
+            "{}",
+            v.detail()
+        );
+        // A threshold inside a bucket: (35, 50] against 45 ms cannot be told.
+        let mut t = slos();
+        t.p99 = Duration::from_millis(45);
+        let v = judge(
+            &bucketed(100, &[(20.0, 0.9), (35.0, 0.98), (50.0, 1.0)]),
+            &t,
+            1,
+        );
+        assert_eq!(v.label(), "inconclusive", "{}", v.detail());
+        assert!(v.detail().contains("straddles 45.0ms"), "{}", v.detail());
+        // The unbounded last bucket breaches any threshold at or below its lower bound.
+        let v = judge(
+            &bucketed(100, &[(20.0, 0.9), (35.0, 0.98), (10_000.0, 0.98)]),
+            &slos(),
+            1,
+        );
+        assert_eq!(v.label(), "fail", "{}", v.detail());
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl Runner<'_> {
             approvals: BTreeMap::new(),
             inject_fault: self.options.inject_fault.clone(),
             rollback: None,
+            held: BTreeMap::new(),
         };
         state.save(&self.files.state())?;
         self.audit.record(

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod compare;
 pub mod gate;
 mod lifecycle;
+mod load_test;
 pub mod lock;
 pub mod memory;
 pub mod observe;
@@ -34,6 +35,8 @@ mod failsafe_tests;
 mod fake_target;
 #[cfg(test)]
 mod notify_tests;
+#[cfg(test)]
+mod trigger_tests;
 
 use std::{
     collections::BTreeMap,
@@ -129,10 +132,15 @@ const MIN_TRIGGER_REQUESTS: u64 = 20;
 const MIN_TRIGGER_WINDOW: Duration = Duration::from_secs(2);
 /// Scrapes that may still carry traffic from before a shift.
 const SCRAPE_MARGIN: Duration = Duration::from_secs(2);
-/// Shortest window the memory-leak trigger judges growth over, whatever the time scale: a
-/// service's memory rises for minutes as load and batch sizes rise, and in a plan compressed to
-/// minutes that warm-up would read as a leak.
-const MIN_MEMORY_WINDOW: Duration = Duration::from_secs(300);
+/// Shortest window the memory-leak trigger judges growth over, whatever the time scale: a few
+/// evaluations' worth, so that one reading is no leak. The canary warms up under week 1's load
+/// test (all of it on Candle), before any trigger watches it.
+const MIN_MEMORY_WINDOW: Duration = Duration::from_secs(15);
+/// Longest time between two evaluations of the triggers that still counts as "at every
+/// evaluation" for a pending trigger's `for`.
+const MAX_EVALUATION_GAP: Duration = Duration::from_secs(5);
+/// How often a hold writes the time it has held to the state.
+const HOLD_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest window a trigger widens to when traffic is sparse.
 const MAX_TRIGGER_WINDOW: Duration = Duration::from_secs(16);
 /// Longest a gate short of requests holds before it measures again.
@@ -167,6 +175,10 @@ pub struct Runner<'a> {
     memory: memory::MemoryHistory,
     /// The timeline recorder and whoever watches the run.
     watch: observe::Watch,
+    /// Each rollback trigger's `for:` state, in plan order.
+    pending: Vec<super::plan::rollback::Pending>,
+    /// When the triggers were last evaluated.
+    last_evaluation: Option<Instant>,
 }
 
 impl<'a> Runner<'a> {
@@ -191,6 +203,8 @@ impl<'a> Runner<'a> {
             fault_at: None,
             shifted_at: Instant::now(),
             memory: memory::MemoryHistory::default(),
+            pending: Vec::new(),
+            last_evaluation: None,
             retry: RetryPolicy::default(),
         }
     }

@@ -61,7 +61,7 @@ impl Runner<'_> {
         window: Duration,
         needed: u64,
         thresholds: &SloThresholds,
-        state: &RunState,
+        state: &mut RunState,
     ) -> anyhow::Result<Sample> {
         let deadline = Instant::now() + self.options.sample_wait;
         let mut window = self.at_current_split(window);
@@ -112,7 +112,7 @@ impl Runner<'_> {
                     ),
                 )?;
             }
-            if let Some(end) = self.hold(hold, state)? {
+            if let Some(end) = self.hold(hold, state, None)? {
                 return Ok(Sample::Ended(end));
             }
             window = self.at_current_split(Duration::MAX);

@@ -123,6 +123,10 @@ pub struct RunState {
     pub inject_fault: Option<String>,
     /// The rollback, if one happened.
     pub rollback: Option<RollbackRecord>,
+    /// Wall seconds each hold has held so far, by `stage#step`: a resumed run holds only what
+    /// is left.
+    #[serde(default)]
+    pub held: BTreeMap<String, f64>,
 }
 
 /// A state file that cannot be used; never silently replaced by a fresh run.
@@ -235,6 +239,7 @@ mod tests {
             approvals: BTreeMap::new(),
             inject_fault: None,
             rollback: None,
+            held: BTreeMap::new(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! What each step kind does on the target, and how a gate's verdict ends its step.
 
-use super::{sample::Sample, *};
+use super::{load_test, sample::Sample, *};
 use crate::rollout::notify::Notifier;
 
 impl Runner<'_> {
@@ -48,27 +48,28 @@ impl Runner<'_> {
                 self.act(&format!("starting traffic at {rate} req/s"), |t| {
                     t.start_load(rate, duration)
                 })?;
-                if let Some(end) = self.hold(duration, state)? {
+                let key = format!("{}#{index}", stage.id);
+                let (side, end) = self.load_test(duration, state, &key)?;
+                if let Some(end) = end {
                     return Ok(end);
                 }
                 if let Some(seen) = self.target.finish_load()? {
                     self.audit.record(&stage.id, "load_test", "ok", &seen)?;
                 }
-                // Week 1 sends no production traffic to the canary, so the load test is judged
-                // on what served it; once the canary takes traffic, on the canary.
-                let side = if state.weight == 0 {
-                    Side::Stable
-                } else {
-                    Side::Canary
-                };
                 let min = scale
                     .apply_count(u64::from(s.rate) * s.duration.as_secs() / 2)
                     .min(u64::from(rate));
-                let verdict = match self.measure(side, self.at_current_split(duration)) {
+                let window = self.at_current_split(duration);
+                let mut verdict = match self.measure(side, window) {
                     Ok(m) => judge(&m, &s.thresholds, min),
                     Err(error) => gate::unmeasurable(&error),
                 };
-                let window = self.at_current_split(duration);
+                if side == Side::Canary {
+                    verdict = self.with_front_door(verdict, window, &s.thresholds);
+                }
+                if side == Side::Canary && state.weight == 0 {
+                    verdict = load_test::candidate(verdict);
+                }
                 let verdict = self.compared(
                     &stage.id,
                     (index, "load_test"),
@@ -167,7 +168,8 @@ impl Runner<'_> {
             }
             Step::Soak(s) => {
                 let duration = scale.apply(s.duration);
-                if let Some(end) = self.hold(duration, state)? {
+                let key = format!("{}#{index}", stage.id);
+                if let Some(end) = self.hold(duration, state, Some(&key))? {
                     return Ok(end);
                 }
                 let side = if state.weight == 0 {
@@ -192,19 +194,23 @@ impl Runner<'_> {
                 }
                 self.gate(stage, index, "soak", verdict, state)
             }
-            Step::Wait(s) => match self.hold(scale.apply(s.duration), state)? {
-                Some(end) => return Ok(end),
-                None => StepEnd::Done(format!("waited {:?}", scale.apply(s.duration))),
-            },
+            Step::Wait(s) => {
+                let key = format!("{}#{index}", stage.id);
+                match self.hold(scale.apply(s.duration), state, Some(&key))? {
+                    Some(end) => return Ok(end),
+                    None => StepEnd::Done(format!("waited {:?}", scale.apply(s.duration))),
+                }
+            }
             Step::Scale(s) => outcome(self.act(
                 &format!("scaling {} to {}", s.deployment, s.replicas),
                 |t| t.scale(&s.deployment, s.replicas),
             )?),
             Step::MlxTeardown(s) => {
-                let grace = scale.apply(s.grace_period);
-                outcome(self.act(&format!("retiring {}", s.deployment), |t| {
-                    t.teardown_legacy(&s.deployment, grace)
-                })?)
+                let key = format!("{}#{index}", stage.id);
+                match self.teardown(&s.deployment, scale.apply(s.grace_period), state, &key)? {
+                    Ok(done) => done,
+                    Err(end) => return Ok(end),
+                }
             }
             Step::Notify(s) => {
                 // Never fails the step: an unreachable webhook is reported, not a reason to stop.

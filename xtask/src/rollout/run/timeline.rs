@@ -253,6 +253,7 @@ mod tests {
             p95: Some(Duration::from_millis(9)),
             p99: None,
             memory_bytes: Some(100 * 1024 * 1024),
+            latency: None,
         };
         let sample = Event::Sample {
             weight: 10,

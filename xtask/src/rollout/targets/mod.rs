@@ -2,6 +2,7 @@
 //! rollback); a target knows *how* on one kind of system: `local` (nginx, Prometheus and the two
 //! services on this machine) or `kubernetes`.
 
+pub mod histogram;
 pub mod kubernetes;
 pub mod local;
 
@@ -34,6 +35,10 @@ pub struct Measurement {
     pub p99: Option<Duration>,
     /// Largest resident memory of any instance at the end of the window.
     pub memory_bytes: Option<u64>,
+    /// The latency histogram of the window, when the metrics system reports buckets: gates
+    /// judge a percentile by the bounds of its bucket, not by an interpolated estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<histogram::LatencyHistogram>,
 }
 
 /// What the traffic generator saw (client side) since it started or was last reset.
@@ -98,6 +103,16 @@ pub trait Target {
     /// what the target saw of it, if it has more to say than the gate's measurements.
     fn finish_load(&mut self) -> anyhow::Result<Option<String>> {
         Ok(None)
+    }
+    /// Sends the background traffic to the canary whatever the weight (`pinned`), as clients
+    /// sending ingress-nginx's `X-Canary: always` do, or back to the split. `Skipped` where
+    /// the target cannot (its load test then measures the side the split serves).
+    fn pin_traffic_to_canary(&mut self, pinned: bool) -> anyhow::Result<Outcome> {
+        let _ = pinned;
+        Ok(Outcome::Skipped(format!(
+            "the {} target cannot pin its load to the canary",
+            self.name()
+        )))
     }
     /// Client-side traffic counters since the last call (then resets them).
     fn take_traffic(&mut self) -> anyhow::Result<TrafficStats>;

@@ -576,6 +576,7 @@ mod cluster_prometheus {
             dir.path(),
             exporter(false),
             exporter(true),
+            crate::stack::prometheus::MIN_RETENTION,
             &ledger,
         )
         .expect("prometheus");

@@ -58,6 +58,9 @@ pub struct LocalOptions {
     pub legacy_deployment: String,
     /// The plan's name for the Candle deployment (default `akidb-candle`).
     pub canary_deployment: String,
+    /// How long Prometheus keeps data (default one day; a run sizes it from its plan with
+    /// [`prometheus::retention`]).
+    pub prometheus_retention: Duration,
 }
 
 impl LocalOptions {
@@ -71,6 +74,7 @@ impl LocalOptions {
             models_dir: workspace.join("models"),
             legacy_deployment: LEGACY_DEPLOYMENT.to_string(),
             canary_deployment: CANARY_DEPLOYMENT.to_string(),
+            prometheus_retention: prometheus::MIN_RETENTION,
         }
     }
 
@@ -230,6 +234,7 @@ impl Target for LocalTarget {
             &work.join("prometheus"),
             legacy.address(),
             candle.rest(),
+            self.options.prometheus_retention,
             &self.ledger,
         )?;
         println!(
@@ -278,6 +283,21 @@ impl Target for LocalTarget {
         }
         println!("local: traffic {rate} req/s through nginx ({front_door})");
         Ok(())
+    }
+
+    fn pin_traffic_to_canary(&mut self, pinned: bool) -> anyhow::Result<Outcome> {
+        let traffic = self
+            .traffic
+            .as_ref()
+            .context("no traffic is running through the front door")?;
+        traffic.pin_to_canary(pinned);
+        let what = if pinned {
+            "every request to the canary (X-Canary: always)"
+        } else {
+            "requests follow the split"
+        };
+        println!("local: traffic: {what}");
+        Ok(Outcome::Done(what.to_string()))
     }
 
     fn take_traffic(&mut self) -> anyhow::Result<TrafficStats> {
