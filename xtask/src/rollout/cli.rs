@@ -124,7 +124,7 @@ struct RunArgs {
     #[arg(long, value_name = "STAGE")]
     inject_fault: Option<String>,
     /// Cap the traffic rate of load tests (req/s), for small machines.
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", env = "AKIDB_ROLLOUT_MAX_RATE")]
     max_rate: Option<u32>,
     /// Never prompt for approvals; pause instead.
     #[arg(long)]
@@ -133,6 +133,10 @@ struct RunArgs {
     /// `image_push`: OCI registries, the image from AKIDB_IMAGE_ARCHIVE). Skipped without it.
     #[arg(long)]
     publish: bool,
+    /// Pause before the stage's first release step, so that a new job with fresh credentials
+    /// publishes (the rollout workflow splits a long stage this way).
+    #[arg(long, conflicts_with = "publish")]
+    stop_before_publish: bool,
     /// Longest a gate waits for more traffic when its window holds too few requests to judge
     /// every percentile (P99 needs 100), before it is inconclusive and the stage pauses.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -150,6 +154,7 @@ impl RunArgs {
             max_rate: self.max_rate,
             non_interactive: self.non_interactive,
             publish: self.publish,
+            stop_before_publish: self.stop_before_publish,
             sample_wait: std::time::Duration::from_secs(self.sample_wait),
         }
     }
