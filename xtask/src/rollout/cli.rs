@@ -58,6 +58,9 @@ enum RolloutCommand {
     Approve {
         /// The stage id (e.g. week-2).
         stage: String,
+        /// Why (recorded with the approver's git user name in the state and audit log).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
         #[command(flatten)]
         plan: PlanArgs,
         #[command(flatten)]
@@ -349,9 +352,14 @@ pub fn run(sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        RolloutCommand::Approve { stage, plan, state } => {
+        RolloutCommand::Approve {
+            stage,
+            comment,
+            plan,
+            state,
+        } => {
             let (_, plan) = plan.load()?;
-            run::approve(&state.files(), &plan, &stage)
+            run::approve(&state.files(), &plan, &stage, comment.as_deref())
         }
         RolloutCommand::Report(args) => crate::monitoring::weekly_report::run(args),
         RolloutCommand::Rollback { run: args, reason } => {

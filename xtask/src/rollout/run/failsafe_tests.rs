@@ -621,3 +621,49 @@ fn a_run_stopped_before_publishing_resumes_at_its_release_steps() {
     let state = RunState::load(&f.files.state()).unwrap().unwrap();
     assert_eq!(state.stages["ga"].done, [0, 1, 2, 3]);
 }
+
+/// `rollout approve STAGE --comment TEXT` records who approved and why; a resume then goes
+/// through that stage's approval and stops at the next one.
+#[test]
+fn an_approval_by_command_records_who_and_why_and_lets_the_stage_run() {
+    let f = fixture(PLAN);
+    paused_run(&f);
+    super::approve(&f.files, &f.plan, "canary", Some("dashboards green")).unwrap();
+    let state = RunState::load(&f.files.state()).unwrap().unwrap();
+    let approval = &state.approvals["canary"];
+    assert_eq!(approval.via, "approve command");
+    assert_eq!(approval.comment.as_deref(), Some("dashboards green"));
+    assert!(!approval.actor.is_empty());
+    let entries = AuditLog::new(f.files.audit(), "test".into())
+        .read()
+        .unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(
+        (last.stage.as_str(), last.step.as_str()),
+        ("canary", "approve")
+    );
+    assert!(last.detail.contains("dashboards green"), "{}", last.detail);
+    assert_eq!(last.actor, approval.actor);
+    let error = super::approve(&f.files, &f.plan, "nope", None).unwrap_err();
+    assert!(error.to_string().contains("no stage nope"), "{error}");
+    let mut target = FakeTarget::new();
+    let options = RunOptions {
+        non_interactive: true,
+        ..RunOptions::default()
+    };
+    let status = Runner::new(
+        &f.plan,
+        &mut target,
+        f.files.clone(),
+        options,
+        PathBuf::from("/nonexistent"),
+    )
+    .resume(&f.plan_path)
+    .unwrap();
+    match status {
+        RunStatus::Paused { reason } => assert!(reason.contains("stage ga waits"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let state = RunState::load(&f.files.state()).unwrap().unwrap();
+    assert!(state.stages["canary"].finished);
+}
