@@ -122,7 +122,7 @@ fn unknown_inputs_and_workflows_are_refused_before_act_runs() {
 }
 
 #[test]
-#[ignore = "about 8 minutes: the six stage jobs on the local target; run with --ignored"]
+#[ignore = "minutes long: the seven stage jobs on the local target; run with --ignored"]
 fn the_rollout_runs_its_stage_jobs_in_order_on_the_local_target_each_from_the_last_state() {
     let out = workflows_run(&[
         "rollout",
