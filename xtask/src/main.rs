@@ -64,6 +64,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    forget_empty_settings();
     let cli = Cli::parse();
     let sh = project::shell()?;
     match cli.command {
@@ -80,5 +81,21 @@ fn main() -> anyhow::Result<()> {
         Command::Fuzz(args) => fuzz::run(&sh, &args),
         Command::Workflows(args) => workflows::run(&sh, &args),
         Command::Release(args) => release::run(&sh, args),
+    }
+}
+
+/// Drops `AKIDB_*` variables whose value is empty before the flags read them: a GitHub job
+/// exports an unset repository or environment variable (`${{ vars.NAME }}`) as an empty string,
+/// which must leave the flag's default in force rather than become its value.
+fn forget_empty_settings() {
+    let empty: Vec<_> = std::env::vars_os()
+        .filter(|(name, value)| {
+            value.is_empty() && name.to_str().is_some_and(|n| n.starts_with("AKIDB_"))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    for name in empty {
+        // Single-threaded here: nothing else reads the environment yet.
+        std::env::remove_var(name);
     }
 }

@@ -42,6 +42,8 @@ mod fake_github {
     #[derive(Default)]
     struct Data {
         releases: Vec<Value>,
+        /// `workflow_dispatch` requests: (workflow file, payload).
+        dispatches: Vec<(String, Value)>,
         seen: Vec<Seen>,
         /// A tag whose release another writer creates right after a lookup found none.
         racing: Option<String>,
@@ -96,6 +98,10 @@ mod fake_github {
                             "/repos/{owner}/{repo}/releases/tags/{tag}",
                             get(release_by_tag),
                         )
+                        .route(
+                            "/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches",
+                            axum::routing::post(dispatch_workflow),
+                        )
                         .fallback(not_found_fallback)
                         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
                         .with_state(shared);
@@ -125,6 +131,14 @@ mod fake_github {
             if let Ok(mut data) = self.data.lock() {
                 data.racing = Some(tag.to_owned());
             }
+        }
+
+        /// The `workflow_dispatch` requests it accepted: (workflow, payload).
+        pub fn dispatches(&self) -> Vec<(String, Value)> {
+            self.data
+                .lock()
+                .map(|d| d.dispatches.clone())
+                .unwrap_or_default()
         }
 
         /// The releases it holds.
@@ -374,6 +388,41 @@ mod fake_github {
         (StatusCode::CREATED, Json(release)).into_response()
     }
 
+    /// `POST .../actions/workflows/{file}/dispatches`: 204 for a `ref` string (and optional
+    /// `inputs` object), 422 otherwise, as GitHub answers.
+    async fn dispatch_workflow(
+        State(shared): State<Shared>,
+        Path((owner, repo, workflow)): Path<(String, String, String)>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Problems parsing JSON",
+                "actions/workflows#create-a-workflow-dispatch-event",
+            );
+        };
+        let fine = payload.get("ref").is_some_and(Value::is_string)
+            && payload
+                .get("inputs")
+                .is_none_or(|i| i.is_object() || i.is_null());
+        if !fine {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid request.\n\n\"ref\" wasn't supplied.",
+                "actions/workflows#create-a-workflow-dispatch-event",
+            );
+        }
+        if let Ok(mut data) = shared.data.lock() {
+            data.dispatches.push((workflow, payload));
+        }
+        StatusCode::NO_CONTENT.into_response()
+    }
+
     async fn not_found_fallback(uri: axum::http::Uri) -> Response {
         error(StatusCode::NOT_FOUND, &format!("Not Found: {uri}"), "")
     }
@@ -550,6 +599,39 @@ fn tags_pushes_and_releases_then_a_rerun_changes_nothing() {
     );
     assert_eq!(fake.releases().len(), 1);
     assert_eq!(posts(&fake), 1, "a re-run creates no second release");
+}
+
+#[test]
+fn the_ga_tag_starts_the_release_workflow_with_a_dispatch_on_the_tag() {
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let out = fixture.release(&fake.url, Some(TOKEN), &["--dispatch", "release.yml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // A tag pushed with the workflow's token starts nothing on GitHub; this request does.
+    let dispatches = fake.dispatches();
+    assert_eq!(dispatches.len(), 1, "{dispatches:?}");
+    assert_eq!(dispatches[0].0, "release.yml");
+    assert_eq!(dispatches[0].1["ref"], "refs/tags/v2.0.0");
+    assert!(
+        text(&out).contains("started release.yml on v2.0.0"),
+        "{}",
+        text(&out)
+    );
+    let seen = fake.seen();
+    let release_made = seen
+        .iter()
+        .position(|s| s.method == "POST" && s.path.ends_with("/releases"));
+    let dispatched = seen.iter().position(|s| s.path.ends_with("/dispatches"));
+    assert!(
+        release_made < dispatched,
+        "the release exists first: {seen:?}"
+    );
+    // Without --dispatch, nothing is started.
+    let fixture = Fixture::new();
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let out = fixture.release(&fake.url, Some(TOKEN), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(fake.dispatches().is_empty());
 }
 
 #[test]

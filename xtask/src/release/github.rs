@@ -206,4 +206,20 @@ impl Releases {
             }),
         }
     }
+
+    /// Starts `workflow` (a file of `.github/workflows/`) on `git_ref` with a
+    /// `workflow_dispatch`. GitHub starts no workflow for a tag pushed with the workflow's own
+    /// token, but it does run a dispatch made with it.
+    pub async fn dispatch(&self, workflow: &str, git_ref: &str) -> Result<(), GitHubError> {
+        let Repository { owner, name } = &self.repository;
+        self.client
+            .actions()
+            .create_workflow_dispatch(owner, name, workflow, git_ref)
+            .send()
+            .await
+            .map_err(|source| GitHubError::Api {
+                what: format!("starting {workflow} on {git_ref} in {}", self.repository),
+                source,
+            })
+    }
 }

@@ -57,6 +57,10 @@ struct TagArgs {
     /// The release body [default: RELEASE_NOTES.md in the repository]
     #[arg(long, value_name = "FILE")]
     notes: Option<PathBuf>,
+    /// Start this workflow on the tag once the release exists (a `workflow_dispatch`, which
+    /// GitHub runs even when made with the workflow's own token), e.g. release.yml.
+    #[arg(long, value_name = "WORKFLOW")]
+    dispatch: Option<String>,
 }
 
 /// Runs a release command.
@@ -84,6 +88,7 @@ pub fn run(sh: &Shell, args: ReleaseArgs) -> anyhow::Result<()> {
                 api_url: args.api_url,
                 token: tag::token_from_env(),
                 dry_run: args.dry_run,
+                dispatch: args.dispatch,
             };
             if action.dry_run {
                 println!("release: dry run, nothing is changed");

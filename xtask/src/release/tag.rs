@@ -50,6 +50,8 @@ pub struct GaTag {
     pub token: Option<String>,
     /// Print what would happen and change nothing.
     pub dry_run: bool,
+    /// The workflow to start on the tag once its release exists (`release.yml`).
+    pub dispatch: Option<String>,
 }
 
 impl GaTag {
@@ -71,9 +73,13 @@ impl GaTag {
             api_url: std::env::var("GITHUB_API_URL").unwrap_or_else(|_| DEFAULT_API_URL.to_owned()),
             token: token_from_env(),
             dry_run: false,
+            dispatch: Some(RELEASE_WORKFLOW.to_owned()),
         })
     }
 }
+
+/// The workflow that publishes a release's archives, image and chart.
+pub const RELEASE_WORKFLOW: &str = "release.yml";
 
 /// `GITHUB_TOKEN`, when set and not empty.
 pub fn token_from_env() -> Option<String> {
@@ -164,6 +170,9 @@ pub fn run(sh: &Shell, action: &GaTag) -> Result<Report, TagError> {
         };
         let releases = Releases::new(&action.api_url, repository.clone(), token)?;
         if action.dry_run {
+            if let Some(workflow) = &action.dispatch {
+                report.say(format!("would start {workflow} on {tag}"));
+            }
             match releases.find(tag).await? {
                 Some(release) => report.say(format!("release of {tag} exists: {}", release.html_url)),
                 None => report.say(format!(
@@ -184,6 +193,12 @@ pub fn run(sh: &Shell, action: &GaTag) -> Result<Report, TagError> {
             Outcome::Created => format!("created release {tag}: {}", release.html_url),
             Outcome::Existing => format!("release of {tag} exists: {}", release.html_url),
         });
+        if let Some(workflow) = &action.dispatch {
+            // Publishing twice changes nothing (each step reuses what exists), so a re-run
+            // dispatches again rather than guess whether the first dispatch ran.
+            releases.dispatch(workflow, &format!("refs/tags/{tag}")).await?;
+            report.say(format!("started {workflow} on {tag}"));
+        }
         Ok::<_, TagError>(())
     })?;
     Ok(report)

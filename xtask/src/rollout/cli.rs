@@ -64,6 +64,9 @@ enum RolloutCommand {
     Approve {
         /// The stage id (e.g. week-2).
         stage: String,
+        /// Why (recorded with the approver's git user name in the state and audit log).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
         #[command(flatten)]
         plan: PlanArgs,
         #[command(flatten)]
@@ -135,7 +138,7 @@ struct RunArgs {
     #[arg(long, value_name = "STAGE")]
     inject_fault: Option<String>,
     /// Cap the traffic rate of load tests (req/s), for small machines.
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", env = "AKIDB_ROLLOUT_MAX_RATE")]
     max_rate: Option<u32>,
     /// Never prompt for approvals; pause instead.
     #[arg(long)]
@@ -148,6 +151,10 @@ struct RunArgs {
     /// `image_push`: OCI registries, the image from AKIDB_IMAGE_ARCHIVE). Skipped without it.
     #[arg(long)]
     publish: bool,
+    /// Pause before the stage's first release step, so that a new job with fresh credentials
+    /// publishes (the rollout workflow splits a long stage this way).
+    #[arg(long, conflicts_with = "publish")]
+    stop_before_publish: bool,
     /// Longest a gate waits for more traffic when its window holds too few requests to judge
     /// every percentile (P99 needs 100), before it is inconclusive and the stage pauses.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -165,6 +172,7 @@ impl RunArgs {
             max_rate: settings.max_rate,
             non_interactive: self.non_interactive,
             publish: self.publish,
+            stop_before_publish: self.stop_before_publish,
             sample_wait: std::time::Duration::from_secs(self.sample_wait),
             drill_approvals: settings.drill_approvals,
         }
@@ -409,9 +417,14 @@ pub fn run(sh: &Shell, args: RolloutArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        RolloutCommand::Approve { stage, plan, state } => {
+        RolloutCommand::Approve {
+            stage,
+            comment,
+            plan,
+            state,
+        } => {
             let (_, plan) = plan.load()?;
-            run::approve(&state.files(), &plan, &stage)
+            run::approve(&state.files(), &plan, &stage, comment.as_deref())
         }
         RolloutCommand::Report(args) => crate::monitoring::weekly_report::run(args),
         RolloutCommand::Judge(args) => super::offline::judge::run(args),

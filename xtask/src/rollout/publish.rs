@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::{
-    plan::step::{GaTag, HelmPush, ImagePush},
+    plan::step::{GaTag, HelmPush, ImagePush, Step},
     targets::Outcome,
 };
 use crate::oci::{image_in_registry, push_chart, push_image_to, PushOptions};
@@ -16,6 +16,14 @@ use crate::oci::{image_in_registry, push_chart, push_image_to, PushOptions};
 /// Names the container image to push, as an OCI archive or image layout folder
 /// (`podman save --format oci-archive`, `docker buildx build --output type=oci`).
 pub const IMAGE_ARCHIVE_ENV: &str = "AKIDB_IMAGE_ARCHIVE";
+
+/// Whether `step` publishes (a tag and release, a chart, an image): what needs credentials.
+pub fn publishes(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::GaTag(_) | Step::HelmPush(_) | Step::ImagePush(_)
+    )
+}
 
 /// Why a step was skipped when the run does not publish.
 fn not_publishing(what: String) -> Outcome {

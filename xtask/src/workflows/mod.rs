@@ -1,7 +1,9 @@
 //! `cargo xtask workflows`: the GitHub workflows generated from the project's own models (today
-//! `rollout.yml`, from the rollout plan), their staleness check, and actionlint over every
-//! workflow in `.github/workflows/`.
+//! `rollout.yml`, from the rollout plan), their staleness check, actionlint over every
+//! workflow in `.github/workflows/`, and `workflows run`, which executes one under act.
 
+pub mod act;
+pub mod credentials;
 pub mod model;
 pub mod rollout;
 
@@ -16,6 +18,8 @@ use crate::{project, tools};
 /// Flags of `cargo xtask workflows`.
 #[derive(Debug, clap::Args)]
 pub struct WorkflowsArgs {
+    #[command(subcommand)]
+    command: Option<WorkflowsCommand>,
     /// Fail, with a diff, when a committed workflow differs from what its source generates.
     #[arg(long)]
     check: bool,
@@ -30,8 +34,19 @@ pub struct WorkflowsArgs {
     dir: Option<PathBuf>,
 }
 
+/// Subcommands of `cargo xtask workflows`.
+#[derive(Debug, clap::Subcommand)]
+enum WorkflowsCommand {
+    /// Execute a workflow on this machine under act (host mode, the stand-ins of
+    /// .github/stand-ins for the actions of github.com); prints `<job>: succeeded|failed|skipped`.
+    Run(act::RunArgs),
+}
+
 /// Runs `cargo xtask workflows`.
 pub fn run(sh: &Shell, args: &WorkflowsArgs) -> anyhow::Result<()> {
+    if let Some(WorkflowsCommand::Run(run)) = &args.command {
+        return act::run(sh, run);
+    }
     let root = project::root();
     let plan = args
         .plan
@@ -67,8 +82,22 @@ pub fn ci(sh: &Shell) -> anyhow::Result<()> {
 /// The rollout workflow the plan at `plan` generates.
 fn generate_rollout(plan: &Path) -> anyhow::Result<String> {
     let loaded = crate::rollout::load::load(plan)?;
-    rollout::render(&loaded)
-        .with_context(|| format!("generating a workflow from {}", plan.display()))
+    let text = rollout::render(&loaded)
+        .with_context(|| format!("generating a workflow from {}", plan.display()))?;
+    // The generator splits and refuses by construction; reading its output back proves it.
+    let uses = credentials::latest_uses(&loaded, &text).map_err(anyhow::Error::msg)?;
+    if let Some(late) = uses
+        .iter()
+        .find(|u| u.minutes > rollout::CREDENTIAL_LIMIT_MINUTES)
+    {
+        anyhow::bail!(
+            "generated job {} would use a credential in `{}` {} minutes after its start",
+            late.job,
+            late.step,
+            late.minutes
+        );
+    }
+    Ok(text)
 }
 
 fn write_if_changed(file: &Path, generated: &str) -> anyhow::Result<()> {

@@ -13,7 +13,10 @@ use indexmap::IndexMap;
 use super::model::{
     pairs, Concurrency, Input, InputKind, Job, On, Step, Workflow, WorkflowDispatch,
 };
-use crate::rollout::plan::{step::Step as PlanStep, Plan, Stage};
+use crate::rollout::{
+    plan::{step::Step as PlanStep, Plan, Stage},
+    publish,
+};
 
 /// The generated file's name in `.github/workflows/`.
 pub const FILE_NAME: &str = "rollout.yml";
@@ -24,6 +27,9 @@ const HOSTED_LIMIT_MINUTES: u32 = 360;
 const SELF_HOSTED_LIMIT_MINUTES: u32 = 5 * 24 * 60;
 /// Building xtask, the approval's bookkeeping and the uploads, on top of the stage's holds.
 const MARGIN_MINUTES: u32 = 60;
+/// Longest a job holds before it uses a GitHub token or registry credentials: the job's token
+/// lives 24 hours at most, so its release steps start within 20 hours of the job's start.
+pub const CREDENTIAL_LIMIT_MINUTES: u32 = 20 * 60;
 
 /// Why the plan cannot become a workflow.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +38,19 @@ pub enum GenerateError {
     #[error("stage id `{0}` cannot be a GitHub job id (letters, digits, `-` and `_`, not starting with a digit or `-`)")]
     JobId(String),
     /// The stage holds longer than any runner runs a job.
-    #[error("stage `{stage}` holds {minutes} minutes at the plan's time scale; a GitHub job runs at most {SELF_HOSTED_LIMIT_MINUTES} (self-hosted runners): split the stage")]
+    #[error("stage `{stage}` holds {minutes} minutes in one job at the plan's time scale; a GitHub job runs at most {SELF_HOSTED_LIMIT_MINUTES} (5 days, self-hosted runners): split the stage into stages that each hold less")]
     TooLong {
         /// The stage's id.
         stage: String,
         /// Its holds.
+        minutes: u32,
+    },
+    /// A job that publishes would hold longer than its credentials live.
+    #[error("stage `{stage}` holds {minutes} minutes from its first release step (ga_tag, helm_push, image_push) to its end at the plan's time scale; a job's token lives 24 hours, and its release steps must start within {CREDENTIAL_LIMIT_MINUTES} minutes of the job's start: move the holds before the release steps, or the release steps into a stage of their own")]
+    CredentialOutlived {
+        /// The stage's id.
+        stage: String,
+        /// The holds of the job that would publish.
         minutes: u32,
     },
     /// The plan has no stage to dispatch.
@@ -57,11 +71,14 @@ const HEADER: &str = "\
 # plan and run `cargo xtask workflows`; CI fails while this file is stale
 # (`cargo xtask workflows --check`).
 #
-# The GA rollout on Kubernetes, one job per stage. A stage with an environment waits for that
+# The GA rollout, one job per stage (`target: kubernetes`, the default), or its rehearsal on the
+# runner (`target: local`, with `time_scale`). A stage with an environment waits for that
 # environment's required reviewers (Settings > Environments): their approval is the stage's
 # approval. Dispatch with `stage` = where to start; to continue a rollout, also give
 # `state_from_run`, the id of the run that finished the stage before it. Each environment holds
-# the KUBECONFIG secret of its cluster.
+# the KUBECONFIG secret of its cluster and the AKIDB_* variables (docs/RUNBOOK.md, GitHub section).
+# A stage that holds longer than a token lives before its release steps runs as two jobs: the
+# second, `<stage>-publish`, starts with fresh credentials.
 ";
 
 /// The workflow for `plan`.
@@ -85,6 +102,26 @@ pub fn workflow(plan: &Plan) -> Result<Workflow, GenerateError> {
         },
     );
     inputs.insert(
+        "target".to_owned(),
+        Input {
+            description: "Where the rollout acts: the cluster of each stage's environment, or a rehearsal on the runner (nginx, Prometheus and both services)".to_owned(),
+            required: true,
+            kind: InputKind::Choice,
+            options: vec!["kubernetes".to_owned(), "local".to_owned()],
+            default: Some("kubernetes".to_owned()),
+        },
+    );
+    inputs.insert(
+        "time_scale".to_owned(),
+        Input {
+            description: "Local target only: scale the plan's holds, e.g. 0.0001 for the six weeks in minutes".to_owned(),
+            required: false,
+            kind: InputKind::String,
+            options: Vec::new(),
+            default: None,
+        },
+    );
+    inputs.insert(
         "state_from_run".to_owned(),
         Input {
             description: "When starting after the first stage: the id of the run whose state to continue (the run that finished the stage before it)".to_owned(),
@@ -96,9 +133,19 @@ pub fn workflow(plan: &Plan) -> Result<Workflow, GenerateError> {
     );
     let mut jobs = IndexMap::new();
     for (index, stage) in stages.iter().enumerate() {
-        let previous = index.checked_sub(1).map(|at| &stages[at]);
         let later = &stages[index + 1..];
-        jobs.insert(stage.id.clone(), job(plan, stage, previous, later)?);
+        let mut previous = match index.checked_sub(1) {
+            Some(at) => Previous::Stage(&stages[at]),
+            None => Previous::None,
+        };
+        for part in parts(plan, stage) {
+            let id = job_id(stage, part);
+            if jobs.contains_key(&id) || stages.iter().any(|s| s.id == id && s.id != stage.id) {
+                return Err(GenerateError::JobId(id));
+            }
+            jobs.insert(id, job(plan, stage, part, previous, later)?);
+            previous = Previous::Part(stage, part);
+        }
     }
     Ok(Workflow {
         name: format!("rollout ({})", plan.name),
@@ -106,11 +153,11 @@ pub fn workflow(plan: &Plan) -> Result<Workflow, GenerateError> {
             workflow_dispatch: WorkflowDispatch { inputs },
         },
         // Tags and the release (ga_tag), packages (image_push, helm_push), artifacts of earlier
-        // runs (state_from_run).
+        // runs (state_from_run), and the dispatch of release.yml on the GA tag (ga_tag).
         permissions: pairs(&[
             ("contents", "write"),
             ("packages", "write"),
-            ("actions", "read"),
+            ("actions", "write"),
         ]),
         concurrency: Some(Concurrency {
             group: "rollout".to_owned(),
@@ -128,20 +175,124 @@ fn valid_job_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn artifact(stage: &Stage) -> String {
-    format!("rollout-state-{}", stage.id)
+/// The part of a stage one job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Every step.
+    Whole,
+    /// The steps before the first release step (the runner's `--stop-before-publish`).
+    BeforePublish,
+    /// The rest, from the first release step: a fresh job, so fresh credentials.
+    Publish,
 }
+
+/// The jobs of `stage`: one, or two when its holds before the first release step outlast a
+/// credential ([`CREDENTIAL_LIMIT_MINUTES`]).
+pub fn parts(plan: &Plan, stage: &Stage) -> Vec<Part> {
+    match first_publish(stage) {
+        Some(first) if minutes(plan, &stage.steps[..first]) > CREDENTIAL_LIMIT_MINUTES => {
+            vec![Part::BeforePublish, Part::Publish]
+        }
+        _ => vec![Part::Whole],
+    }
+}
+
+/// The index of the stage's first release step.
+pub fn first_publish(stage: &Stage) -> Option<usize> {
+    stage.steps.iter().position(publish::publishes)
+}
+
+/// The plan steps a part runs.
+pub fn steps_of(stage: &Stage, part: Part) -> &[PlanStep] {
+    let first = first_publish(stage).unwrap_or(stage.steps.len());
+    match part {
+        Part::Whole => &stage.steps,
+        Part::BeforePublish => &stage.steps[..first],
+        Part::Publish => &stage.steps[first..],
+    }
+}
+
+/// The scaled holds of `steps`, in whole minutes.
+fn minutes(plan: &Plan, steps: &[PlanStep]) -> u32 {
+    let hold: std::time::Duration = steps.iter().map(PlanStep::hold).sum();
+    u32::try_from(plan.scaled(hold).as_secs().div_ceil(60)).unwrap_or(u32::MAX)
+}
+
+/// The job id of a stage's part.
+pub fn job_id(stage: &Stage, part: Part) -> String {
+    match part {
+        Part::Publish => format!("{}-publish", stage.id),
+        _ => stage.id.clone(),
+    }
+}
+
+/// The artifact a stage's part leaves its state in.
+fn artifact(stage: &Stage, part: Part) -> String {
+    match part {
+        Part::BeforePublish => format!("rollout-state-{}-before-publish", stage.id),
+        _ => format!("rollout-state-{}", stage.id),
+    }
+}
+
+/// The job that finishes `stage` (the one later stages need).
+fn last_job(plan: &Plan, stage: &Stage) -> String {
+    let parts = parts(plan, stage);
+    job_id(stage, *parts.last().unwrap_or(&Part::Whole))
+}
+
+/// The job before this one: in the same stage, or the last of the stage before.
+#[derive(Clone, Copy)]
+enum Previous<'a> {
+    /// The first job of the first stage.
+    None,
+    /// The last job of the stage before (this run's, or `state_from_run`'s).
+    Stage(&'a Stage),
+    /// The part before, in the same stage and run.
+    Part(&'a Stage, Part),
+}
+
+/// GitHub variables every stage job on a cluster needs (the kubernetes target's option of
+/// the same name falls back to it).
+pub const REQUIRED_VARIABLES: [&str; 3] = [
+    "AKIDB_PROMETHEUS_URL",
+    "AKIDB_CANARY_URL",
+    "AKIDB_LEGACY_URL",
+];
+
+/// GitHub variables a stage job passes on when set (the target's defaults apply otherwise).
+pub const OPTIONAL_VARIABLES: [&str; 9] = [
+    "AKIDB_KUBE_CONTEXT",
+    "AKIDB_KUBE_NAMESPACE",
+    "AKIDB_CANARY_INGRESS",
+    "AKIDB_CANARY_DEPLOYMENT",
+    "AKIDB_LEGACY_DEPLOYMENT",
+    "AKIDB_LEGACY_SELECTOR",
+    "AKIDB_CANARY_JOB",
+    "AKIDB_STABLE_JOB",
+    "AKIDB_ROLLOUT_TIMEOUT",
+];
 
 fn job(
     plan: &Plan,
     stage: &Stage,
-    previous: Option<&Stage>,
+    part: Part,
+    previous: Previous<'_>,
     later: &[Stage],
 ) -> Result<Job, GenerateError> {
-    let mut needs = stage.needs.clone();
-    if let Some(previous) = previous {
-        if !needs.contains(&previous.id) {
-            needs.push(previous.id.clone());
+    let mut needs: Vec<String> = stage
+        .needs
+        .iter()
+        .filter_map(|need| plan.stages().iter().find(|s| &s.id == need))
+        .map(|need| last_job(plan, need))
+        .collect();
+    let previous_job = match previous {
+        Previous::None => None,
+        Previous::Stage(before) => Some(last_job(plan, before)),
+        Previous::Part(same, part) => Some(job_id(same, part)),
+    };
+    if let Some(previous) = &previous_job {
+        if !needs.contains(previous) {
+            needs.push(previous.clone());
         }
     }
     // Skipped needs would skip this job too; `!cancelled() && !failure()` lets it run after
@@ -150,10 +301,17 @@ fn job(
     for stage in later {
         condition.push_str(&format!(" && inputs.stage != '{}'", stage.id));
     }
-    let hold = plan.scaled(stage.hold());
-    let hold_minutes = u32::try_from(hold.as_secs().div_ceil(60)).unwrap_or(u32::MAX);
+    let runs = steps_of(stage, part);
+    let hold_minutes = minutes(plan, runs);
     if hold_minutes > SELF_HOSTED_LIMIT_MINUTES {
         return Err(GenerateError::TooLong {
+            stage: stage.id.clone(),
+            minutes: hold_minutes,
+        });
+    }
+    let publishes = runs.iter().any(publish::publishes);
+    if publishes && hold_minutes > CREDENTIAL_LIMIT_MINUTES {
+        return Err(GenerateError::CredentialOutlived {
             stage: stage.id.clone(),
             minutes: hold_minutes,
         });
@@ -168,19 +326,38 @@ fn job(
         "self-hosted"
     };
     let mut env = IndexMap::new();
+    env.insert(
+        "TARGET".to_owned(),
+        "${{ inputs.target || 'kubernetes' }}".to_owned(),
+    );
+    env.insert(
+        "TIME_SCALE".to_owned(),
+        "${{ inputs.time_scale }}".to_owned(),
+    );
     if let Some(environment) = &stage.environment {
         // GitHub starts this job only once the environment's reviewers approved it.
         env.insert("AKIDB_ROLLOUT_APPROVED".to_owned(), environment.clone());
     }
-    env.insert("GITHUB_TOKEN".to_owned(), "${{ github.token }}".to_owned());
     // The webhooks of `notify` steps and rollbacks: one secret, a JSON map of channel to URL.
     let webhooks = crate::rollout::notify::WEBHOOKS_MAP;
     env.insert(
         webhooks.to_owned(),
         format!("${{{{ secrets.{webhooks} }}}}"),
     );
+    for name in REQUIRED_VARIABLES.iter().chain(&OPTIONAL_VARIABLES) {
+        env.insert((*name).to_owned(), format!("${{{{ vars.{name} }}}}"));
+    }
 
     let mut steps = vec![
+        Step::run(
+            "Inputs",
+            "if [ -n \"$TIME_SCALE\" ] && [ \"$TARGET\" != local ]; then\n  \
+             echo \"::error::time_scale speeds up the local target only (target is $TARGET)\"\n  \
+             exit 1\nfi\n",
+        ),
+        Step::run("Cluster settings", &settings_check(stage))
+            .when("env.TARGET == 'kubernetes'")
+            .with_env(&[("KUBECONFIG_CONTENT", "${{ secrets.KUBECONFIG }}")]),
         Step::uses("Check out", "actions/checkout@v6", &[]),
         Step::uses("Rust", "dtolnay/rust-toolchain@stable", &[]),
         Step::uses(
@@ -197,106 +374,138 @@ fn job(
         // Only the state handed over below counts, never one a cache or an old run left.
         Step::run("No stale state", "rm -rf target/rollout\n"),
     ];
-    if let Some(previous) = previous {
-        let name = artifact(previous);
-        let id = &previous.id;
-        steps.push(
-            Step::uses(
-                &format!("State after {id} (this run)"),
-                "actions/download-artifact@v7",
-                &[("name", &name), ("path", "target/rollout")],
-            )
-            .when(&format!("needs.{id}.result == 'success'")),
-        );
-        steps.push(
-            Step::run(
-                "A continued rollout names its earlier run",
-                &format!(
-                    "echo \"::error::starting at {} needs state_from_run: the id of the run that finished {id}\"\nexit 1\n",
-                    stage.id
-                ),
-            )
-            .when(&format!(
-                "needs.{id}.result == 'skipped' && inputs.state_from_run == ''"
-            )),
-        );
-        steps.push(
-            Step::uses(
-                &format!("State after {id} (run ${{{{ inputs.state_from_run }}}})"),
+    match previous {
+        Previous::None => {}
+        Previous::Part(same, before) => {
+            steps.push(Step::uses(
+                &format!("State after {}", job_id(same, before)),
                 "actions/download-artifact@v7",
                 &[
-                    ("name", &name),
+                    ("name", &artifact(same, before)),
                     ("path", "target/rollout"),
-                    ("run-id", "${{ inputs.state_from_run }}"),
-                    ("github-token", "${{ github.token }}"),
                 ],
-            )
-            .when(&format!("needs.{id}.result == 'skipped'")),
-        );
+            ));
+        }
+        Previous::Stage(before) => {
+            let name = artifact(before, Part::Whole);
+            let id = &before.id;
+            let job = last_job(plan, before);
+            steps.push(
+                Step::uses(
+                    &format!("State after {id} (this run)"),
+                    "actions/download-artifact@v7",
+                    &[("name", &name), ("path", "target/rollout")],
+                )
+                .when(&format!("needs.{job}.result == 'success'")),
+            );
+            steps.push(
+                Step::run(
+                    "A continued rollout names its earlier run",
+                    &format!(
+                        "echo \"::error::starting at {} needs state_from_run: the id of the run that finished {id}\"\nexit 1\n",
+                        stage.id
+                    ),
+                )
+                .when(&format!(
+                    "needs.{job}.result == 'skipped' && inputs.state_from_run == ''"
+                )),
+            );
+            steps.push(
+                Step::uses(
+                    &format!("State after {id} (run ${{{{ inputs.state_from_run }}}})"),
+                    "actions/download-artifact@v7",
+                    &[
+                        ("name", &name),
+                        ("path", "target/rollout"),
+                        ("run-id", "${{ inputs.state_from_run }}"),
+                        ("github-token", "${{ github.token }}"),
+                    ],
+                )
+                .when(&format!("needs.{job}.result == 'skipped'")),
+            );
+        }
     }
     steps.push(
         Step::run(
             "Cluster credentials",
             "mkdir -p ~/.kube\nprintf '%s' \"$KUBECONFIG_CONTENT\" > ~/.kube/config\nchmod 600 ~/.kube/config\n",
         )
+        .when("env.TARGET == 'kubernetes'")
         .with_env(&[("KUBECONFIG_CONTENT", "${{ secrets.KUBECONFIG }}")]),
     );
     let id = &stage.id;
-    // A stage that tags, pushes the chart or pushes the image publishes for real: registry
-    // credentials from the workflow's token, and the image built here as an OCI archive.
-    let publishes = stage.steps.iter().any(|s| {
-        matches!(
-            s,
-            PlanStep::GaTag(_) | PlanStep::HelmPush(_) | PlanStep::ImagePush(_)
-        )
-    });
-    if stage
-        .steps
-        .iter()
-        .any(|s| matches!(s, PlanStep::ImagePush(_)))
-    {
-        steps.push(Step::uses("Buildx", "docker/setup-buildx-action@v4", &[]));
-        steps.push(Step::run(
-            "Image as an OCI archive",
-            "docker buildx build -f service/Dockerfile --output type=oci,dest=target/image.oci.tar .\n",
-        ));
-        env.insert(
-            "AKIDB_IMAGE_ARCHIVE".to_owned(),
-            "target/image.oci.tar".to_owned(),
+    // A job that tags, pushes the chart or pushes the image publishes for real on a cluster:
+    // registry credentials from the workflow's token (fresh: the job's holds are shorter than
+    // the token's life), and the image built here as an OCI archive.
+    let mut run_env: Vec<(&str, &str)> = Vec::new();
+    if runs.iter().any(|s| matches!(s, PlanStep::ImagePush(_))) {
+        steps.push(
+            Step::uses("Buildx", "docker/setup-buildx-action@v4", &[])
+                .when("env.TARGET == 'kubernetes'"),
         );
+        steps.push(
+            Step::run(
+                "Image as an OCI archive",
+                "docker buildx build -f service/Dockerfile --output type=oci,dest=target/image.oci.tar .\n",
+            )
+            .when("env.TARGET == 'kubernetes'"),
+        );
+        run_env.push(("AKIDB_IMAGE_ARCHIVE", "target/image.oci.tar"));
     }
     if publishes {
-        env.insert(
-            "AKIDB_REGISTRY_USERNAME".to_owned(),
-            "${{ github.actor }}".to_owned(),
-        );
-        env.insert(
-            "AKIDB_REGISTRY_PASSWORD".to_owned(),
-            "${{ github.token }}".to_owned(),
-        );
-        env.insert(
-            "GITHUB_REPOSITORY".to_owned(),
-            "${{ github.repository }}".to_owned(),
-        );
+        run_env.extend([
+            ("GITHUB_TOKEN", "${{ github.token }}"),
+            ("AKIDB_REGISTRY_USERNAME", "${{ github.actor }}"),
+            ("AKIDB_REGISTRY_PASSWORD", "${{ github.token }}"),
+            ("GITHUB_REPOSITORY", "${{ github.repository }}"),
+        ]);
     }
-    let publish = if publishes { " --publish" } else { "" };
-    steps.push(Step::run(
-        &format!("Run stage {id}"),
-        &format!(
-            "# A run continues from the state it was given; the first stage starts one.\n\
-             if [ -f target/rollout/state.json ]; then verb=resume; else verb=run; fi\n\
-             cargo xtask rollout \"$verb\" --target kubernetes --stage {id} --non-interactive{publish}\n"
-        ),
-    ));
-    steps.push(Step::run(
-        &format!("Stage {id} finished"),
-        &format!(
+    let mode = match part {
+        Part::BeforePublish => "set -- \"$@\" --stop-before-publish\n",
+        _ if publishes => {
+            "# The release steps publish from a cluster rollout only; a local one rehearses them.\n\
+             if [ \"$TARGET\" = kubernetes ]; then set -- \"$@\" --publish; fi\n"
+        }
+        _ => "",
+    };
+    steps.push(
+        Step::run(
+            &format!("Run {}", job_id(stage, part)),
+            &format!(
+                "# A run continues from the state it was given; the first stage starts one.\n\
+                 if [ -f target/rollout/state.json ]; then verb=resume; else verb=run; fi\n\
+                 # Variables the environment does not set arrive empty: the defaults apply.\n\
+                 for name in $(env | sed -n 's/^\\(AKIDB_[A-Z_]*\\)=$/\\1/p'); do unset \"$name\"; done\n\
+                 set -- --target \"$TARGET\" --stage {id} --non-interactive\n\
+                 if [ -n \"$TIME_SCALE\" ]; then set -- \"$@\" --time-scale \"$TIME_SCALE\"; fi\n\
+                 {mode}\
+                 cargo xtask rollout \"$verb\" \"$@\"\n"
+            ),
+        )
+        .with_env(&run_env),
+    );
+    let check = match part {
+        Part::BeforePublish => {
+            let upto = first_publish(stage).unwrap_or(stage.steps.len());
+            format!(
+                "# The runner pauses before the release steps: every step before them must be done.\n\
+                 jq -e --arg stage {id} --argjson upto {upto} \\\n  \
+                 '[range(0; $upto)] - (.stages[$stage].done // []) == []' target/rollout/state.json >/dev/null \\\n  \
+                 || {{ echo \"::error::stage {id} did not get to its release steps: $(jq -c .status target/rollout/state.json)\"; exit 1; }}\n"
+            )
+        }
+        _ => format!(
             "# The runner also stops without an error when a stage pauses: only a finished stage\n\
              # lets the next job start.\n\
              jq -e --arg stage {id} '.stages[$stage].finished == true' target/rollout/state.json >/dev/null \\\n  \
              || {{ echo \"::error::stage {id} did not finish: $(jq -c .status target/rollout/state.json)\"; exit 1; }}\n"
         ),
-    ));
+    };
+    let finished = match part {
+        Part::BeforePublish => format!("Stage {id} reached its release steps"),
+        _ => format!("Stage {id} finished"),
+    };
+    steps.push(Step::run(&finished, &check));
     steps.push(
         Step::run(
             "Report",
@@ -309,7 +518,7 @@ fn job(
             "Keep the state",
             "actions/upload-artifact@v6",
             &[
-                ("name", &artifact(stage)),
+                ("name", &artifact(stage, part)),
                 ("path", "target/rollout"),
                 ("if-no-files-found", "ignore"),
                 ("retention-days", "90"),
@@ -317,8 +526,12 @@ fn job(
         )
         .when("always()"),
     );
+    let name = match part {
+        Part::Publish => format!("{id}: {} (release steps)", stage.name),
+        _ => format!("{id}: {}", stage.name),
+    };
     Ok(Job {
-        name: format!("{id}: {}", stage.name),
+        name,
         needs,
         condition: Some(format!("${{{{ {condition} }}}}")),
         runs_on: runs_on.to_owned(),
@@ -327,6 +540,29 @@ fn job(
         env,
         steps,
     })
+}
+
+/// The script that fails a cluster job within seconds, before it changes anything, when its
+/// environment lacks a setting, naming every missing one.
+fn settings_check(stage: &Stage) -> String {
+    let mut script = String::from(
+        "missing=()\n[ -n \"$KUBECONFIG_CONTENT\" ] || missing+=(\"secret KUBECONFIG\")\n",
+    );
+    for name in REQUIRED_VARIABLES {
+        script.push_str(&format!(
+            "[ -n \"${name}\" ] || missing+=(\"variable {name}\")\n"
+        ));
+    }
+    let environment = stage
+        .environment
+        .as_deref()
+        .map_or("the repository".to_owned(), |e| format!("environment {e}"));
+    script.push_str(&format!(
+        "if [ ${{#missing[@]}} -gt 0 ]; then\n  \
+         echo \"::error::{environment} lacks: ${{missing[*]}} (docs/RUNBOOK.md, GitHub section)\"\n  \
+         exit 1\nfi\n"
+    ));
+    script
 }
 
 #[cfg(test)]
@@ -406,7 +642,7 @@ stages:
             .filter_map(|s| s.run.as_deref())
             .find(|r| r.contains("cargo xtask rollout"));
         assert!(
-            run.is_some_and(|r| r.contains("--target kubernetes --stage ramp --non-interactive")),
+            run.is_some_and(|r| r.contains("--target \"$TARGET\" --stage ramp --non-interactive")),
             "{run:?}"
         );
     }
@@ -435,6 +671,105 @@ stages:
 
     fn workflow_of(text: &str) -> Result<Workflow, GenerateError> {
         workflow(&plan(text))
+    }
+
+    fn script<'a>(job: &'a Job, needle: &str) -> &'a Step {
+        job.steps
+            .iter()
+            .find(|s| s.run.as_deref().is_some_and(|r| r.contains(needle)))
+            .unwrap_or_else(|| panic!("{} has no step running {needle}", job.name))
+    }
+
+    #[test]
+    fn a_stage_that_publishes_after_long_holds_gets_a_fresh_job_for_its_release_steps() {
+        let text = TWO_STAGES.replace(
+            "      - slo_check: { window: 10h, min_requests: 1000 }\n",
+            "      - slo_check: { window: 10h, min_requests: 1000 }\n      - soak: { duration: 11h }\n      - ga_tag: { tag: v9.9.9 }\n",
+        );
+        let workflow = workflow_of(&text).expect("generates");
+        let ids: Vec<&String> = workflow.jobs.keys().collect();
+        assert_eq!(ids, ["prep", "ramp", "ramp-publish"]);
+        let holds = &workflow.jobs["ramp"];
+        let run = script(holds, "cargo xtask rollout");
+        assert!(run
+            .run
+            .as_deref()
+            .is_some_and(|r| r.contains("--stop-before-publish")));
+        assert!(
+            run.env.is_empty(),
+            "no credential for 21 h of holds: {:?}",
+            run.env
+        );
+        let release = &workflow.jobs["ramp-publish"];
+        assert_eq!(release.needs, ["prep", "ramp"]);
+        assert_eq!(release.environment.as_deref(), Some("canary"));
+        assert_eq!(
+            release.timeout_minutes, 60,
+            "no holds left, only the margin"
+        );
+        let run = script(release, "cargo xtask rollout");
+        assert_eq!(run.env["GITHUB_TOKEN"], "${{ github.token }}");
+        assert!(run.run.as_deref().is_some_and(|r| r.contains("--publish")));
+        let download = release
+            .steps
+            .iter()
+            .find(|s| s.uses.as_deref() == Some("actions/download-artifact@v7"));
+        assert_eq!(
+            download.map(|s| s.with["name"].as_str()),
+            Some("rollout-state-ramp-before-publish")
+        );
+        // A short stage publishes in its own job.
+        let short = TWO_STAGES.replace("10h", "1h").replace(
+            "      - slo_check: { window: 1h, min_requests: 1000 }\n",
+            "      - slo_check: { window: 1h, min_requests: 1000 }\n      - ga_tag: { tag: v9.9.9 }\n",
+        );
+        let workflow = workflow_of(&short).expect("generates");
+        assert_eq!(workflow.jobs.keys().collect::<Vec<_>>(), ["prep", "ramp"]);
+        let run = script(&workflow.jobs["ramp"], "cargo xtask rollout");
+        assert_eq!(run.env["GITHUB_TOKEN"], "${{ github.token }}");
+    }
+
+    #[test]
+    fn long_holds_after_a_release_step_are_refused() {
+        let text = TWO_STAGES
+            .replace(
+                "      - canary: { weight: 100 }\n",
+                "      - canary: { weight: 100 }\n      - ga_tag: { tag: v9.9.9 }\n",
+            )
+            .replace("soak: { duration: 10h }", "soak: { duration: 21h }");
+        let error = workflow_of(&text).err().map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("stage `ramp`") && e.contains("release steps")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_job_checks_its_settings_first_and_time_scale_is_for_the_local_target() {
+        let workflow = workflow_of(TWO_STAGES).expect("generates");
+        let inputs = &workflow.on.workflow_dispatch.inputs;
+        assert_eq!(inputs["target"].options, ["kubernetes", "local"]);
+        assert_eq!(inputs["target"].default.as_deref(), Some("kubernetes"));
+        let ramp = &workflow.jobs["ramp"];
+        assert_eq!(ramp.steps[0].name.as_deref(), Some("Inputs"));
+        assert!(ramp.steps[0]
+            .run
+            .as_deref()
+            .is_some_and(|r| r.contains("[ \"$TARGET\" != local ]")));
+        let settings = &ramp.steps[1];
+        assert_eq!(
+            settings.condition.as_deref(),
+            Some("env.TARGET == 'kubernetes'")
+        );
+        let check = settings.run.as_deref().unwrap_or("");
+        for name in REQUIRED_VARIABLES {
+            assert!(check.contains(&format!("variable {name}")), "{check}");
+            assert_eq!(ramp.env[name], format!("${{{{ vars.{name} }}}}"));
+        }
+        assert!(check.contains("secret KUBECONFIG"), "{check}");
+        assert!(check.contains("environment canary lacks"), "{check}");
     }
 
     #[test]

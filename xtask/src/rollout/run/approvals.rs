@@ -56,6 +56,7 @@ impl Runner<'_> {
                 actor: self.audit.actor().to_string(),
                 via: via.to_string(),
                 time: audit::now(),
+                comment: None,
             },
         );
         self.save(state)?;
@@ -74,8 +75,27 @@ impl Runner<'_> {
     }
 }
 
-/// Records an approval for `stage` in an existing run (`cargo xtask rollout approve`).
-pub fn approve(files: &RunFiles, plan: &Plan, stage: &str) -> anyhow::Result<()> {
+/// Who approves at this machine: the git user (`user.name`), else the login.
+fn approver() -> String {
+    std::process::Command::new("git")
+        .args(["config", "user.name"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(actor)
+}
+
+/// Records an approval for `stage` in an existing run (`cargo xtask rollout approve`), with who
+/// approved and what they said.
+pub fn approve(
+    files: &RunFiles,
+    plan: &Plan,
+    stage: &str,
+    comment: Option<&str>,
+) -> anyhow::Result<()> {
     let _lock = RunLock::acquire(&files.dir)?;
     let Some(found) = plan.stages().iter().find(|s| s.id == stage) else {
         bail!("the plan has no stage {stage}");
@@ -86,23 +106,27 @@ pub fn approve(files: &RunFiles, plan: &Plan, stage: &str) -> anyhow::Result<()>
             files.dir.display()
         );
     };
-    let audit = AuditLog::new(files.audit(), actor());
+    let who = approver();
+    let audit = AuditLog::new(files.audit(), who.clone());
+    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     state.approvals.insert(
         stage.to_string(),
         Approval {
-            actor: actor(),
+            actor: who,
             via: "approve command".into(),
             time: audit::now(),
+            comment: comment.map(str::to_string),
         },
     );
     state.save(&files.state())?;
+    let environment = found.environment.as_deref().unwrap_or("(none)");
     audit.record(
         stage,
         "approve",
         "approved",
-        &format!(
-            "environment {}",
-            found.environment.as_deref().unwrap_or("(none)")
-        ),
+        &match comment {
+            Some(comment) => format!("environment {environment}: {comment}"),
+            None => format!("environment {environment}"),
+        },
     )
 }

@@ -576,3 +576,97 @@ fn a_lost_state_file_of_an_unfinished_run_is_not_a_fresh_start() {
     );
     assert_eq!(target.calls(), 0);
 }
+
+/// `--stop-before-publish` pauses a stage at its first release step, leaving every step before
+/// it done; the resume (the rollout workflow's next job, with fresh credentials) runs only the
+/// rest and finishes the stage.
+#[test]
+fn a_run_stopped_before_publishing_resumes_at_its_release_steps() {
+    let text = PLAN.replace(
+        "      - mlx_teardown: {deployment: akidb-mlx, grace_period: 1s}\n",
+        "      - ga_tag: {tag: v9.9.9}\n      - mlx_teardown: {deployment: akidb-mlx, grace_period: 1s}\n",
+    );
+    let f = fixture(&text);
+    let options = |stop_before_publish| RunOptions {
+        approve: vec!["all".into()],
+        non_interactive: true,
+        stop_before_publish,
+        ..RunOptions::default()
+    };
+    let mut target = FakeTarget::new();
+    let status = Runner::new(
+        &f.plan,
+        &mut target,
+        f.files.clone(),
+        options(true),
+        PathBuf::from("/nonexistent"),
+    )
+    .run(&f.plan_path)
+    .unwrap();
+    match &status {
+        RunStatus::Paused { reason } => assert!(reason.contains("before ga_tag#2"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let state = RunState::load(&f.files.state()).unwrap().unwrap();
+    assert_eq!(state.stages["ga"].done, [0, 1]);
+    assert!(!state.stages["ga"].finished);
+    let mut target = FakeTarget::new();
+    let status = Runner::new(
+        &f.plan,
+        &mut target,
+        f.files.clone(),
+        options(false),
+        PathBuf::from("/nonexistent"),
+    )
+    .resume(&f.plan_path)
+    .unwrap();
+    assert_eq!(status, RunStatus::Completed);
+    let state = RunState::load(&f.files.state()).unwrap().unwrap();
+    assert_eq!(state.stages["ga"].done, [0, 1, 2, 3]);
+}
+
+/// `rollout approve STAGE --comment TEXT` records who approved and why; a resume then goes
+/// through that stage's approval and stops at the next one.
+#[test]
+fn an_approval_by_command_records_who_and_why_and_lets_the_stage_run() {
+    let f = fixture(PLAN);
+    paused_run(&f);
+    super::approve(&f.files, &f.plan, "canary", Some("dashboards green")).unwrap();
+    let state = RunState::load(&f.files.state()).unwrap().unwrap();
+    let approval = &state.approvals["canary"];
+    assert_eq!(approval.via, "approve command");
+    assert_eq!(approval.comment.as_deref(), Some("dashboards green"));
+    assert!(!approval.actor.is_empty());
+    let entries = AuditLog::new(f.files.audit(), "test".into())
+        .read()
+        .unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(
+        (last.stage.as_str(), last.step.as_str()),
+        ("canary", "approve")
+    );
+    assert!(last.detail.contains("dashboards green"), "{}", last.detail);
+    assert_eq!(last.actor, approval.actor);
+    let error = super::approve(&f.files, &f.plan, "nope", None).unwrap_err();
+    assert!(error.to_string().contains("no stage nope"), "{error}");
+    let mut target = FakeTarget::new();
+    let options = RunOptions {
+        non_interactive: true,
+        ..RunOptions::default()
+    };
+    let status = Runner::new(
+        &f.plan,
+        &mut target,
+        f.files.clone(),
+        options,
+        PathBuf::from("/nonexistent"),
+    )
+    .resume(&f.plan_path)
+    .unwrap();
+    match status {
+        RunStatus::Paused { reason } => assert!(reason.contains("stage ga waits"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let state = RunState::load(&f.files.state()).unwrap().unwrap();
+    assert!(state.stages["canary"].finished);
+}

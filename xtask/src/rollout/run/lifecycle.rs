@@ -226,6 +226,13 @@ impl Runner<'_> {
                 continue;
             }
             let label = format!("{}#{index}", step.kind());
+            if self.options.stop_before_publish && publish::publishes(step) {
+                return Ok(StageEnd::Paused(format!(
+                    "stage {} stopped before {label} as asked: a new job publishes with fresh \
+                     credentials (resume with --publish)",
+                    stage.id
+                )));
+            }
             self.audit.record(&stage.id, &label, "started", "")?;
             self.observe(Event::Step {
                 stage: stage.id.clone(),

@@ -82,6 +82,9 @@ pub struct RunOptions {
     pub non_interactive: bool,
     /// Run the release steps (`ga_tag`, `helm_push`, `image_push`) for real; skipped otherwise.
     pub publish: bool,
+    /// Pause before a stage's first release step, for a fresh job to publish with fresh
+    /// credentials (`--stop-before-publish`).
+    pub stop_before_publish: bool,
     /// Longest a gate waits for traffic when its window holds too few requests to judge
     /// (`--sample-wait`); zero judges at once.
     pub sample_wait: Duration,

@@ -43,6 +43,9 @@ pub struct Approval {
     pub via: String,
     /// When (RFC 3339).
     pub time: String,
+    /// What the approver said (`approve --comment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// The verdict of one gate.

@@ -37,7 +37,7 @@ stages:
     steps:
       - canary: {{weight: 10}}
       - soak: {{duration: {soak}}}
-      - slo_check: {{window: 1h, min_requests: 100}}
+      - slo_check: {{window: {soak}, min_requests: 100}}
   - id: fifty
     name: Fifty
     needs: [ten]

@@ -1,0 +1,299 @@
+//! `cargo xtask workflows run`: a workflow of `.github/workflows/` executed on this machine under
+//! act (nektos/act) in host mode: every `runs-on` label runs on this machine, no Docker; the
+//! actions that would come from github.com are replaced by the stand-ins in
+//! `.github/stand-ins/`; artifacts move between jobs through the run's store in
+//! `target/workflows/runs/<run>/artifacts/`. Nothing leaves the machine.
+
+pub mod results;
+pub mod source;
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::Context;
+use xshell::{cmd, Shell};
+
+use self::{
+    results::{JobResult, LogLine, Results},
+    source::WorkflowSource,
+};
+use crate::{project, tools};
+
+/// Options of `cargo xtask workflows run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The workflow's file name in .github/workflows, without `.yml` (rollout, release, ci).
+    workflow: String,
+    /// The event that starts it [default: workflow_dispatch when the workflow has it, else its
+    /// first event]
+    #[arg(long, value_name = "EVENT")]
+    event: Option<String>,
+    /// The event's git ref, e.g. refs/tags/v2.0.0 [default: the checked-out branch]
+    #[arg(long = "ref", value_name = "REF")]
+    git_ref: Option<String>,
+    /// A `workflow_dispatch` input (repeatable).
+    #[arg(long = "input", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    inputs: Vec<(String, String)>,
+    /// A repository or environment variable, `vars.KEY` (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    vars: Vec<(String, String)>,
+    /// A secret, `secrets.KEY` (repeatable; GITHUB_TOKEN has a stand-in value already).
+    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    secrets: Vec<(String, String)>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+/// Where the stand-ins live, relative to the workspace.
+pub const STAND_INS: &str = ".github/stand-ins";
+
+/// The runs' folders (artifacts, event, act's log), relative to the workspace.
+pub const RUNS: &str = "target/workflows/runs";
+
+/// How a run ended, job by job.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The run's id (its folder in [`RUNS`]).
+    pub run_id: u64,
+    /// Every job of the workflow, in the file's order.
+    pub jobs: Vec<(String, JobResult)>,
+    /// Whether act itself exited 0.
+    pub act_succeeded: bool,
+}
+
+/// Runs `cargo xtask workflows run`: prints `<job>: succeeded|failed|skipped` per job and fails
+/// when a job failed.
+pub fn run(sh: &Shell, args: &RunArgs) -> anyhow::Result<()> {
+    let outcome = execute(sh, args)?;
+    println!("\nworkflow {} (run {}):", args.workflow, outcome.run_id);
+    for (job, result) in &outcome.jobs {
+        println!("{job}: {}", result.label());
+    }
+    let failed: Vec<&str> = outcome
+        .jobs
+        .iter()
+        .filter(|(_, r)| *r == JobResult::Failed)
+        .map(|(job, _)| job.as_str())
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} failed (act's log: {}/{}/act.jsonl)",
+        failed.join(", "),
+        RUNS,
+        outcome.run_id
+    );
+    anyhow::ensure!(
+        outcome.act_succeeded,
+        "act failed before any job failed (act's log: {}/{}/act.jsonl)",
+        RUNS,
+        outcome.run_id
+    );
+    Ok(())
+}
+
+/// Every action of the workflow mapped to its stand-in folder; an action without one is an
+/// error, since act would fetch it from github.com.
+fn stand_ins(root: &Path, source: &WorkflowSource) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for action in &source.actions {
+        let name = action.split_once('@').map_or(action.as_str(), |(n, _)| n);
+        let dir = root.join(STAND_INS).join(name);
+        if dir.join("action.yml").is_file() {
+            found.push((action.clone(), dir));
+        } else {
+            missing.push(action.as_str());
+        }
+    }
+    anyhow::ensure!(
+        missing.is_empty(),
+        "no stand-in in {STAND_INS}/ for {}: act would fetch it from github.com; add a \
+         composite action that does its job here",
+        missing.join(", ")
+    );
+    Ok(found)
+}
+
+/// The event's payload (`act -e`).
+fn event_payload(event: &str, git_ref: &str, inputs: &[(String, String)]) -> serde_json::Value {
+    let inputs: serde_json::Map<String, serde_json::Value> = inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    match event {
+        "workflow_dispatch" => serde_json::json!({ "ref": git_ref, "inputs": inputs }),
+        _ => serde_json::json!({ "ref": git_ref }),
+    }
+}
+
+/// Runs the workflow under act and gathers each job's result.
+pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
+    let root = project::root();
+    let dir = root.join(".github").join("workflows");
+    let file = dir.join(format!("{}.yml", args.workflow));
+    anyhow::ensure!(
+        file.is_file(),
+        "no workflow {} (the workflows are the .yml files of {})",
+        file.display(),
+        dir.display()
+    );
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let source = WorkflowSource::parse(&text).with_context(|| file.display().to_string())?;
+    let event = match &args.event {
+        Some(event) => event.clone(),
+        None if source.events.iter().any(|e| e == "workflow_dispatch") => {
+            "workflow_dispatch".to_owned()
+        }
+        None => source
+            .events
+            .first()
+            .cloned()
+            .with_context(|| format!("{} has no `on:` events", file.display()))?,
+    };
+    anyhow::ensure!(
+        source.events.contains(&event),
+        "{} does not run on {event} (it runs on {})",
+        file.display(),
+        source.events.join(", ")
+    );
+    anyhow::ensure!(
+        args.inputs.is_empty() || event == "workflow_dispatch",
+        "--input goes with the workflow_dispatch event"
+    );
+    source.check_inputs(&args.inputs)?;
+    let stand_ins = stand_ins(&root, &source)?;
+    let git_ref = match &args.git_ref {
+        Some(r) => r.clone(),
+        None => {
+            let branch = cmd!(sh, "git rev-parse --abbrev-ref HEAD").quiet().read()?;
+            format!("refs/heads/{}", branch.trim())
+        }
+    };
+    let act = tools::act(sh)?;
+
+    // Unique per run on this machine, and a number, as GitHub's run ids are.
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default();
+    let run_dir = root.join(RUNS).join(run_id.to_string());
+    let artifacts = run_dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts)
+        .with_context(|| format!("creating {}", artifacts.display()))?;
+    let event_file = run_dir.join("event.json");
+    std::fs::write(
+        &event_file,
+        serde_json::to_vec_pretty(&event_payload(&event, &git_ref, &args.inputs))?,
+    )?;
+
+    let mut command = Command::new(&act);
+    command
+        .current_dir(&root)
+        .arg(&event)
+        .arg("--workflows")
+        .arg(&file)
+        .arg("--eventpath")
+        .arg(&event_file)
+        .args(["--json", "--no-skip-checkout", "--actor", &actor()])
+        .args(["--secret", "GITHUB_TOKEN=stand-in-token"]);
+    for label in &source.labels {
+        command.args(["--platform", &format!("{label}=-self-hosted")]);
+    }
+    for (action, dir) in &stand_ins {
+        command
+            .arg("--local-repository")
+            .arg(format!("{action}={}", dir.display()));
+    }
+    let env = [
+        ("AKIDB_STAND_IN_WORKSPACE", root.display().to_string()),
+        ("AKIDB_STAND_IN_ARTIFACTS", artifacts.display().to_string()),
+        ("GITHUB_RUN_ID", run_id.to_string()),
+    ];
+    for (key, value) in env {
+        command.arg("--env").arg(format!("{key}={value}"));
+    }
+    for (key, value) in &args.inputs {
+        command.arg("--input").arg(format!("{key}={value}"));
+    }
+    for (key, value) in &args.vars {
+        command.arg("--var").arg(format!("{key}={value}"));
+    }
+    for (key, value) in &args.secrets {
+        command.arg("--secret").arg(format!("{key}={value}"));
+    }
+    println!(
+        "xtask: running {} on {event} ({git_ref}) under act, run {run_id}",
+        file.display()
+    );
+    let (results, act_succeeded) = stream(command, &run_dir.join("act.jsonl"))?;
+    Ok(RunOutcome {
+        run_id,
+        jobs: results.of(&source.jobs),
+        act_succeeded,
+    })
+}
+
+/// Who the run is by: the git user, else the login.
+fn actor() -> String {
+    Command::new("git")
+        .args(["config", "user.name"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".to_owned())
+}
+
+/// Runs act, echoing its log as `[job] message`, keeping the JSON in `log`.
+fn stream(mut command: Command, log: &Path) -> anyhow::Result<(Results, bool)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {:?}", command.get_program()))?;
+    let stderr = child.stderr.take().context("act's stderr")?;
+    // act warns that it found no Docker; host mode needs none.
+    let errors = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !line.contains("valid docker connection") {
+                eprintln!("act: {line}");
+            }
+        }
+    });
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut results = Results::default();
+    let stdout = child.stdout.take().context("act's stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading act's output")?;
+        writeln!(file, "{line}")?;
+        match LogLine::parse(&line) {
+            Some(entry) => {
+                results.observe(&entry);
+                let job = entry.job_id.as_deref().unwrap_or("act");
+                // A step's script is its name: its first line says enough.
+                let msg = entry.msg.lines().next().unwrap_or_default().trim_end();
+                // act says where each stand-in came from, twice per job and action.
+                if !msg.is_empty() && !msg.starts_with("LocalRepositoryCache") {
+                    println!("[{job}] {msg}");
+                }
+            }
+            None => println!("{line}"),
+        }
+    }
+    let status = child.wait().context("waiting for act")?;
+    let _ = errors.join();
+    Ok((results, status.success()))
+}

@@ -1,0 +1,182 @@
+//! `cargo xtask workflows run`: the workflows of `.github/workflows/` executed here under act,
+//! as a user runs them. The refusals take seconds; the whole rollout on the local target takes
+//! minutes, so it is ignored by `cargo test` (run it with `--ignored`, as `rollout_local`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Instant,
+};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// act runs one workflow at a time here: its host-mode folders are per job, not per run.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn workflows_run(args: &[&str]) -> Output {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["workflows", "run"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("AKIDB_ROLLOUT_MAX_RATE", "50")
+        .env("AKIDB_EMBED_BIN", root().join("target/debug/akidb-embed"))
+        .output()
+        .expect("xtask runs");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    println!(
+        "workflows run {args:?}: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    out
+}
+
+/// The `<job>: <result>` lines of the summary, in order.
+fn results(out: &Output) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text.rsplit_once("\nworkflow ").map_or("", |(_, s)| s);
+    summary
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(": "))
+        .map(|(job, result)| (job.to_owned(), result.to_owned()))
+        .collect()
+}
+
+fn run_dir(out: &Output) -> PathBuf {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text
+        .rsplit_once("(run ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(id, _)| id.to_owned())
+        .expect("the summary names the run");
+    root().join("target/workflows/runs").join(id)
+}
+
+#[test]
+fn time_scale_on_a_cluster_fails_the_first_job_and_skips_the_rest() {
+    let out = workflows_run(&["rollout", "--input", "time_scale=0.5"]);
+    assert!(!out.status.success());
+    let results = results(&out);
+    assert_eq!(
+        results.first().map(|(j, r)| (j.as_str(), r.as_str())),
+        Some(("week-1", "failed")),
+        "{results:?}"
+    );
+    assert!(results.len() >= 6, "{results:?}");
+    assert!(
+        results[1..].iter().all(|(_, r)| r == "skipped"),
+        "{results:?}"
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("time_scale speeds up the local target only"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_cluster_job_without_its_settings_fails_naming_every_missing_one() {
+    let out = workflows_run(&[
+        "rollout",
+        "--input",
+        "target=kubernetes",
+        "--var",
+        "AKIDB_CANARY_URL=http://127.0.0.1:1",
+    ]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "lacks: secret KUBECONFIG variable AKIDB_PROMETHEUS_URL variable AKIDB_LEGACY_URL"
+        ),
+        "{said}"
+    );
+    // It failed before the checkout: nothing was built or changed.
+    assert!(!said.contains("checkout (stand-in)"), "{said}");
+    assert_eq!(results(&out)[0], ("week-1".to_owned(), "failed".to_owned()));
+}
+
+#[test]
+fn unknown_inputs_and_workflows_are_refused_before_act_runs() {
+    let out = workflows_run(&["rollout", "--input", "targett=local"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--input targett: the workflow has no such input"),
+        "{said}"
+    );
+    let out = workflows_run(&["rollout", "--input", "target=moon"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not one of kubernetes, local"));
+    let out = workflows_run(&["no-such-workflow"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no workflow"));
+}
+
+#[test]
+#[ignore = "minutes long: the seven stage jobs on the local target; run with --ignored"]
+fn the_rollout_runs_its_stage_jobs_in_order_on_the_local_target_each_from_the_last_state() {
+    let out = workflows_run(&[
+        "rollout",
+        "--input",
+        "target=local",
+        "--input",
+        "time_scale=0.0001",
+    ]);
+    assert!(out.status.success(), "the run failed: see its output above");
+    let results = results(&out);
+    let expected = [
+        "week-1",
+        "week-2",
+        "week-3",
+        "week-4",
+        "week-5",
+        "week-5-publish",
+        "week-6",
+    ];
+    let got: Vec<(&str, &str)> = results
+        .iter()
+        .map(|(j, r)| (j.as_str(), r.as_str()))
+        .collect();
+    let want: Vec<(&str, &str)> = expected.iter().map(|j| (*j, "succeeded")).collect();
+    assert_eq!(got, want);
+    // The last job's artifact: every stage finished, one run started and continued by each
+    // later job, from the state the job before uploaded, no step run twice.
+    let state_dir = run_dir(&out).join("artifacts/rollout-state-week-6");
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(state_dir.join("state.json")).expect("state.json"),
+    )
+    .expect("JSON");
+    for stage in ["week-1", "week-2", "week-3", "week-4", "week-5", "week-6"] {
+        assert_eq!(state["stages"][stage]["finished"], true, "{stage}: {state}");
+    }
+    assert_eq!(state["weight"], 100);
+    let audit: Vec<Value> = std::fs::read_to_string(state_dir.join("audit.jsonl"))
+        .expect("audit.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let count = |step: &str, result: &str| {
+        audit
+            .iter()
+            .filter(|e| e["step"] == step && e["result"] == result)
+            .count()
+    };
+    assert_eq!(count("run", "started"), 1);
+    assert_eq!(count("resume", "started"), expected.len() - 1);
+    let mut seen = std::collections::HashSet::new();
+    for entry in &audit {
+        if entry["result"] == "ok" && entry["stage"] != "" && entry["step"] != "stage" {
+            let key = format!("{}/{}", entry["stage"], entry["step"]);
+            assert!(seen.insert(key.clone()), "{key} ran twice");
+        }
+    }
+}
