@@ -16,7 +16,8 @@ use serde_json::json;
 
 const NS: &str = "production";
 
-/// Runs xtask with a kubeconfig whose only context is the fake, and a home without one.
+/// Runs xtask with a kubeconfig whose only context is the fake, a home without one, and the
+/// optional settings set but empty.
 fn xtask(fake: &FakeApiServer, dir: &Path, args: &[&str]) -> Output {
     let kubeconfig = dir.join("kubeconfig");
     let config = format!(
@@ -33,6 +34,11 @@ fn xtask(fake: &FakeApiServer, dir: &Path, args: &[&str]) -> Output {
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env("AKIDB_ROLLOUT_DIR", dir.join("rollout"))
         .env("RUST_BACKTRACE", "0")
+        // As a GitHub job exports repository variables nobody set: empty. They must leave the
+        // flags' defaults in force (an empty duration would not even parse).
+        .env("AKIDB_ROLLOUT_TIMEOUT", "")
+        .env("AKIDB_KUBE_NAMESPACE", "")
+        .env("AKIDB_CANARY_JOB", "")
         .output()
     {
         Ok(output) => output,
