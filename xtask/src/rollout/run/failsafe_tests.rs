@@ -14,11 +14,10 @@ use super::{
     audit::{AuditEntry, AuditLog},
     fake_target::FakeTarget,
     lock::RunLock,
-    retry::RetryPolicy,
     state::{RunState, RunStatus},
-    RunFiles, RunOptions, Runner,
+    test_support::{fixture, runner, runner_waiting, Fixture},
+    RunOptions, Runner,
 };
-use crate::rollout::{load, plan::Plan};
 
 /// Three stages: staging (load test, parity, notify), a 10% canary behind an approval, then
 /// 100% and the legacy service's retirement. Holds are milliseconds at this time scale.
@@ -58,63 +57,6 @@ stages:
       - slo_check: {window: 10s, min_requests: 100}
       - mlx_teardown: {deployment: akidb-mlx, grace_period: 1s}
 "##;
-
-/// A run's folder with its plan.
-struct Fixture {
-    _dir: tempfile::TempDir,
-    plan_path: PathBuf,
-    plan: Plan,
-    files: RunFiles,
-}
-
-fn fixture(text: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let plan_path = dir.path().join("plan.yaml");
-    std::fs::write(&plan_path, text).unwrap();
-    let plan = load::parse(text, &plan_path).unwrap_or_else(|e| panic!("{e}"));
-    let files = RunFiles {
-        dir: dir.path().join("run"),
-    };
-    Fixture {
-        _dir: dir,
-        plan_path,
-        plan,
-        files,
-    }
-}
-
-/// Quick retries: the tests prove the bound, not the waiting.
-const QUICK: RetryPolicy = RetryPolicy {
-    attempts: 3,
-    first_delay: Duration::from_millis(1),
-    max_delay: Duration::from_millis(2),
-};
-
-fn runner<'a>(f: &'a Fixture, target: &'a mut FakeTarget) -> Runner<'a> {
-    runner_waiting(f, target, Duration::ZERO)
-}
-
-/// As [`runner`], with gates that may wait `sample_wait` for traffic.
-fn runner_waiting<'a>(
-    f: &'a Fixture,
-    target: &'a mut FakeTarget,
-    sample_wait: Duration,
-) -> Runner<'a> {
-    let options = RunOptions {
-        approve: vec!["all".into()],
-        non_interactive: true,
-        sample_wait,
-        ..RunOptions::default()
-    };
-    Runner::new(
-        &f.plan,
-        target,
-        f.files.clone(),
-        options,
-        PathBuf::from("/nonexistent"),
-    )
-    .with_retry(QUICK)
-}
 
 fn run(f: &Fixture, target: &mut FakeTarget) -> anyhow::Result<RunStatus> {
     runner(f, target).run(&f.plan_path)

@@ -36,6 +36,8 @@ mod fake_target;
 #[cfg(test)]
 mod notify_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod trigger_tests;
 
 use std::{

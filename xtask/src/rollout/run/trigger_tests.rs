@@ -5,18 +5,15 @@
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use super::{
     audit::AuditLog,
     fake_target::{FakeTarget, Fault},
-    retry::RetryPolicy,
     state::{RunState, RunStatus},
-    RunFiles, RunOptions, Runner,
+    test_support::{fixture, runner, Fixture},
 };
-use crate::rollout::{load, plan::Plan};
 
 /// The plan's own triggers (rollout/plan.yaml), at the drill's time scale, over two stages:
 /// 10% then 50%, each soaking long enough (36 s) for any trigger to fire first.
@@ -53,54 +50,10 @@ stages:
 
 /// The rollback triggers of rollout/plan.yaml, as written there.
 fn plan_triggers() -> String {
-    let text = std::fs::read_to_string(crate::project::root().join("rollout/plan.yaml"))
-        .expect("rollout/plan.yaml");
+    let text = std::fs::read_to_string(crate::project::plan_path()).expect("rollout/plan.yaml");
     let start = text.find("\nrollback:\n").expect("a rollback section") + "\nrollback:\n".len();
     let end = text[start..].find("\nstages:").expect("stages after it") + start;
     text[start..end].to_string()
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    plan_path: PathBuf,
-    plan: Plan,
-    files: RunFiles,
-}
-
-fn fixture(text: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let plan_path = dir.path().join("plan.yaml");
-    std::fs::write(&plan_path, text).unwrap();
-    let plan = load::parse(text, &plan_path).unwrap_or_else(|e| panic!("{e}"));
-    let files = RunFiles {
-        dir: dir.path().join("run"),
-    };
-    Fixture {
-        _dir: dir,
-        plan_path,
-        plan,
-        files,
-    }
-}
-
-fn runner<'a>(f: &'a Fixture, target: &'a mut FakeTarget) -> Runner<'a> {
-    let options = RunOptions {
-        approve: vec!["all".into()],
-        non_interactive: true,
-        ..RunOptions::default()
-    };
-    Runner::new(
-        &f.plan,
-        target,
-        f.files.clone(),
-        options,
-        PathBuf::from("/nonexistent"),
-    )
-    .with_retry(RetryPolicy {
-        attempts: 2,
-        first_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(2),
-    })
 }
 
 fn state(f: &Fixture) -> RunState {
