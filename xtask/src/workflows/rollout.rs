@@ -684,7 +684,7 @@ stages:
     fn a_stage_that_publishes_after_long_holds_gets_a_fresh_job_for_its_release_steps() {
         let text = TWO_STAGES.replace(
             "      - slo_check: { window: 10h, min_requests: 1000 }\n",
-            "      - slo_check: { window: 10h, min_requests: 1000 }\n      - soak: { duration: 11h }\n      - ga_tag: { tag: v9.9.9 }\n",
+            "      - slo_check: { window: 10h, min_requests: 1000 }\n      - soak: { duration: 11h }\n      - ga_tag: { tag: v2.0.0 }\n",
         );
         let workflow = workflow_of(&text).expect("generates");
         let ids: Vec<&String> = workflow.jobs.keys().collect();
@@ -721,7 +721,7 @@ stages:
         // A short stage publishes in its own job.
         let short = TWO_STAGES.replace("10h", "1h").replace(
             "      - slo_check: { window: 1h, min_requests: 1000 }\n",
-            "      - slo_check: { window: 1h, min_requests: 1000 }\n      - ga_tag: { tag: v9.9.9 }\n",
+            "      - slo_check: { window: 1h, min_requests: 1000 }\n      - ga_tag: { tag: v2.0.0 }\n",
         );
         let workflow = workflow_of(&short).expect("generates");
         assert_eq!(workflow.jobs.keys().collect::<Vec<_>>(), ["prep", "ramp"]);
@@ -734,7 +734,7 @@ stages:
         let text = TWO_STAGES
             .replace(
                 "      - canary: { weight: 100 }\n",
-                "      - canary: { weight: 100 }\n      - ga_tag: { tag: v9.9.9 }\n",
+                "      - canary: { weight: 100 }\n      - slo_check: { window: 1m, min_requests: 10 }\n      - ga_tag: { tag: v2.0.0 }\n",
             )
             .replace("soak: { duration: 10h }", "soak: { duration: 21h }");
         let error = workflow_of(&text).err().map(|e| e.to_string());

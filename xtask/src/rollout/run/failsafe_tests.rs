@@ -526,7 +526,7 @@ fn a_lost_state_file_of_an_unfinished_run_is_not_a_fresh_start() {
 fn a_run_stopped_before_publishing_resumes_at_its_release_steps() {
     let text = PLAN.replace(
         "      - mlx_teardown: {deployment: akidb-mlx, grace_period: 1s}\n",
-        "      - ga_tag: {tag: v9.9.9}\n      - mlx_teardown: {deployment: akidb-mlx, grace_period: 1s}\n",
+        "      - ga_tag: {tag: v2.0.0}\n      - mlx_teardown: {deployment: akidb-mlx, grace_period: 1s}\n",
     );
     let f = fixture(&text);
     let options = |stop_before_publish| RunOptions {
