@@ -2,18 +2,13 @@
 //! a slow baseline passes, a canary whose tail doubled rolls back though every absolute SLO
 //! holds, and a comparison without samples pauses the run; the report shows each comparison.
 
-use std::path::PathBuf;
-
 use super::{
     fake_target::FakeTarget,
     report,
     state::{RunState, RunStatus},
-    RunFiles, RunOptions, Runner,
+    test_support::{fixture, runner},
 };
-use crate::rollout::{
-    judge::{Latencies, SideSample},
-    load,
-};
+use crate::rollout::judge::{Latencies, SideSample};
 
 const PLAN: &str = r##"
 name: compare
@@ -59,34 +54,17 @@ fn spread(n: usize, lo: f64, scale: f64) -> SideSample {
 }
 
 fn run_with(samples: Option<(SideSample, SideSample)>) -> (RunStatus, RunState, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let plan_path = dir.path().join("plan.yaml");
-    std::fs::write(&plan_path, PLAN).expect("plan written");
-    let plan = load::parse(PLAN, &plan_path).unwrap_or_else(|e| panic!("{e}"));
-    let files = RunFiles {
-        dir: dir.path().join("run"),
-    };
+    let f = fixture(PLAN);
     let mut target = FakeTarget::new();
     target.samples = samples;
-    let options = RunOptions {
-        approve: vec!["all".into()],
-        non_interactive: true,
-        ..RunOptions::default()
-    };
-    let status = Runner::new(
-        &plan,
-        &mut target,
-        files.clone(),
-        options,
-        PathBuf::from("/nonexistent"),
-    )
-    .run(&plan_path)
-    .expect("the run ends");
-    let state = RunState::load(&files.state())
+    let status = runner(&f, &mut target)
+        .run(&f.plan_path)
+        .expect("the run ends");
+    let state = RunState::load(&f.files.state())
         .expect("readable")
         .expect("a state file");
-    report::write(&files.dir, &plan, &state).expect("report written");
-    let md = std::fs::read_to_string(files.dir.join("report.md")).expect("report");
+    report::write(&f.files.dir, &f.plan, &state).expect("report written");
+    let md = std::fs::read_to_string(f.files.dir.join("report.md")).expect("report");
     (status, state, md)
 }
 

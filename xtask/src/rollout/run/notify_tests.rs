@@ -1,10 +1,12 @@
 //! A webhook that is down never stops a run or a rollback: the notify step and the rollback's
 //! message are reported as failed in the audit log and the state, and the run goes on.
 
-use std::path::PathBuf;
-
-use super::{audit::AuditLog, fake_target::FakeTarget, *};
-use crate::rollout::load;
+use super::{
+    audit::AuditLog,
+    fake_target::FakeTarget,
+    test_support::{fixture, runner},
+    *,
+};
 
 const PLAN: &str = r##"
 name: notify
@@ -41,32 +43,15 @@ fn a_webhook_that_is_down_is_reported_and_blocks_neither_the_run_nor_its_rollbac
         "AKIDB_NOTIFY_WEBHOOK_NOTIFY_DOWN",
         format!("http://127.0.0.1:{port}/hook"),
     );
-    let dir = tempfile::tempdir().expect("a folder");
-    let plan_path = dir.path().join("plan.yaml");
-    std::fs::write(&plan_path, PLAN).expect("written");
-    let plan = load::parse(PLAN, &plan_path).unwrap_or_else(|e| panic!("{e}"));
-    let files = RunFiles {
-        dir: dir.path().join("run"),
-    };
+    let f = fixture(PLAN);
     let mut target = FakeTarget::new();
     // Half the canary's requests fail at the front door: the slo_check fails, the run rolls back.
     target.door = Some((1000, 500));
-    let options = RunOptions {
-        approve: vec!["all".into()],
-        non_interactive: true,
-        ..RunOptions::default()
-    };
-    let status = Runner::new(
-        &plan,
-        &mut target,
-        files.clone(),
-        options,
-        PathBuf::from("/nonexistent"),
-    )
-    .run(&plan_path)
-    .expect("the run ends");
+    let status = runner(&f, &mut target)
+        .run(&f.plan_path)
+        .expect("the run ends");
     assert!(matches!(status, RunStatus::RolledBack { .. }), "{status:?}");
-    let state = RunState::load(&files.state())
+    let state = RunState::load(&f.files.state())
         .expect("readable")
         .expect("a state");
     let notify = &state.stages["staging"].gates[0];
@@ -79,7 +64,7 @@ fn a_webhook_that_is_down_is_reported_and_blocks_neither_the_run_nor_its_rollbac
         "{}",
         notify.detail
     );
-    let audit = AuditLog::new(files.audit(), "t".into())
+    let audit = AuditLog::new(f.files.audit(), "t".into())
         .read()
         .expect("audit");
     let told: Vec<_> = audit
