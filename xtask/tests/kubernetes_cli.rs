@@ -16,9 +16,8 @@ use serde_json::json;
 
 const NS: &str = "production";
 
-/// Runs xtask with a kubeconfig whose only context is the fake, a home without one, and the
-/// optional settings set but empty.
-fn xtask(fake: &FakeApiServer, dir: &Path, args: &[&str]) -> Output {
+/// A kubeconfig in `dir` whose only context is the fake.
+fn kubeconfig(fake: &FakeApiServer, dir: &Path) -> std::path::PathBuf {
     let kubeconfig = dir.join("kubeconfig");
     let config = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
@@ -27,11 +26,20 @@ fn xtask(fake: &FakeApiServer, dir: &Path, args: &[&str]) -> Output {
         fake.url()
     );
     std::fs::write(&kubeconfig, config).expect("kubeconfig");
+    kubeconfig
+}
+
+/// Runs xtask with a kubeconfig whose only context is the fake, a home without one, and the
+/// optional settings set but empty.
+fn xtask(fake: &FakeApiServer, dir: &Path, args: &[&str]) -> Output {
+    let kubeconfig = kubeconfig(fake, dir);
     match Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .env("KUBECONFIG", &kubeconfig)
         .env("HOME", dir)
         .env_remove("KUBERNETES_SERVICE_HOST")
+        // Inside a GitHub job the runner would take approvals from GitHub only.
+        .env_remove("GITHUB_ACTIONS")
         .env("AKIDB_ROLLOUT_DIR", dir.join("rollout"))
         .env("RUST_BACKTRACE", "0")
         // As a GitHub job exports repository variables nobody set: empty. They must leave the
@@ -226,4 +234,68 @@ fn the_plans_local_drill_never_applies_to_a_cluster() {
         .object(NS, "deployments", "akidb-candle")
         .expect("deployment");
     assert_eq!(deployment["spec"]["replicas"], 1, "nothing ran unapproved");
+}
+
+/// The prompt a person at a terminal answers: `y` approves (recorded as `prompt`, with who) and
+/// the stage runs; anything else leaves the run paused with nothing changed. Stdin is a
+/// pseudo-terminal, as an operator's shell gives.
+#[test]
+fn the_approval_prompt_on_a_terminal_approves_on_y_and_pauses_otherwise() {
+    use std::{io::Write, process::Stdio};
+
+    for (answer, approved) in [("y\n", true), ("no\n", false)] {
+        let fake = cluster();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plan = dir.path().join("plan.yaml");
+        std::fs::write(
+            &plan,
+            "name: prompted\nstages:\n  - id: prepare\n    name: Pre-scale\n    environment: \
+             production\n    steps:\n      - scale:\n          deployment: akidb-candle\n          \
+             replicas: 3\n",
+        )
+        .expect("plan");
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        let mut master = std::fs::File::from(pty.master);
+        // The line waits in the terminal until the prompt reads it.
+        master
+            .write_all(answer.as_bytes())
+            .expect("type the answer");
+        let plan = plan.display().to_string();
+        let kubeconfig = kubeconfig(&fake, dir.path());
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["rollout", "run", "--target", "kubernetes", "--plan", &plan])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .env("AKIDB_ROLLOUT_DIR", dir.path().join("rollout"))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("GITHUB_ACTIONS")
+            .stdin(Stdio::from(pty.slave))
+            .output()
+            .expect("run xtask");
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains("Approve stage prepare (environment `production`)? [y/N]"),
+            "{stdout}"
+        );
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("rollout/state.json")).expect("state"),
+        )
+        .expect("state json");
+        let replicas = fake
+            .object(NS, "deployments", "akidb-candle")
+            .expect("deployment")["spec"]["replicas"]
+            .clone();
+        if approved {
+            assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+            assert_eq!(state["approvals"]["prepare"]["via"], "prompt");
+            assert!(state["approvals"]["prepare"]["actor"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty()));
+            assert_eq!(replicas, 3);
+        } else {
+            assert_eq!(output.status.code(), Some(3), "{stdout}");
+            assert_eq!(state["approvals"], json!({}));
+            assert_eq!(replicas, 1, "nothing ran unapproved");
+        }
+    }
 }

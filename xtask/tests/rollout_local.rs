@@ -33,6 +33,8 @@ fn xtask(state_dir: &Path, args: &[&str]) -> Command {
         .arg("--state-dir")
         .arg(state_dir)
         .env("NO_COLOR", "1")
+        // Inside a GitHub job the runner would take approvals from GitHub only.
+        .env_remove("GITHUB_ACTIONS")
         .env(
             "AKIDB_EMBED_BIN",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/akidb-embed"),
@@ -97,6 +99,7 @@ fn the_readme_first_command_drills_the_whole_plan_in_minutes_and_draws_its_repor
         .args(command.split_whitespace().skip(2))
         .env("AKIDB_ROLLOUT_DIR", &dir)
         .env("NO_COLOR", "1")
+        .env_remove("GITHUB_ACTIONS")
         .env(
             "AKIDB_EMBED_BIN",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/akidb-embed"),

@@ -2,7 +2,6 @@
 //! the smoke of the cargo-dist archives the release workflow publishes.
 
 pub mod git;
-pub mod github;
 pub mod smoke;
 pub mod tag;
 
@@ -43,7 +42,7 @@ struct TagArgs {
     #[arg(long)]
     dry_run: bool,
     /// GitHub's REST API.
-    #[arg(long, value_name = "URL", env = "GITHUB_API_URL", default_value = github::DEFAULT_API_URL)]
+    #[arg(long, value_name = "URL", env = "GITHUB_API_URL", default_value = crate::github::DEFAULT_API_URL)]
     api_url: String,
     /// owner/name on GitHub.
     #[arg(long, value_name = "OWNER/NAME", env = "GITHUB_REPOSITORY")]

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use xshell::Shell;
 
 use super::git::{self, GitError, Repo};
-use super::github::{GitHubError, NewRelease, Outcome, Releases, Repository, DEFAULT_API_URL};
+use crate::github::{
+    releases::{NewRelease, Outcome, Releases},
+    GitHubError, Repository, DEFAULT_API_URL,
+};
 
 /// Why the action failed.
 #[derive(Debug, thiserror::Error)]

@@ -164,8 +164,8 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn options(&self, settings: &drill::Settings) -> RunOptions {
-        RunOptions {
+    fn options(&self, settings: &drill::Settings) -> anyhow::Result<RunOptions> {
+        Ok(RunOptions {
             approve: self.approve.clone(),
             inject_fault: self.inject_fault.clone(),
             stage: self.stage.clone(),
@@ -175,7 +175,14 @@ impl RunArgs {
             stop_before_publish: self.stop_before_publish,
             sample_wait: std::time::Duration::from_secs(self.sample_wait),
             drill_approvals: settings.drill_approvals,
-        }
+            // The drill (local target only) approves on its own even inside a GitHub job: it
+            // touches no production system. Any other run inside one takes GitHub's reviews.
+            github: if settings.drill_approvals {
+                None
+            } else {
+                crate::github::approvals::WorkflowRun::from_env()?
+            },
+        })
     }
 
     /// The run's settings: the flags given, the plan's drill for the rest (local target only).
@@ -288,7 +295,7 @@ fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
         &plan,
         target.as_mut(),
         files.clone(),
-        args.options(&settings),
+        args.options(&settings)?,
         crate::project::root(),
     )
     .with_observer(Box::new(progress));

@@ -75,9 +75,17 @@ pub fn latest_uses(plan: &Plan, workflow: &str) -> Result<Vec<CredentialUse>, St
             .enumerate()
             .rfind(|(_, step)| job_wide || holds_credential(step));
         if let Some((at, step)) = last {
-            // Steps before the stage's run start within minutes; from the run on, the holds
-            // have passed by the time the step ends.
-            let minutes = if at < run_at { 0 } else { hold };
+            // Steps before the stage's run start within minutes. The run itself reads the
+            // approvals when the stage starts and publishes last: a run that does not publish
+            // uses its token at once. After the run, the holds have passed.
+            let publishes = steps_of(stage, part)
+                .iter()
+                .any(crate::rollout::publish::publishes);
+            let minutes = if at < run_at || (at == run_at && !publishes) {
+                0
+            } else {
+                hold
+            };
             let name = step
                 .get("name")
                 .and_then(Value::as_str)

@@ -1,9 +1,11 @@
 //! `cargo xtask workflows`: the GitHub workflows generated from the project's own models (today
 //! `rollout.yml`, from the rollout plan), their staleness check, actionlint over every
-//! workflow in `.github/workflows/`, and `workflows run`, which executes one under act.
+//! workflow in `.github/workflows/`, `workflows run`, which executes one under act, and
+//! `workflows environments`, which keeps the plan's GitHub environments protected as it says.
 
 pub mod act;
 pub mod credentials;
+pub mod environments;
 pub mod model;
 pub mod rollout;
 
@@ -40,12 +42,19 @@ enum WorkflowsCommand {
     /// Execute a workflow on this machine under act (host mode, the stand-ins of
     /// .github/stand-ins for the actions of github.com); prints `<job>: succeeded|failed|skipped`.
     Run(act::RunArgs),
+    /// Compare the GitHub environments the plan's stages wait in with the repository's
+    /// (reviewers, self-review, deployment branches); `--apply` creates or updates them.
+    Environments(environments::EnvironmentsArgs),
 }
 
 /// Runs `cargo xtask workflows`.
 pub fn run(sh: &Shell, args: &WorkflowsArgs) -> anyhow::Result<()> {
-    if let Some(WorkflowsCommand::Run(run)) = &args.command {
-        return act::run(sh, run);
+    match &args.command {
+        Some(WorkflowsCommand::Run(run)) => return act::run(sh, run),
+        Some(WorkflowsCommand::Environments(environments)) => {
+            return environments::run(environments)
+        }
+        None => {}
     }
     let root = project::root();
     let plan = args

@@ -334,10 +334,6 @@ fn job(
         "TIME_SCALE".to_owned(),
         "${{ inputs.time_scale }}".to_owned(),
     );
-    if let Some(environment) = &stage.environment {
-        // GitHub starts this job only once the environment's reviewers approved it.
-        env.insert("AKIDB_ROLLOUT_APPROVED".to_owned(), environment.clone());
-    }
     // The webhooks of `notify` steps and rollbacks: one secret, a JSON map of channel to URL.
     let webhooks = crate::rollout::notify::WEBHOOKS_MAP;
     env.insert(
@@ -451,6 +447,11 @@ fn job(
             .when("env.TARGET == 'kubernetes'"),
         );
         run_env.push(("AKIDB_IMAGE_ARCHIVE", "target/image.oci.tar"));
+    }
+    if stage.environment.is_some() && !publishes {
+        // GitHub starts this job only once the environment's reviewers approved it; the runner
+        // reads who did through the API when the stage starts (a read: `actions: read`).
+        run_env.push(("GITHUB_TOKEN", "${{ github.token }}"));
     }
     if publishes {
         run_env.extend([
@@ -612,10 +613,26 @@ stages:
         let ramp = &workflow.jobs["ramp"];
         assert_eq!(ramp.needs, ["prep"]);
         assert_eq!(ramp.environment.as_deref(), Some("canary"));
-        assert_eq!(ramp.env["AKIDB_ROLLOUT_APPROVED"], "canary");
+        // Nothing exported approves: the run step gets a token to read GitHub's approvals.
+        fn run_step(job: &Job) -> &Step {
+            job.steps
+                .iter()
+                .find(|s| {
+                    s.run
+                        .as_deref()
+                        .is_some_and(|r| r.contains("cargo xtask rollout"))
+                })
+                .expect("a run step")
+        }
+        assert!(
+            ramp.env.keys().all(|k| !k.contains("APPROVED")),
+            "{:?}",
+            ramp.env
+        );
+        assert_eq!(run_step(ramp).env["GITHUB_TOKEN"], "${{ github.token }}");
         let prep = &workflow.jobs["prep"];
         assert!(prep.environment.is_none());
-        assert!(!prep.env.contains_key("AKIDB_ROLLOUT_APPROVED"));
+        assert!(!run_step(prep).env.contains_key("GITHUB_TOKEN"));
         let stage = &workflow.on.workflow_dispatch.inputs["stage"];
         assert_eq!(stage.options, ["prep", "ramp"]);
         // The state comes only from the stage before (this run or the named one), after any
@@ -695,11 +712,24 @@ stages:
             .run
             .as_deref()
             .is_some_and(|r| r.contains("--stop-before-publish")));
-        assert!(
-            run.env.is_empty(),
-            "no credential for 21 h of holds: {:?}",
+        // Only the token that reads the approvals as the stage starts; nothing that publishes
+        // after 21 h of holds, and the credential check agrees (its use is at minute 0).
+        assert_eq!(
+            run.env.keys().collect::<Vec<_>>(),
+            ["GITHUB_TOKEN"],
+            "{:?}",
             run.env
         );
+        let uses = super::super::credentials::latest_uses(
+            &plan(&text),
+            &render(&plan(&text)).expect("renders"),
+        )
+        .expect("reads back");
+        let ramp_use = uses
+            .iter()
+            .find(|u| u.job == "ramp")
+            .expect("ramp uses a token");
+        assert_eq!(ramp_use.minutes, 0, "{uses:?}");
         let release = &workflow.jobs["ramp-publish"];
         assert_eq!(release.needs, ["prep", "ramp"]);
         assert_eq!(release.environment.as_deref(), Some("canary"));

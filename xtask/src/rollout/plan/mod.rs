@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod drill;
+pub mod environment;
 pub mod rollback;
 pub mod slo;
 pub mod source_map;
@@ -16,7 +17,7 @@ pub mod step;
 pub mod units;
 pub mod windows;
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 pub use rollback::RollbackTrigger;
 pub use slo::ThresholdSpec;
@@ -34,6 +35,9 @@ pub struct Plan {
     pub max_weight: Option<Weight>,
     /// What rolls everything back.
     pub rollback: Vec<RollbackTrigger>,
+    /// The GitHub environments the stages name, as GitHub must protect them (may be empty:
+    /// then every stage with an environment needs an approval).
+    pub environments: BTreeMap<String, environment::Environment>,
     /// Plan time against wall-clock time; read it with [`Plan::time_scale`].
     pub(crate) time_scale: TimeScale,
     /// How a flagless run drills the plan on the local target, when the plan says.
@@ -51,6 +55,14 @@ impl Plan {
     /// How plan time maps to wall-clock time.
     pub fn time_scale(&self) -> TimeScale {
         self.time_scale
+    }
+
+    /// Whether a stage in `environment` waits for an approval: unless the plan declares the
+    /// environment without reviewers.
+    pub fn needs_approval(&self, environment: &str) -> bool {
+        self.environments
+            .get(environment)
+            .is_none_or(environment::Environment::needs_approval)
     }
 
     /// The same plan run at another speed (the CLI's `--time-scale`).

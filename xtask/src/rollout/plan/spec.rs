@@ -2,11 +2,12 @@
 //! (`deny_unknown_fields`), before any cross-field rule is applied. `validate` turns this into a
 //! [`Plan`](super::Plan).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::Deserialize;
 
 use super::compare::Compare;
+use super::environment::Environment;
 use super::rollback::RollbackTrigger;
 use super::slo::ThresholdSpec;
 use super::step::{Canary, GaTag, HelmPush, ImagePush, MlxTeardown, Notify, Parity, Scale, Wait};
@@ -33,6 +34,9 @@ pub struct PlanSpec {
     /// What rolls everything back.
     #[serde(default)]
     pub rollback: Vec<RollbackTrigger>,
+    /// The GitHub environments the stages name, as GitHub must protect them.
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
     /// The stages, in any order; `needs` orders them.
     pub stages: Vec<StageSpec>,
 }

@@ -612,3 +612,70 @@ fn an_approval_by_command_records_who_and_why_and_lets_the_stage_run() {
     let state = RunState::load(&f.files.state()).unwrap().unwrap();
     assert!(state.stages["canary"].finished);
 }
+
+/// Inside GitHub Actions only the run's reviews on GitHub approve a stage: `--approve all`
+/// approves nothing there. Once a reviewer approves, the stage runs, and the state and the
+/// audit log name each reviewer with their comment.
+#[test]
+fn inside_github_actions_only_githubs_reviews_approve_a_stage() {
+    use crate::github::{
+        approvals::WorkflowRun,
+        fake::{FakeGitHub, FakeReview},
+    };
+    let fake = FakeGitHub::start();
+    fake.put_environment("canary-10", &["release-managers"], true, &["main"]);
+    fake.put_environment("production", &["release-managers"], true, &["main"]);
+    let f = fixture(PLAN);
+    let options = || RunOptions {
+        approve: vec!["all".into()],
+        non_interactive: true,
+        github: Some(WorkflowRun {
+            api_url: fake.url(),
+            repository: "akidb/akidb".parse().unwrap(),
+            run_id: 77,
+            token: FakeGitHub::TOKEN.into(),
+        }),
+        ..RunOptions::default()
+    };
+    let mut target = FakeTarget::new();
+    let status = super::test_support::runner_with(&f, &mut target, options())
+        .run(&f.plan_path)
+        .unwrap();
+    match &status {
+        RunStatus::Paused { reason } => {
+            assert!(reason.contains("no approval of run 77"), "{reason}")
+        }
+        other => panic!("approved without a review: {other:?}"),
+    }
+    assert_eq!(target.weight, 0, "nothing moved before the approval");
+    fake.review(
+        77,
+        FakeReview::new("canary-10", "approved", "ana", "dashboards green"),
+    );
+    fake.review(77, FakeReview::new("production", "approved", "ben", ""));
+    let mut target = FakeTarget::new();
+    assert_eq!(
+        super::test_support::runner_with(&f, &mut target, options())
+            .resume(&f.plan_path)
+            .unwrap(),
+        RunStatus::Completed
+    );
+    let state = state(&f);
+    let approval = &state.approvals["canary"];
+    assert_eq!(approval.actor, "ana");
+    assert_eq!(approval.via, "GitHub review of run 77");
+    assert_eq!(approval.reviews.len(), 1);
+    assert_eq!(
+        approval.reviews[0].comment.as_deref(),
+        Some("dashboards green")
+    );
+    let approved: Vec<String> = audit(&f)
+        .into_iter()
+        .filter(|e| e.step == "approve" && e.result == "approved")
+        .map(|e| e.detail)
+        .collect();
+    assert!(
+        approved[0].contains("GitHub review of run 77: ana: dashboards green"),
+        "{approved:?}"
+    );
+}

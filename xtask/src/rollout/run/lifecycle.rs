@@ -211,13 +211,7 @@ impl Runner<'_> {
                 bail!("stage {} needs {need}, which has not finished", stage.id);
             }
         }
-        if !self.approved(stage, state)? {
-            let env = stage.environment.as_deref().unwrap_or_default();
-            let reason = format!(
-                "stage {} waits for approval of environment `{env}`: run `cargo xtask rollout \
-                 approve {}` (or pass --approve {}), then `cargo xtask rollout resume`",
-                stage.id, stage.id, stage.id
-            );
+        if let Some(reason) = self.approval(stage, state)? {
             self.audit.record(&stage.id, "approve", "paused", &reason)?;
             return Ok(StageEnd::Paused(reason));
         }

@@ -92,6 +92,8 @@ pub struct RunOptions {
     pub sample_wait: Duration,
     /// The plan's drill approves stages when no terminal asks (recorded as `drill`).
     pub drill_approvals: bool,
+    /// Inside GitHub Actions: the run whose approvals on GitHub are the only ones that count.
+    pub github: Option<crate::github::approvals::WorkflowRun>,
 }
 
 /// Files of a run, in one folder (`target/rollout/` by default).

@@ -39,13 +39,16 @@ pub enum RunStatus {
 pub struct Approval {
     /// Who approved.
     pub actor: String,
-    /// How (`--approve`, `approve` command, CI environment, prompt).
+    /// How (`--approve`, `approve` command, a GitHub review, prompt, drill).
     pub via: String,
     /// When (RFC 3339).
     pub time: String,
     /// What the approver said (`approve --comment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Each review GitHub recorded, when the approval came from GitHub.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviews: Vec<crate::github::approvals::Review>,
 }
 
 /// The verdict of one gate.

@@ -58,6 +58,15 @@ pub fn runner_waiting<'a>(
         sample_wait,
         ..RunOptions::default()
     };
+    runner_with(f, target, options)
+}
+
+/// A runner over the fixture's plan with `options` and quick retries.
+pub fn runner_with<'a>(
+    f: &'a Fixture,
+    target: &'a mut FakeTarget,
+    options: RunOptions,
+) -> Runner<'a> {
     Runner::new(
         &f.plan,
         target,

@@ -263,6 +263,27 @@ pub enum ValidationError {
         /// The most requests the window can hold, and how that was worked out.
         expected: String,
     },
+    /// A stage names an environment the plan's `environments` does not declare.
+    #[error(
+        "stage `{stage}`: environment `{name}` is not declared under `environments` (declare it \
+         with its reviewers, or `reviewers: []` when the stage needs no approval)"
+    )]
+    UndeclaredEnvironment {
+        /// The stage.
+        stage: String,
+        /// The environment.
+        name: String,
+    },
+    /// A stage that moves traffic waits in an environment the plan says needs no approval.
+    #[error(
+        "stage `{stage}` changes canary traffic but its environment `{name}` has no reviewers"
+    )]
+    CanaryWithoutReviewers {
+        /// The stage.
+        stage: String,
+        /// The environment.
+        name: String,
+    },
     /// An environment name GitHub refuses.
     #[error("stage `{stage}`: environment `{name}` is not a GitHub environment name: {reason}")]
     EnvironmentName {

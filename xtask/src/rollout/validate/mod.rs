@@ -9,6 +9,7 @@
 //!   against holds, `min_requests` against the traffic);
 //! - [`names`]: what GitHub, Kubernetes, semantic versioning and OCI registries accept.
 
+mod environments;
 mod error;
 mod names;
 mod ordering;
@@ -43,6 +44,7 @@ pub fn validate(spec: PlanSpec, source: &SourceMap) -> Result<Plan, Vec<Violatio
     check.percentiles(&spec);
     check.triggers_against_gates(&spec);
     check.names(&spec);
+    check.environments(&spec);
     let drafts: Vec<_> = spec
         .stages
         .iter()
@@ -90,6 +92,7 @@ pub fn validate(spec: PlanSpec, source: &SourceMap) -> Result<Plan, Vec<Violatio
         slos: spec.slos,
         max_weight: spec.canary.max_weight,
         rollback: spec.rollback,
+        environments: spec.environments,
         time_scale: spec.time_scale,
         drill: spec.drill,
         stages: stages.into_iter().map(|(_, stage)| stage).collect(),

@@ -1,105 +1,9 @@
-//! The GitHub release of a tag, through GitHub's REST API (octocrab): found when it exists,
-//! created otherwise.
-
-use std::fmt;
+//! The GitHub release of a tag, found when it exists and created otherwise, and the dispatch
+//! that starts the release workflow.
 
 use octocrab::{models::repos::Release, Octocrab};
 
-/// GitHub's public API.
-pub const DEFAULT_API_URL: &str = "https://api.github.com";
-
-/// Why the release could not be read or made.
-#[derive(Debug, thiserror::Error)]
-pub enum GitHubError {
-    /// No token in the environment.
-    #[error("GITHUB_TOKEN is not set: the release needs a token with `contents: write` on {0}")]
-    MissingToken(Repository),
-    /// `--repository` / `GITHUB_REPOSITORY` is missing or not `owner/name`.
-    #[error("{0}")]
-    Repository(String),
-    /// The client could not be built (a bad API URL).
-    #[error("GitHub client for {api_url}: {source}")]
-    Client {
-        /// The API's base URL.
-        api_url: String,
-        /// octocrab's error.
-        source: octocrab::Error,
-    },
-    /// GitHub answered with an error, or could not be reached.
-    #[error("{what}: {}", describe(.source))]
-    Api {
-        /// The request.
-        what: String,
-        /// octocrab's error.
-        source: octocrab::Error,
-    },
-}
-
-/// `owner/name`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Repository {
-    /// The account.
-    pub owner: String,
-    /// The repository.
-    pub name: String,
-}
-
-impl fmt::Display for Repository {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.owner, self.name)
-    }
-}
-
-impl std::str::FromStr for Repository {
-    type Err = GitHubError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = || {
-            GitHubError::Repository(format!(
-                "repository `{text}` is not `owner/name` (give --repository or GITHUB_REPOSITORY)"
-            ))
-        };
-        let (owner, name) = text.split_once('/').ok_or_else(invalid)?;
-        let fine = |part: &str| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        };
-        if fine(owner) && fine(name) {
-            Ok(Self {
-                owner: owner.to_owned(),
-                name: name.to_owned(),
-            })
-        } else {
-            Err(invalid())
-        }
-    }
-}
-
-/// GitHub's status and message, or the transport error.
-fn describe(error: &octocrab::Error) -> String {
-    match error {
-        octocrab::Error::GitHub { source, .. } => {
-            let mut text = format!("GitHub answered {}: {}", source.status_code, source.message);
-            if let Some(errors) = &source.errors {
-                for item in errors {
-                    text.push_str(&format!(" {item}"));
-                }
-            }
-            text
-        }
-        other => other.to_string(),
-    }
-}
-
-/// The HTTP status of a GitHub error answer.
-fn status(error: &octocrab::Error) -> Option<u16> {
-    match error {
-        octocrab::Error::GitHub { source, .. } => Some(source.status_code.as_u16()),
-        _ => None,
-    }
-}
+use super::{status, GitHubError, Repository};
 
 /// What the release should be.
 pub struct NewRelease<'a> {
@@ -132,13 +36,7 @@ impl Releases {
     /// A client of `api_url` acting on `repository` with `token`; must be called inside a tokio
     /// runtime.
     pub fn new(api_url: &str, repository: Repository, token: String) -> Result<Self, GitHubError> {
-        let client = Octocrab::builder()
-            .base_uri(api_url)
-            .and_then(|builder| builder.personal_token(token).build())
-            .map_err(|source| GitHubError::Client {
-                api_url: api_url.to_owned(),
-                source,
-            })?;
+        let client: Octocrab = super::client(api_url, token)?;
         Ok(Self { client, repository })
     }
 
