@@ -121,6 +121,20 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             .run()?;
             Ok(())
         })?;
+        step(
+            &mut timings,
+            "workflows: rollout.yml under act on the local target",
+            || {
+                // The seven stage jobs in order, each from the state the job before uploaded,
+                // approvals read from the fake GitHub's API (`cargo xtask workflows run`).
+                cmd!(
+                    sh,
+                    "cargo test --workspace --locked --test workflows_act -- --ignored --test-threads 1"
+                )
+                .run()?;
+                Ok(())
+            },
+        )?;
         step(&mut timings, "container image (podman)", || {
             crate::packaging::image::test(sh)
         })?;

@@ -16,14 +16,15 @@ pub struct WorkflowRun {
     pub repository: Repository,
     /// `GITHUB_RUN_ID`.
     pub run_id: u64,
-    /// `GITHUB_TOKEN`: read access to the repository's actions suffices.
-    pub token: String,
+    /// `GITHUB_TOKEN`: read access to the repository's actions suffices. Only a stage with
+    /// an environment needs it (the rollout workflow gives it to those jobs only).
+    pub token: Option<String>,
 }
 
 impl WorkflowRun {
     /// The run this process belongs to when it runs inside GitHub Actions (`GITHUB_ACTIONS` is
-    /// `true`, as under act too); `None` elsewhere. Inside a job, a missing variable is an
-    /// error: without it no approval can be checked.
+    /// `true`, as under act too); `None` elsewhere. Inside a job, a missing repository or run
+    /// id is an error: without them no approval can be checked.
     pub fn from_env() -> Result<Option<WorkflowRun>, GitHubError> {
         if std::env::var("GITHUB_ACTIONS").as_deref() != Ok("true") {
             return Ok(None);
@@ -32,7 +33,7 @@ impl WorkflowRun {
         let missing = |name: &str| {
             GitHubError::Repository(format!(
                 "{name} is not set: inside GitHub Actions the runner reads the run's approvals \
-                 from GitHub and needs GITHUB_REPOSITORY, GITHUB_RUN_ID and GITHUB_TOKEN"
+                 from GitHub and needs GITHUB_REPOSITORY and GITHUB_RUN_ID"
             ))
         };
         let repository = var("GITHUB_REPOSITORY")
@@ -42,7 +43,7 @@ impl WorkflowRun {
             .ok_or_else(|| missing("GITHUB_RUN_ID"))?
             .parse()
             .map_err(|_| GitHubError::Repository("GITHUB_RUN_ID is not a number".into()))?;
-        let token = var("GITHUB_TOKEN").ok_or_else(|| missing("GITHUB_TOKEN"))?;
+        let token = var("GITHUB_TOKEN");
         let api_url = var("AKIDB_GITHUB_API_URL")
             .or_else(|| var("GITHUB_API_URL"))
             .unwrap_or_else(|| super::DEFAULT_API_URL.to_owned());
@@ -109,7 +110,13 @@ pub async fn verdict(
     if !needs_approval {
         return Ok(Verdict::NotRequired);
     }
-    let client = super::client(&run.api_url, run.token.clone())?;
+    let token = run.token.clone().ok_or_else(|| {
+        GitHubError::Repository(format!(
+            "GITHUB_TOKEN is not set: reading the approvals of environment `{environment}` needs \
+             the job's token (`actions: read`)"
+        ))
+    })?;
+    let client = super::client(&run.api_url, token)?;
     let protection = environments::read(&client, &run.repository, environment).await?;
     if protection.is_none_or(|p| p.reviewers.is_empty()) {
         return Ok(Verdict::Refused(format!(
@@ -184,7 +191,7 @@ mod tests {
             api_url: fake.url(),
             repository: "akidb/akidb".parse().unwrap(),
             run_id: 4242,
-            token: FakeGitHub::TOKEN.into(),
+            token: Some(FakeGitHub::TOKEN.into()),
         }
     }
 
@@ -282,10 +289,18 @@ mod tests {
         let fake = FakeGitHub::start();
         protected(&fake, "canary-1");
         let mut run = run(&fake);
-        run.token = "wrong".into();
+        run.token = Some("wrong".into());
         let error = fake
             .block_on(async { verdict(&run, "canary-1", true).await })
             .unwrap_err();
         assert!(error.to_string().contains("401"), "{error}");
+        run.token = None;
+        let error = fake
+            .block_on(async { verdict(&run, "canary-1", true).await })
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("GITHUB_TOKEN is not set"),
+            "{error}"
+        );
     }
 }

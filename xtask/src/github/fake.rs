@@ -1,7 +1,9 @@
 //! A fake of the parts of GitHub's REST API the environments and approvals use, speaking the
 //! real protocol (paths, JSON shapes, status codes and error bodies as documented): environments
 //! with their protection rules and deployment branch policies, a run's approvals, and the
-//! lookups of users and teams. Tests only; the real API is exercised by the GitHub workflows.
+//! lookups of users and teams. The tests use it, and `cargo xtask workflows run` serves it to the
+//! jobs it runs under act (where it approves each environment as a named stand-in reviewer).
+//! The real API is exercised by the workflows on GitHub.
 
 use std::{
     collections::BTreeMap,
@@ -50,8 +52,11 @@ struct FakeEnvironment {
 
 #[derive(Default)]
 struct Data {
+    /// `owner/name` of the one repository it serves.
+    repository: String,
     environments: BTreeMap<String, FakeEnvironment>,
-    reviews: Vec<(u64, FakeReview)>,
+    /// Each review with its run; `None`: a review of every run.
+    reviews: Vec<(Option<u64>, FakeReview)>,
     requests: Vec<String>,
     next_id: u64,
 }
@@ -73,11 +78,18 @@ impl FakeGitHub {
     pub const TOKEN: &str = "fake-github-token";
 
     /// Serves repository `akidb/akidb` on a free loopback port.
+    #[cfg(test)]
     pub fn start() -> FakeGitHub {
+        Self::serve("akidb/akidb")
+    }
+
+    /// Serves `repository` (`owner/name`) on a free loopback port.
+    pub fn serve(repository: &str) -> FakeGitHub {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).expect("nonblocking");
         let address = listener.local_addr().expect("address");
         let data = Arc::new(Mutex::new(Data {
+            repository: repository.to_owned(),
             next_id: 1000,
             ..Data::default()
         }));
@@ -135,6 +147,7 @@ impl FakeGitHub {
     }
 
     /// Runs `future` on a runtime of the caller's (octocrab needs one).
+    #[cfg(test)]
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -143,7 +156,8 @@ impl FakeGitHub {
             .block_on(future)
     }
 
-    /// Sets an environment as an administrator would in the settings.
+    /// Sets an environment as an administrator would in the settings, with teams (by slug) as
+    /// its required reviewers.
     pub fn put_environment(
         &self,
         name: &str,
@@ -156,11 +170,9 @@ impl FakeGitHub {
             prevent_self_review,
             ..FakeEnvironment::default()
         };
-        for slug in teams {
-            let id = TEAMS.iter().find(|(s, _)| s == slug).map_or(299, |t| t.1);
-            environment
-                .reviewers
-                .push(("Team".into(), (*slug).into(), id));
+        for &slug in teams {
+            let id = TEAMS.iter().find(|(s, _)| *s == slug).map_or(299, |t| t.1);
+            environment.reviewers.push(("Team".into(), slug.into(), id));
         }
         if !branches.is_empty() {
             let mut policies = Vec::new();
@@ -174,11 +186,22 @@ impl FakeGitHub {
     }
 
     /// Records a review of run `run_id`.
+    #[cfg(test)]
     pub fn review(&self, run_id: u64, review: FakeReview) {
-        self.data.lock().unwrap().reviews.push((run_id, review));
+        self.data
+            .lock()
+            .unwrap()
+            .reviews
+            .push((Some(run_id), review));
+    }
+
+    /// Records a review that every run's approvals list.
+    pub fn review_every_run(&self, review: FakeReview) {
+        self.data.lock().unwrap().reviews.push((None, review));
     }
 
     /// Every request so far, as `METHOD /path`.
+    #[cfg(test)]
     pub fn requests(&self) -> Vec<String> {
         self.data.lock().unwrap().requests.clone()
     }
@@ -243,7 +266,8 @@ async fn admit(
         }
         Some(_) => {}
     }
-    if path.starts_with("/repos/") && !path.starts_with("/repos/akidb/akidb/") {
+    let served = format!("/repos/{}/", shared.lock().unwrap().repository);
+    if path.starts_with("/repos/") && !path.starts_with(&served) {
         return not_found();
     }
     next.run(request).await
@@ -404,7 +428,7 @@ async fn approvals(
     let reviews: Vec<Value> = data
         .reviews
         .iter()
-        .filter(|(id, _)| *id == run)
+        .filter(|(id, _)| id.is_none_or(|id| id == run))
         .map(|(_, review)| {
             let id = USERS
                 .iter()
@@ -438,9 +462,10 @@ async fn user(Path(login): Path<String>) -> Response {
     }
 }
 
-async fn team(Path((org, slug)): Path<(String, String)>) -> Response {
+async fn team(State(shared): State<Shared>, Path((org, slug)): Path<(String, String)>) -> Response {
+    let owner = shared.lock().unwrap().repository.split('/').next() == Some(org.as_str());
     match TEAMS.iter().find(|(s, _)| *s == slug) {
-        Some((slug, id)) if org == "akidb" => {
+        Some((slug, id)) if owner => {
             Json(json!({"id": id, "slug": slug, "name": slug})).into_response()
         }
         _ => not_found(),

@@ -4,7 +4,6 @@
 
 pub mod approvals;
 pub mod environments;
-#[cfg(test)]
 pub mod fake;
 pub mod releases;
 

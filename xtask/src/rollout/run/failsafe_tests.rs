@@ -633,7 +633,7 @@ fn inside_github_actions_only_githubs_reviews_approve_a_stage() {
             api_url: fake.url(),
             repository: "akidb/akidb".parse().unwrap(),
             run_id: 77,
-            token: FakeGitHub::TOKEN.into(),
+            token: Some(FakeGitHub::TOKEN.into()),
         }),
         ..RunOptions::default()
     };

@@ -2,7 +2,9 @@
 //! act (nektos/act) in host mode: every `runs-on` label runs on this machine, no Docker; the
 //! actions that would come from github.com are replaced by the stand-ins in
 //! `.github/stand-ins/`; artifacts move between jobs through the run's store in
-//! `target/workflows/runs/<run>/artifacts/`. Nothing leaves the machine.
+//! `target/workflows/runs/<run>/artifacts/`; GitHub's REST API is the project's fake GitHub,
+//! which protects the plan's environments as the plan says and approves each as a stand-in
+//! reviewer named so. Nothing leaves the machine.
 
 pub mod results;
 pub mod source;
@@ -20,7 +22,10 @@ use self::{
     results::{JobResult, LogLine, Results},
     source::WorkflowSource,
 };
-use crate::{project, tools};
+use crate::{
+    github::fake::{FakeGitHub, FakeReview},
+    project, tools,
+};
 
 /// Options of `cargo xtask workflows run`.
 #[derive(Debug, clap::Args)]
@@ -195,6 +200,11 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         serde_json::to_vec_pretty(&event_payload(&event, &git_ref, &args.inputs))?,
     )?;
 
+    // The API the jobs read their approvals from: the fake, with the plan's environments.
+    let repository = repository();
+    let github = FakeGitHub::serve(&repository);
+    stand_in_environments(&github, &project::plan_path())?;
+
     let mut command = Command::new(&act);
     command
         .current_dir(&root)
@@ -204,7 +214,8 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         .arg("--eventpath")
         .arg(&event_file)
         .args(["--json", "--no-skip-checkout", "--actor", &actor()])
-        .args(["--secret", "GITHUB_TOKEN=stand-in-token"]);
+        .arg("--secret")
+        .arg(format!("GITHUB_TOKEN={}", FakeGitHub::TOKEN));
     for label in &source.labels {
         command.args(["--platform", &format!("{label}=-self-hosted")]);
     }
@@ -217,6 +228,8 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         ("AKIDB_STAND_IN_WORKSPACE", root.display().to_string()),
         ("AKIDB_STAND_IN_ARTIFACTS", artifacts.display().to_string()),
         ("GITHUB_RUN_ID", run_id.to_string()),
+        ("GITHUB_REPOSITORY", repository),
+        ("AKIDB_GITHUB_API_URL", github.url()),
     ];
     for (key, value) in env {
         command.arg("--env").arg(format!("{key}={value}"));
@@ -240,6 +253,58 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         jobs: results.of(&source.jobs),
         act_succeeded,
     })
+}
+
+/// The repository the run pretends to be in: the workspace's `repository` (`owner/name`).
+fn repository() -> String {
+    env!("CARGO_PKG_REPOSITORY")
+        .trim_end_matches('/')
+        .trim_start_matches("https://github.com/")
+        .to_owned()
+}
+
+/// The reviewer the fake records for every environment, named as what it is.
+pub const STAND_IN_REVIEWER: &str = "stand-in-reviewer";
+
+/// Protects each environment of the plan at `plan` on the fake as the plan declares it, and
+/// approves it for every run as [`STAND_IN_REVIEWER`].
+fn stand_in_environments(github: &FakeGitHub, plan: &Path) -> anyhow::Result<()> {
+    let plan = crate::rollout::load::load(plan)?;
+    let named = plan
+        .stages()
+        .iter()
+        .filter_map(|s| s.environment.as_deref());
+    let mut seen = Vec::new();
+    for name in named {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name);
+        let declared = plan.environments.get(name);
+        // An undeclared environment needs an approval: give it a stand-in team.
+        let teams: Vec<String> = match declared {
+            Some(env) => env.reviewers.iter().map(ToString::to_string).collect(),
+            None => vec!["team:stand-in-reviewers".to_owned()],
+        };
+        // Users become teams of the same name here: the run only asks whether any reviewer
+        // is required, and who approved.
+        let teams: Vec<&str> = teams
+            .iter()
+            .map(|r| r.split_once(':').map_or(r.as_str(), |(_, name)| name))
+            .collect();
+        let branches: Vec<&str> = declared
+            .map(|env| env.branches.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let prevent = declared.is_none_or(|env| env.prevent_self_review);
+        github.put_environment(name, &teams, prevent, &branches);
+        github.review_every_run(FakeReview::new(
+            name,
+            "approved",
+            STAND_IN_REVIEWER,
+            "approved by the fake GitHub of `cargo xtask workflows run`",
+        ));
+    }
+    Ok(())
 }
 
 /// Who the run is by: the git user, else the login.
