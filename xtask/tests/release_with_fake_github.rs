@@ -47,6 +47,9 @@ mod fake_github {
         seen: Vec<Seen>,
         /// A tag whose release another writer creates right after a lookup found none.
         racing: Option<String>,
+        /// Release assets: (release id, asset id, name, bytes).
+        assets: Vec<(u64, u64, String, Vec<u8>)>,
+        next_asset: u64,
     }
 
     #[derive(Clone)]
@@ -98,6 +101,15 @@ mod fake_github {
                             "/repos/{owner}/{repo}/releases/tags/{tag}",
                             get(release_by_tag),
                         )
+                        .route("/repos/{owner}/{repo}/releases/{id}", get(release_by_id))
+                        .route(
+                            "/repos/{owner}/{repo}/releases/{id}/assets",
+                            get(list_assets).post(upload_asset),
+                        )
+                        .route(
+                            "/repos/{owner}/{repo}/releases/assets/{asset}",
+                            axum::routing::delete(delete_asset),
+                        )
                         .route(
                             "/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches",
                             axum::routing::post(dispatch_workflow),
@@ -138,6 +150,19 @@ mod fake_github {
             self.data
                 .lock()
                 .map(|d| d.dispatches.clone())
+                .unwrap_or_default()
+        }
+
+        /// The assets it holds: (release id, name, bytes), in upload order.
+        pub fn assets(&self) -> Vec<(u64, String, Vec<u8>)> {
+            self.data
+                .lock()
+                .map(|d| {
+                    d.assets
+                        .iter()
+                        .map(|(release, _, name, bytes)| (*release, name.clone(), bytes.clone()))
+                        .collect()
+                })
                 .unwrap_or_default()
         }
 
@@ -238,7 +263,8 @@ mod fake_github {
             "url": format!("{base}/repos/{repository}/releases/{id}"),
             "html_url": format!("https://github.com/{repository}/releases/tag/{tag}"),
             "assets_url": format!("{base}/repos/{repository}/releases/{id}/assets"),
-            "upload_url": format!("https://uploads.github.com/repos/{repository}/releases/{id}/assets{{?name,label}}"),
+            // GitHub's uploads host is another; here the fake takes the uploads too.
+            "upload_url": format!("{base}/repos/{repository}/releases/{id}/assets{{?name,label}}"),
             "tarball_url": format!("{base}/repos/{repository}/tarball/{tag}"),
             "zipball_url": format!("{base}/repos/{repository}/zipball/{tag}"),
             "id": id,
@@ -322,6 +348,144 @@ mod fake_github {
                 )
             }
         }
+    }
+
+    async fn release_by_id(
+        State(shared): State<Shared>,
+        Path((owner, repo, id)): Path<(String, String, u64)>,
+        headers: HeaderMap,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        let found = shared
+            .data
+            .lock()
+            .ok()
+            .and_then(|d| d.releases.iter().find(|r| r["id"] == id).cloned());
+        match found {
+            Some(release) => Json(release).into_response(),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "releases/releases#get-a-release",
+            ),
+        }
+    }
+
+    fn asset_json(shared: &Shared, release: u64, id: u64, name: &str, size: usize) -> Value {
+        let base = &shared.base;
+        let repository = &shared.repository;
+        json!({
+            "url": format!("{base}/repos/{repository}/releases/assets/{id}"),
+            "browser_download_url": format!("https://github.com/{repository}/releases/download/r{release}/{name}"),
+            "id": id,
+            "node_id": format!("RA_fake{id}"),
+            "name": name,
+            "label": null,
+            "state": "uploaded",
+            "content_type": "application/octet-stream",
+            "size": size,
+            "digest": null,
+            "download_count": 0,
+            "created_at": "2026-11-28T06:00:00Z",
+            "updated_at": "2026-11-28T06:00:00Z",
+            "uploader": null,
+        })
+    }
+
+    async fn list_assets(
+        State(shared): State<Shared>,
+        Path((owner, repo, release)): Path<(String, String, u64)>,
+        headers: HeaderMap,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        let data = shared.data.lock().expect("data");
+        let assets: Vec<Value> = data
+            .assets
+            .iter()
+            .filter(|(r, ..)| *r == release)
+            .map(|(r, id, name, bytes)| asset_json(&shared, *r, *id, name, bytes.len()))
+            .collect();
+        Json(Value::Array(assets)).into_response()
+    }
+
+    /// `POST {upload_url}?name=NAME`: 201 with the asset; 422 `already_exists` for a name the
+    /// release has, as GitHub answers.
+    async fn upload_asset(
+        State(shared): State<Shared>,
+        Path((owner, repo, release)): Path<(String, String, u64)>,
+        axum::extract::Query(query): axum::extract::Query<
+            std::collections::HashMap<String, String>,
+        >,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        let Some(name) = query.get("name").filter(|n| !n.is_empty()).cloned() else {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "name is missing",
+                "releases/assets#upload-a-release-asset",
+            );
+        };
+        let mut data = shared.data.lock().expect("data");
+        if !data.releases.iter().any(|r| r["id"] == release) {
+            return error(
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "releases/assets#upload-a-release-asset",
+            );
+        }
+        if data
+            .assets
+            .iter()
+            .any(|(r, _, n, _)| *r == release && *n == name)
+        {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "message": "Validation Failed",
+                    "errors": [{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}],
+                    "documentation_url": "https://docs.github.com/rest/releases/assets#upload-a-release-asset",
+                })),
+            )
+                .into_response();
+        }
+        data.next_asset += 1;
+        let id = data.next_asset;
+        let size = body.len();
+        data.assets.push((release, id, name.clone(), body.to_vec()));
+        (
+            StatusCode::CREATED,
+            Json(asset_json(&shared, release, id, &name, size)),
+        )
+            .into_response()
+    }
+
+    async fn delete_asset(
+        State(shared): State<Shared>,
+        Path((owner, repo, asset)): Path<(String, String, u64)>,
+        headers: HeaderMap,
+    ) -> Response {
+        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
+            return refused;
+        }
+        let mut data = shared.data.lock().expect("data");
+        let before = data.assets.len();
+        data.assets.retain(|(_, id, ..)| *id != asset);
+        if data.assets.len() == before {
+            return error(
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "releases/assets#delete-a-release-asset",
+            );
+        }
+        StatusCode::NO_CONTENT.into_response()
     }
 
     fn invalid(field: &str, code: &str) -> Response {
@@ -825,4 +989,98 @@ fn the_fake_answers_as_github_does() {
         }
         other => panic!("expected 422, got {other:?}"),
     }
+}
+
+/// `cargo xtask release publish` with `token` as GITHUB_TOKEN.
+fn publish(api: &str, assets: &Path, notes: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["release", "publish", "--tag", "v2.0.0", "--api-url", api])
+        .args(["--repository", REPOSITORY])
+        .arg("--assets")
+        .arg(assets)
+        .arg("--notes")
+        .arg(notes)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env_remove("GITHUB_REPOSITORY")
+        .env_remove("GITHUB_API_URL")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("xtask runs")
+}
+
+/// An archive and its `.sha256` as cargo-dist writes them.
+fn archive(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::write(dir.join(name), bytes).expect("archive");
+    std::fs::write(
+        dir.join(format!("{name}.sha256")),
+        format!("{sha256}  {name}\n"),
+    )
+    .expect("checksum");
+    sha256
+}
+
+#[test]
+fn publish_attaches_each_checked_archive_its_checksum_and_the_sum_and_a_rerun_replaces_them() {
+    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let notes = dir.path().join("RELEASE_NOTES.md");
+    std::fs::write(&notes, NOTES).expect("notes");
+    let assets = dir.path().join("distrib");
+    std::fs::create_dir_all(&assets).expect("mkdir");
+    let x86 = "akidb-embed-x86_64-unknown-linux-gnu.tar.xz";
+    let arm = "akidb-embed-aarch64-unknown-linux-gnu.tar.xz";
+    let x86_sum = archive(&assets, x86, b"x86_64 archive");
+    let arm_sum = archive(&assets, arm, b"aarch64 archive");
+
+    let output = publish(&fake.url, &assets, &notes);
+    assert!(output.status.success(), "{}", text(&output));
+    let releases = fake.releases();
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0]["tag_name"], "v2.0.0");
+    assert_eq!(releases[0]["body"], NOTES);
+    let held = |fake: &FakeGitHub| {
+        let mut names: Vec<(String, Vec<u8>)> = fake
+            .assets()
+            .into_iter()
+            .map(|(_, name, bytes)| (name, bytes))
+            .collect();
+        names.sort();
+        names
+    };
+    let sum = format!("{arm_sum}  {arm}\n{x86_sum}  {x86}\n");
+    let want = vec![
+        (arm.to_owned(), b"aarch64 archive".to_vec()),
+        (
+            format!("{arm}.sha256"),
+            format!("{arm_sum}  {arm}\n").into_bytes(),
+        ),
+        (x86.to_owned(), b"x86_64 archive".to_vec()),
+        (
+            format!("{x86}.sha256"),
+            format!("{x86_sum}  {x86}\n").into_bytes(),
+        ),
+        ("sha256.sum".to_owned(), sum.into_bytes()),
+    ];
+    assert_eq!(held(&fake), want);
+
+    // A rerun (a re-run job) reuses the release and replaces each asset: no duplicate.
+    let output = publish(&fake.url, &assets, &notes);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("exists"), "{}", text(&output));
+    assert_eq!(held(&fake), want);
+    assert_eq!(posts(&fake), 1, "one release created");
+
+    // An archive that no longer matches its checksum: refused before anything is sent.
+    std::fs::write(assets.join(x86), b"tampered").expect("tamper");
+    let before = fake.seen().len();
+    let output = publish(&fake.url, &assets, &notes);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("but the archive's sha256 is"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(fake.seen().len(), before, "nothing reached GitHub");
 }

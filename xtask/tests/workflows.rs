@@ -99,3 +99,57 @@ fn actionlint_catches_a_broken_workflow() {
     assert!(said.contains("broken.yml"), "{said}");
     assert!(said.contains("actionlint found problems"), "{said}");
 }
+
+/// release.yml publishes with the project's own code, the code the tests run against a local
+/// registry and the fake GitHub: no `gh`, no docker push or login action, no `helm push`, no
+/// downloaded tool pushes anything.
+#[test]
+fn the_release_workflow_publishes_through_cargo_xtask_only() {
+    let text =
+        std::fs::read_to_string(root().join(".github/workflows/release.yml")).expect("release.yml");
+    let workflow: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let steps = |job: &str| -> Vec<serde_yaml_ng::Value> {
+        workflow["jobs"][job]["steps"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("job {job} has steps"))
+            .clone()
+    };
+    let runs = |job: &str| -> String {
+        steps(job)
+            .iter()
+            .filter_map(|s| s["run"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (job, call) in [
+        ("image", "cargo xtask oci push-image"),
+        ("chart", "cargo xtask oci push-chart"),
+        ("release", "cargo xtask release publish"),
+    ] {
+        let script = runs(job);
+        assert!(
+            script.contains(call),
+            "{job} does not call `{call}`:\n{script}"
+        );
+        for foreign in [
+            "gh release",
+            "helm push",
+            "helm registry",
+            "curl ",
+            "docker push",
+        ] {
+            assert!(
+                !script.contains(foreign),
+                "{job} runs `{foreign}`:\n{script}"
+            );
+        }
+        for step in steps(job) {
+            let uses = step["uses"].as_str().unwrap_or_default();
+            assert!(
+                !uses.starts_with("docker/login-action")
+                    && !uses.starts_with("docker/build-push-action"),
+                "{job} pushes through {uses}"
+            );
+        }
+    }
+}

@@ -105,6 +105,42 @@ impl Releases {
         }
     }
 
+    /// Attaches `bytes` to `release` as the asset `file`, replacing an asset of that name (as
+    /// `gh release upload --clobber`), so that a rerun converges.
+    pub async fn upload(
+        &self,
+        release: &Release,
+        file: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), GitHubError> {
+        let Repository { owner, name } = &self.repository;
+        let repo = self.client.repos(owner, name);
+        let id = release.id.into_inner();
+        let api = |what: String| move |source| GitHubError::Api { what, source };
+        let assets = repo
+            .releases()
+            .assets(id)
+            .per_page(100)
+            .send()
+            .await
+            .map_err(api(format!("listing the assets of {}", release.tag_name)))?;
+        for old in assets.items.iter().filter(|a| a.name == file) {
+            repo.release_assets()
+                .delete(old.id.into_inner())
+                .await
+                .map_err(api(format!(
+                    "replacing asset {file} of {}",
+                    release.tag_name
+                )))?;
+        }
+        repo.releases()
+            .upload_asset(id, file, bytes.into())
+            .send()
+            .await
+            .map_err(api(format!("uploading {file} to {}", release.tag_name)))?;
+        Ok(())
+    }
+
     /// Starts `workflow` (a file of `.github/workflows/`) on `git_ref` with a
     /// `workflow_dispatch`. GitHub starts no workflow for a tag pushed with the workflow's own
     /// token, but it does run a dispatch made with it.

@@ -2,6 +2,7 @@
 //! the smoke of the cargo-dist archives the release workflow publishes.
 
 pub mod git;
+pub mod publish;
 pub mod smoke;
 pub mod tag;
 
@@ -27,6 +28,29 @@ enum ReleaseCommand {
     Tag(TagArgs),
     /// Build the host's cargo-dist archive and check it holds the binary and matches its .sha256.
     Smoke,
+    /// The tag's GitHub release with its assets: each archive of a folder checked against its
+    /// .sha256, a sha256.sum of them all, all attached (a same-named asset is replaced).
+    Publish(PublishArgs),
+}
+
+/// Options of `release publish`.
+#[derive(Args)]
+struct PublishArgs {
+    /// The tag, e.g. v2.0.0.
+    #[arg(long)]
+    tag: String,
+    /// The folder of the archives and their .sha256 files.
+    #[arg(long, value_name = "DIR", default_value = "target/distrib")]
+    assets: PathBuf,
+    /// The release body, when the release is created [default: RELEASE_NOTES.md]
+    #[arg(long, value_name = "FILE")]
+    notes: Option<PathBuf>,
+    /// GitHub's REST API.
+    #[arg(long, value_name = "URL", env = "GITHUB_API_URL", default_value = crate::github::DEFAULT_API_URL)]
+    api_url: String,
+    /// owner/name on GitHub.
+    #[arg(long, value_name = "OWNER/NAME", env = "GITHUB_REPOSITORY")]
+    repository: Option<String>,
 }
 
 /// Options of `release tag`.
@@ -96,6 +120,30 @@ pub fn run(sh: &Shell, args: ReleaseArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ReleaseCommand::Smoke => smoke::run(sh).map(drop),
+        ReleaseCommand::Publish(args) => {
+            let repository: crate::github::Repository = args
+                .repository
+                .as_deref()
+                .unwrap_or_default()
+                .parse()
+                .context("which GitHub repository to release in")?;
+            let token = tag::token_from_env()
+                .ok_or_else(|| crate::github::GitHubError::MissingToken(repository.clone()))?;
+            let publish = publish::Publish {
+                tag: args.tag,
+                assets: args.assets,
+                notes: args
+                    .notes
+                    .unwrap_or_else(|| crate::project::root().join("RELEASE_NOTES.md")),
+                repository,
+                api_url: args.api_url,
+                token,
+            };
+            for line in publish::run(&publish)? {
+                println!("release publish: {line}");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -63,14 +63,16 @@ fn host_target(sh: &Shell) -> anyhow::Result<String> {
         .context("rustc -vV names no host")
 }
 
-/// Checks `akidb-embed-TARGET.tar.xz` in `distrib` against its `.sha256` and its contents.
-pub fn check(sh: &Shell, distrib: &Path, target: &str) -> anyhow::Result<Checked> {
-    let name = format!("{BINARY}-{target}.tar.xz");
-    let archive = distrib.join(&name);
-    let bytes =
-        std::fs::read(&archive).with_context(|| format!("reading {}", archive.display()))?;
+/// The sha256 of `archive`, once it matches the `ARCHIVE.sha256` beside it (as cargo-dist writes
+/// it and `sha256sum --check` reads it).
+pub fn checksum_matches(archive: &Path) -> anyhow::Result<String> {
+    let name = archive
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no file name", archive.display()))?;
+    let bytes = std::fs::read(archive).with_context(|| format!("reading {}", archive.display()))?;
     let actual = hex::encode(Sha256::digest(&bytes));
-    let sums = distrib.join(format!("{name}.sha256"));
+    let sums = archive.with_file_name(format!("{name}.sha256"));
     let written =
         std::fs::read_to_string(&sums).with_context(|| format!("reading {}", sums.display()))?;
     // `HASH *NAME` or `HASH  NAME`, as sha256sum writes and checks.
@@ -87,6 +89,14 @@ pub fn check(sh: &Shell, distrib: &Path, target: &str) -> anyhow::Result<Checked
             sums.display()
         );
     }
+    Ok(actual)
+}
+
+/// Checks `akidb-embed-TARGET.tar.xz` in `distrib` against its `.sha256` and its contents.
+pub fn check(sh: &Shell, distrib: &Path, target: &str) -> anyhow::Result<Checked> {
+    let name = format!("{BINARY}-{target}.tar.xz");
+    let archive = distrib.join(&name);
+    let actual = checksum_matches(&archive)?;
     let listing = cmd!(sh, "tar -tJf {archive}").quiet().read()?;
     let member = format!("{BINARY}-{target}/{BINARY}");
     if !listing.lines().any(|line| line == member) {
