@@ -174,7 +174,7 @@ pub struct PrometheusApi {
 
 /// One series of an instant vector.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
+pub struct SeriesValue {
     /// The series' `job` label, when it has one.
     pub job: Option<String>,
     /// The series' `le` label (a histogram bucket's upper bound), when it has one.
@@ -206,12 +206,12 @@ impl PrometheusApi {
     }
 
     /// Runs an instant query; fails when Prometheus cannot be reached or rejects the query.
-    pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
+    pub fn query(&self, promql: &str) -> anyhow::Result<Vec<SeriesValue>> {
         self.query_at(promql, None)
     }
 
     /// Runs an instant query evaluated at `time` (Unix seconds; now when `None`).
-    pub fn query_at(&self, promql: &str, time: Option<f64>) -> anyhow::Result<Vec<Sample>> {
+    pub fn query_at(&self, promql: &str, time: Option<f64>) -> anyhow::Result<Vec<SeriesValue>> {
         let url = format!("{}/api/v1/query", self.url);
         let mut request = self.agent.get(&url).query("query", promql);
         if let Some(time) = time {
@@ -249,7 +249,7 @@ impl PrometheusApi {
                 let value = series.value.1.parse::<f64>().with_context(|| {
                     format!("Prometheus value `{}` is not a number", series.value.1)
                 })?;
-                Ok(Sample {
+                Ok(SeriesValue {
                     job: series.metric.job,
                     le: series.metric.le,
                     value,

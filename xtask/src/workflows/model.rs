@@ -96,12 +96,12 @@ pub struct Job {
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, String>,
     /// In order.
-    pub steps: Vec<Step>,
+    pub steps: Vec<JobStep>,
 }
 
 /// A step: an action (`uses`) or a shell script (`run`).
 #[derive(Debug, Default, Serialize)]
-pub struct Step {
+pub struct JobStep {
     /// Shown in the log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -122,37 +122,37 @@ pub struct Step {
     pub run: Option<String>,
 }
 
-impl Step {
+impl JobStep {
     /// A step that runs `action` with `with`.
-    pub fn uses(name: &str, action: &str, with: &[(&str, &str)]) -> Step {
-        Step {
+    pub fn uses(name: &str, action: &str, with: &[(&str, &str)]) -> JobStep {
+        JobStep {
             name: Some(name.to_owned()),
             uses: Some(action.to_owned()),
             with: pairs(with),
-            ..Step::default()
+            ..JobStep::default()
         }
     }
 
     /// A step that runs `script`.
-    pub fn run(name: &str, script: &str) -> Step {
-        Step {
+    pub fn run(name: &str, script: &str) -> JobStep {
+        JobStep {
             name: Some(name.to_owned()),
             run: Some(script.to_owned()),
-            ..Step::default()
+            ..JobStep::default()
         }
     }
 
     /// The same step, run only when `condition` holds.
-    pub fn when(self, condition: &str) -> Step {
-        Step {
+    pub fn when(self, condition: &str) -> JobStep {
+        JobStep {
             condition: Some(condition.to_owned()),
             ..self
         }
     }
 
     /// The same step with these variables.
-    pub fn with_env(self, env: &[(&str, &str)]) -> Step {
-        Step {
+    pub fn with_env(self, env: &[(&str, &str)]) -> JobStep {
+        JobStep {
             env: pairs(env),
             ..self
         }

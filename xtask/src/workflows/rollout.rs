@@ -11,7 +11,7 @@
 use indexmap::IndexMap;
 
 use super::model::{
-    pairs, Concurrency, Input, InputKind, Job, On, Step, Workflow, WorkflowDispatch,
+    pairs, Concurrency, Input, InputKind, Job, JobStep, On, Workflow, WorkflowDispatch,
 };
 use crate::rollout::{
     plan::{step::Step as PlanStep, Plan, Stage},
@@ -345,18 +345,18 @@ fn job(
     }
 
     let mut steps = vec![
-        Step::run(
+        JobStep::run(
             "Inputs",
             "if [ -n \"$TIME_SCALE\" ] && [ \"$TARGET\" != local ]; then\n  \
              echo \"::error::time_scale speeds up the local target only (target is $TARGET)\"\n  \
              exit 1\nfi\n",
         ),
-        Step::run("Cluster settings", &settings_check(stage))
+        JobStep::run("Cluster settings", &settings_check(stage))
             .when("env.TARGET == 'kubernetes'")
             .with_env(&[("KUBECONFIG_CONTENT", "${{ secrets.KUBECONFIG }}")]),
-        Step::uses("Check out", "actions/checkout@v6", &[]),
-        Step::uses("Rust", "dtolnay/rust-toolchain@stable", &[]),
-        Step::uses(
+        JobStep::uses("Check out", "actions/checkout@v6", &[]),
+        JobStep::uses("Rust", "dtolnay/rust-toolchain@stable", &[]),
+        JobStep::uses(
             "Cargo cache",
             "actions/cache@v5",
             &[
@@ -368,12 +368,12 @@ fn job(
             ],
         ),
         // Only the state handed over below counts, never one a cache or an old run left.
-        Step::run("No stale state", "rm -rf target/rollout\n"),
+        JobStep::run("No stale state", "rm -rf target/rollout\n"),
     ];
     match previous {
         Previous::None => {}
         Previous::Part(same, before) => {
-            steps.push(Step::uses(
+            steps.push(JobStep::uses(
                 &format!("State after {}", job_id(same, before)),
                 "actions/download-artifact@v7",
                 &[
@@ -387,7 +387,7 @@ fn job(
             let id = &before.id;
             let job = last_job(plan, before);
             steps.push(
-                Step::uses(
+                JobStep::uses(
                     &format!("State after {id} (this run)"),
                     "actions/download-artifact@v7",
                     &[("name", &name), ("path", "target/rollout")],
@@ -395,7 +395,7 @@ fn job(
                 .when(&format!("needs.{job}.result == 'success'")),
             );
             steps.push(
-                Step::run(
+                JobStep::run(
                     "A continued rollout names its earlier run",
                     &format!(
                         "echo \"::error::starting at {} needs state_from_run: the id of the run that finished {id}\"\nexit 1\n",
@@ -407,7 +407,7 @@ fn job(
                 )),
             );
             steps.push(
-                Step::uses(
+                JobStep::uses(
                     &format!("State after {id} (run ${{{{ inputs.state_from_run }}}})"),
                     "actions/download-artifact@v7",
                     &[
@@ -422,7 +422,7 @@ fn job(
         }
     }
     steps.push(
-        Step::run(
+        JobStep::run(
             "Cluster credentials",
             "mkdir -p ~/.kube\nprintf '%s' \"$KUBECONFIG_CONTENT\" > ~/.kube/config\nchmod 600 ~/.kube/config\n",
         )
@@ -436,11 +436,11 @@ fn job(
     let mut run_env: Vec<(&str, &str)> = Vec::new();
     if runs.iter().any(|s| matches!(s, PlanStep::ImagePush(_))) {
         steps.push(
-            Step::uses("Buildx", "docker/setup-buildx-action@v4", &[])
+            JobStep::uses("Buildx", "docker/setup-buildx-action@v4", &[])
                 .when("env.TARGET == 'kubernetes'"),
         );
         steps.push(
-            Step::run(
+            JobStep::run(
                 "Image as an OCI archive",
                 "docker buildx build -f service/Dockerfile --output type=oci,dest=target/image.oci.tar .\n",
             )
@@ -470,7 +470,7 @@ fn job(
         _ => "",
     };
     steps.push(
-        Step::run(
+        JobStep::run(
             &format!("Run {}", job_id(stage, part)),
             &format!(
                 "# A run continues from the state it was given; the first stage starts one.\n\
@@ -506,16 +506,16 @@ fn job(
         Part::BeforePublish => format!("Stage {id} reached its release steps"),
         _ => format!("Stage {id} finished"),
     };
-    steps.push(Step::run(&finished, &check));
+    steps.push(JobStep::run(&finished, &check));
     steps.push(
-        Step::run(
+        JobStep::run(
             "Report",
             "if [ -f target/rollout/report.md ]; then cat target/rollout/report.md >> \"$GITHUB_STEP_SUMMARY\"; fi\n",
         )
         .when("always()"),
     );
     steps.push(
-        Step::uses(
+        JobStep::uses(
             "Keep the state",
             "actions/upload-artifact@v6",
             &[
@@ -614,7 +614,7 @@ stages:
         assert_eq!(ramp.needs, ["prep"]);
         assert_eq!(ramp.environment.as_deref(), Some("canary"));
         // Nothing exported approves: the run step gets a token to read GitHub's approvals.
-        fn run_step(job: &Job) -> &Step {
+        fn run_step(job: &Job) -> &JobStep {
             job.steps
                 .iter()
                 .find(|s| {
@@ -690,7 +690,7 @@ stages:
         workflow(&plan(text))
     }
 
-    fn script<'a>(job: &'a Job, needle: &str) -> &'a Step {
+    fn script<'a>(job: &'a Job, needle: &str) -> &'a JobStep {
         job.steps
             .iter()
             .find(|s| s.run.as_deref().is_some_and(|r| r.contains(needle)))

@@ -68,7 +68,7 @@ impl ClusterMetrics {
             "Prometheus has no ingress-nginx series for Service {} (is the controller scraped?)",
             self.canary_service
         );
-        let value = |samples: Vec<crate::stack::prometheus::Sample>| {
+        let value = |samples: Vec<crate::stack::prometheus::SeriesValue>| {
             samples
                 .first()
                 .map(|s| s.value)
