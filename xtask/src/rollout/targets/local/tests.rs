@@ -176,8 +176,10 @@ fn local_target_shifts_weight_under_load_measures_and_stops_clean() {
     thread::sleep(Duration::from_millis(500));
     let faulty = must(target.take_traffic(), "take");
     println!("after the fault at 100%: {faulty:?}");
+    // Every request of the window failed and none succeeded. A request sent just before the
+    // window opened may fail inside it, so failures can outnumber the window's sends by that.
     assert!(
-        faulty.sent > 0 && faulty.failed == faulty.sent,
+        faulty.sent > 0 && faulty.failed >= faulty.sent && faulty.p50.is_none(),
         "{faulty:?}"
     );
 
