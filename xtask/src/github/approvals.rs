@@ -210,16 +210,19 @@ mod tests {
         protected(&fake, "canary-10");
         fake.review(
             4242,
-            FakeReview::new("canary-10", "approved", "ana", "dashboards clean"),
+            FakeReview::new("canary-10", "approved", "reviewer-a", "dashboards clean"),
         );
-        fake.review(4242, FakeReview::new("canary-10", "approved", "ben", ""));
         fake.review(
             4242,
-            FakeReview::new("canary-1", "rejected", "eve", "other stage"),
+            FakeReview::new("canary-10", "approved", "reviewer-b", ""),
+        );
+        fake.review(
+            4242,
+            FakeReview::new("canary-1", "rejected", "reviewer-c", "other stage"),
         );
         fake.review(
             7,
-            FakeReview::new("canary-10", "rejected", "eve", "other run"),
+            FakeReview::new("canary-10", "rejected", "reviewer-c", "other run"),
         );
         let Verdict::Approved(reviews) = verdict_of(&fake, "canary-10", true) else {
             panic!("not approved");
@@ -228,12 +231,12 @@ mod tests {
             reviews,
             [
                 Review {
-                    login: "ana".into(),
+                    login: "reviewer-a".into(),
                     state: "approved".into(),
                     comment: Some("dashboards clean".into()),
                 },
                 Review {
-                    login: "ben".into(),
+                    login: "reviewer-b".into(),
                     state: "approved".into(),
                     comment: None,
                 },
@@ -253,16 +256,19 @@ mod tests {
             panic!("approved without a review");
         };
         assert!(why.contains("no approval of run 4242"), "{why}");
-        fake.review(4242, FakeReview::new("production", "approved", "ana", ""));
         fake.review(
             4242,
-            FakeReview::new("production", "rejected", "ben", "error budget spent"),
+            FakeReview::new("production", "approved", "reviewer-a", ""),
+        );
+        fake.review(
+            4242,
+            FakeReview::new("production", "rejected", "reviewer-b", "error budget spent"),
         );
         let Verdict::Refused(why) = verdict_of(&fake, "production", true) else {
             panic!("a rejection was overruled");
         };
         assert!(
-            why.contains("ben rejected") && why.contains("error budget spent"),
+            why.contains("reviewer-b rejected") && why.contains("error budget spent"),
             "{why}"
         );
     }
@@ -272,7 +278,10 @@ mod tests {
         let fake = FakeGitHub::start();
         // Approved on paper, but the environment requires nobody: GitHub ran the job unasked.
         fake.put_environment("canary-1", &[], false, &[]);
-        fake.review(4242, FakeReview::new("canary-1", "approved", "ana", ""));
+        fake.review(
+            4242,
+            FakeReview::new("canary-1", "approved", "reviewer-a", ""),
+        );
         let Verdict::Refused(why) = verdict_of(&fake, "canary-1", true) else {
             panic!("an unprotected environment approved a stage");
         };

@@ -317,7 +317,7 @@ mod tests {
         let fake = FakeGitHub::start();
         let repository: Repository = "akidb/akidb".parse().unwrap();
         let want = wanted(
-            &["team:release-managers", "user:ana"],
+            &["team:release-managers", "user:reviewer-a"],
             &["main", "release/*"],
         );
         fake.put_environment(

@@ -62,7 +62,11 @@ struct Data {
 }
 
 /// Users and teams the fake knows, with their ids.
-const USERS: [(&str, u64); 3] = [("ana", 101), ("ben", 102), ("eve", 103)];
+const USERS: [(&str, u64); 3] = [
+    ("reviewer-a", 101),
+    ("reviewer-b", 102),
+    ("reviewer-c", 103),
+];
 const TEAMS: [(&str, u64); 2] = [("release-managers", 201), ("sre-oncall", 202)];
 
 /// The fake, serving on a thread of its own until dropped.

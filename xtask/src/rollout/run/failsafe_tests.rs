@@ -650,9 +650,12 @@ fn inside_github_actions_only_githubs_reviews_approve_a_stage() {
     assert_eq!(target.weight, 0, "nothing moved before the approval");
     fake.review(
         77,
-        FakeReview::new("canary-10", "approved", "ana", "dashboards green"),
+        FakeReview::new("canary-10", "approved", "reviewer-a", "dashboards green"),
     );
-    fake.review(77, FakeReview::new("production", "approved", "ben", ""));
+    fake.review(
+        77,
+        FakeReview::new("production", "approved", "reviewer-b", ""),
+    );
     let mut target = FakeTarget::new();
     assert_eq!(
         super::test_support::runner_with(&f, &mut target, options())
@@ -662,7 +665,7 @@ fn inside_github_actions_only_githubs_reviews_approve_a_stage() {
     );
     let state = state(&f);
     let approval = &state.approvals["canary"];
-    assert_eq!(approval.actor, "ana");
+    assert_eq!(approval.actor, "reviewer-a");
     assert_eq!(approval.via, "GitHub review of run 77");
     assert_eq!(approval.reviews.len(), 1);
     assert_eq!(
@@ -675,7 +678,7 @@ fn inside_github_actions_only_githubs_reviews_approve_a_stage() {
         .map(|e| e.detail)
         .collect();
     assert!(
-        approved[0].contains("GitHub review of run 77: ana: dashboards green"),
+        approved[0].contains("GitHub review of run 77: reviewer-a: dashboards green"),
         "{approved:?}"
     );
 }
