@@ -28,6 +28,18 @@ pub fn plan_path() -> PathBuf {
     root().join("rollout").join("plan.yaml")
 }
 
+/// The git user of this machine (`git config user.name`), when one is set.
+pub fn git_user() -> Option<String> {
+    std::process::Command::new("git")
+        .args(["config", "user.name"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+}
+
 /// A port on 127.0.0.1 that was free a moment ago (the OS picks it), for a server a test or a
 /// command starts.
 pub fn free_port() -> std::io::Result<u16> {

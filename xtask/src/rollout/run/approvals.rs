@@ -135,15 +135,7 @@ impl Runner<'_> {
 
 /// Who approves at this machine: the git user (`user.name`), else the login.
 fn approver() -> String {
-    std::process::Command::new("git")
-        .args(["config", "user.name"])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(actor)
+    crate::project::git_user().unwrap_or_else(actor)
 }
 
 /// Records an approval for `stage` in an existing run (`cargo xtask rollout approve`), with who

@@ -432,15 +432,9 @@ fn paused_run(f: &Fixture) {
         non_interactive: true,
         ..RunOptions::default()
     };
-    let status = Runner::new(
-        &f.plan,
-        &mut target,
-        f.files.clone(),
-        options,
-        PathBuf::from("/nonexistent"),
-    )
-    .run(&f.plan_path)
-    .unwrap();
+    let status = super::test_support::runner_with(f, &mut target, options)
+        .run(&f.plan_path)
+        .unwrap();
     assert!(matches!(status, RunStatus::Paused { .. }), "{status:?}");
 }
 
@@ -596,15 +590,9 @@ fn an_approval_by_command_records_who_and_why_and_lets_the_stage_run() {
         non_interactive: true,
         ..RunOptions::default()
     };
-    let status = Runner::new(
-        &f.plan,
-        &mut target,
-        f.files.clone(),
-        options,
-        PathBuf::from("/nonexistent"),
-    )
-    .resume(&f.plan_path)
-    .unwrap();
+    let status = super::test_support::runner_with(&f, &mut target, options)
+        .resume(&f.plan_path)
+        .unwrap();
     match status {
         RunStatus::Paused { reason } => assert!(reason.contains("stage ga waits"), "{reason}"),
         other => panic!("{other:?}"),

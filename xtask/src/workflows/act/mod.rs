@@ -309,14 +309,7 @@ fn stand_in_environments(github: &FakeGitHub, plan: &Path) -> anyhow::Result<()>
 
 /// Who the run is by: the git user, else the login.
 fn actor() -> String {
-    Command::new("git")
-        .args(["config", "user.name"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
+    project::git_user()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "operator".to_owned())
 }
