@@ -68,19 +68,6 @@ struct Report {
     differing: usize,
 }
 
-/// The environments the plan's stages name, in stage order, each once.
-fn named(plan: &Plan) -> Vec<&str> {
-    let mut names: Vec<&str> = Vec::new();
-    for stage in plan.stages() {
-        if let Some(name) = stage.environment.as_deref() {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    names
-}
-
 async fn reconcile(
     client: &octocrab::Octocrab,
     repository: &Repository,
@@ -88,7 +75,7 @@ async fn reconcile(
     apply: bool,
 ) -> anyhow::Result<Report> {
     let mut report = Report::default();
-    for name in named(plan) {
+    for name in plan.environment_names() {
         let Some(declared) = plan.environments.get(name) else {
             report.differing += 1;
             report.lines.push(format!(

@@ -57,6 +57,17 @@ impl Plan {
         self.time_scale
     }
 
+    /// The environments the stages name, in stage order, each once.
+    pub fn environment_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for name in self.stages.iter().filter_map(|s| s.environment.as_deref()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
     /// Whether a stage in `environment` waits for an approval: unless the plan declares the
     /// environment without reviewers.
     pub fn needs_approval(&self, environment: &str) -> bool {

@@ -270,16 +270,7 @@ pub const STAND_IN_REVIEWER: &str = "stand-in-reviewer";
 /// approves it for every run as [`STAND_IN_REVIEWER`].
 fn stand_in_environments(github: &FakeGitHub, plan: &Path) -> anyhow::Result<()> {
     let plan = crate::rollout::load::load(plan)?;
-    let named = plan
-        .stages()
-        .iter()
-        .filter_map(|s| s.environment.as_deref());
-    let mut seen = Vec::new();
-    for name in named {
-        if seen.contains(&name) {
-            continue;
-        }
-        seen.push(name);
+    for name in plan.environment_names() {
         let declared = plan.environments.get(name);
         // An undeclared environment needs an approval: give it a stand-in team.
         let teams: Vec<String> = match declared {
