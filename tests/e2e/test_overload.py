@@ -127,7 +127,9 @@ def threads_of(pid: int) -> int:
 def test_many_admitted_requests_do_not_multiply_the_server_threads():
     # 160 requests admitted at once (the default queue takes them all) while inference holds
     # the cores: tokenization waits its turn instead of starting a thread per request (about
-    # 150 extra threads, and 200 MB more at peak, before it was bounded by the cores).
+    # 150 extra threads, and 200 MB more at peak, before it was bounded by the cores; 10 more
+    # when it ran on the runtime's blocking pool, which starts a thread whenever the last one
+    # has not gone idle yet: engine::tokenizing keeps threads of its own).
     server = start_server()
     try:
         pid = server.process.pid
@@ -159,7 +161,7 @@ def test_many_admitted_requests_do_not_multiply_the_server_threads():
         done.set()
         sampler.join()
         assert replies.count(200) == 160, replies
-        assert peak - baseline <= 8, f"{baseline} threads before, {peak} under load"
+        assert peak - baseline <= 4, f"{baseline} threads before, {peak} under load"
         print(f"threads: {baseline} before, {peak} at peak under 160 concurrent requests")
     finally:
         server.stop()

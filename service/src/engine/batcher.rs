@@ -22,6 +22,7 @@ use super::{
     error::EngineError,
     model::{EmbedOptions, EmbeddingModel, Embeddings},
     tokenizer::{TokenBatch, TokenRow},
+    tokenizing,
 };
 
 /// How the batcher forms batches.
@@ -162,18 +163,16 @@ impl BatchQueue {
         let model = Arc::clone(&self.model);
         let parent = tracing::Span::current();
         let tokenize = tracing::info_span!(parent: &parent, "tokenize", texts = n);
-        let permit = tokio::time::timeout_at(deadline.into(), tokenizers().acquire())
-            .await
-            .map_err(|_| SubmitError::TimedOut(timeout))?
-            .map_err(|_| SubmitError::Closed)?;
-        let rows = tokio::task::spawn_blocking(move || {
+        let rows = tokenizing::run(deadline, move || {
             let _span = tokenize.enter();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             model.tokenizer().encode_rows(&refs)
         })
         .await
-        .map_err(|_| SubmitError::Closed)??;
-        drop(permit);
+        .map_err(|refused| match refused {
+            tokenizing::Refused::TimedOut => SubmitError::TimedOut(timeout),
+            tokenizing::Refused::Closed => SubmitError::Closed,
+        })??;
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Job {
@@ -193,17 +192,6 @@ impl BatchQueue {
             Err(_) => Err(SubmitError::TimedOut(timeout)),
         }
     }
-}
-
-/// Tokenizations running at once, across every model: one per core. Under overload the
-/// inference threads hold the cores, tokenizations stall, and without a bound the runtime
-/// starts a blocking thread for each waiting request (150 seen at 1.5× capacity, each with its
-/// stack and allocator heap: 200 MB more at peak) for no throughput.
-fn tokenizers() -> &'static tokio::sync::Semaphore {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| {
-        tokio::sync::Semaphore::new(thread::available_parallelism().map_or(2, |n| n.get()))
-    })
 }
 
 /// Gives queue slots back if a submission fails before its job reaches the worker.

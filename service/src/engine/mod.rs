@@ -11,6 +11,7 @@ pub mod model;
 pub mod pooling;
 pub mod registry;
 pub mod tokenizer;
+pub mod tokenizing;
 
 pub use arch::bert::Implementation;
 pub use device::Precision;
