@@ -12,585 +12,12 @@ const TOKEN: &str = "ghs_fake_token_0123456789";
 const REPOSITORY: &str = "akidb/akidb-candle";
 const NOTES: &str = "# AkiDB 2.0\n\nThe Candle embedding service is generally available.\n";
 
-/// A FAKE of the parts of GitHub's REST API the release uses, checking what GitHub checks: a
-/// `User-Agent` (403 without), the `Authorization` token (401 without or when wrong), the real
-/// paths, the JSON payload's fields and types (422), a release per tag (422 `already_exists`,
-/// GitHub's error body), and 404 for repositories it does not hold.
-mod fake_github {
-    use std::{
-        net::SocketAddr,
-        sync::{Arc, Mutex},
-    };
-
-    use axum::{
-        extract::{Path, State},
-        http::{HeaderMap, StatusCode},
-        response::{IntoResponse, Response},
-        routing::get,
-        Json, Router,
-    };
-    use serde_json::{json, Value};
-
-    /// One request as the fake saw it.
-    #[derive(Clone, Debug)]
-    pub struct Seen {
-        pub method: String,
-        pub path: String,
-        pub status: u16,
-    }
-
-    #[derive(Default)]
-    struct Data {
-        releases: Vec<Value>,
-        /// `workflow_dispatch` requests: (workflow file, payload).
-        dispatches: Vec<(String, Value)>,
-        seen: Vec<Seen>,
-        /// A tag whose release another writer creates right after a lookup found none.
-        racing: Option<String>,
-        /// Release assets: (release id, asset id, name, bytes).
-        assets: Vec<(u64, u64, String, Vec<u8>)>,
-        next_asset: u64,
-    }
-
-    #[derive(Clone)]
-    struct Shared {
-        token: String,
-        repository: String,
-        base: String,
-        data: Arc<Mutex<Data>>,
-    }
-
-    /// The fake, serving on a thread of its own until dropped.
-    pub struct FakeGitHub {
-        pub url: String,
-        data: Arc<Mutex<Data>>,
-        stop: Option<tokio::sync::oneshot::Sender<()>>,
-        thread: Option<std::thread::JoinHandle<()>>,
-    }
-
-    impl FakeGitHub {
-        /// Serves `repository` (owner/name) to holders of `token`.
-        pub fn start(repository: &str, token: &str) -> FakeGitHub {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-            listener.set_nonblocking(true).expect("nonblocking");
-            let address: SocketAddr = listener.local_addr().expect("address");
-            let url = format!("http://{address}");
-            let data = Arc::new(Mutex::new(Data::default()));
-            let shared = Shared {
-                token: token.to_owned(),
-                repository: repository.to_owned(),
-                base: url.clone(),
-                data: data.clone(),
-            };
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let thread = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let app = Router::new()
-                        .route("/repos/{owner}/{repo}", get(repository_info))
-                        .route(
-                            "/repos/{owner}/{repo}/releases",
-                            get(list_releases).post(create_release),
-                        )
-                        .route(
-                            "/repos/{owner}/{repo}/releases/tags/{tag}",
-                            get(release_by_tag),
-                        )
-                        .route("/repos/{owner}/{repo}/releases/{id}", get(release_by_id))
-                        .route(
-                            "/repos/{owner}/{repo}/releases/{id}/assets",
-                            get(list_assets).post(upload_asset),
-                        )
-                        .route(
-                            "/repos/{owner}/{repo}/releases/assets/{asset}",
-                            axum::routing::delete(delete_asset),
-                        )
-                        .route(
-                            "/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches",
-                            axum::routing::post(dispatch_workflow),
-                        )
-                        .fallback(not_found_fallback)
-                        .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
-                        .with_state(shared);
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await
-                        .expect("serve");
-                });
-            });
-            FakeGitHub {
-                url,
-                data,
-                stop: Some(stop),
-                thread: Some(thread),
-            }
-        }
-
-        /// Every request so far.
-        pub fn seen(&self) -> Vec<Seen> {
-            self.data.lock().map(|d| d.seen.clone()).unwrap_or_default()
-        }
-
-        /// Another writer will create `tag`'s release just after the next lookup that finds none.
-        pub fn race_on(&self, tag: &str) {
-            if let Ok(mut data) = self.data.lock() {
-                data.racing = Some(tag.to_owned());
-            }
-        }
-
-        /// The `workflow_dispatch` requests it accepted: (workflow, payload).
-        pub fn dispatches(&self) -> Vec<(String, Value)> {
-            self.data
-                .lock()
-                .map(|d| d.dispatches.clone())
-                .unwrap_or_default()
-        }
-
-        /// The assets it holds: (release id, name, bytes), in upload order.
-        pub fn assets(&self) -> Vec<(u64, String, Vec<u8>)> {
-            self.data
-                .lock()
-                .map(|d| {
-                    d.assets
-                        .iter()
-                        .map(|(release, _, name, bytes)| (*release, name.clone(), bytes.clone()))
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
-
-        /// The releases it holds.
-        pub fn releases(&self) -> Vec<Value> {
-            self.data
-                .lock()
-                .map(|d| d.releases.clone())
-                .unwrap_or_default()
-        }
-    }
-
-    impl Drop for FakeGitHub {
-        fn drop(&mut self) {
-            if let Some(stop) = self.stop.take() {
-                let _ = stop.send(());
-            }
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
-        }
-    }
-
-    fn error(status: StatusCode, message: &str, docs: &str) -> Response {
-        (
-            status,
-            Json(json!({
-                "message": message,
-                "documentation_url": format!("https://docs.github.com/rest/{docs}"),
-                "status": status.as_u16().to_string(),
-            })),
-        )
-            .into_response()
-    }
-
-    /// Records every request with the status it got.
-    async fn record(
-        State(shared): State<Shared>,
-        request: axum::extract::Request,
-        next: axum::middleware::Next,
-    ) -> Response {
-        let method = request.method().to_string();
-        let path = request.uri().path().to_owned();
-        let response = next.run(request).await;
-        if let Ok(mut data) = shared.data.lock() {
-            data.seen.push(Seen {
-                method,
-                path,
-                status: response.status().as_u16(),
-            });
-        }
-        response
-    }
-
-    /// GitHub's gatekeeping, in its order: User-Agent, token, repository; the refusal, if any.
-    fn admit(shared: &Shared, headers: &HeaderMap, owner: &str, repo: &str) -> Option<Response> {
-        if headers.get("user-agent").is_none() {
-            Some(error(
-                StatusCode::FORBIDDEN,
-                "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
-                "overview/resources-in-the-rest-api#user-agent-required",
-            ))
-        } else {
-            let presented = headers
-                .get("authorization")
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| {
-                    value
-                        .strip_prefix("Bearer ")
-                        .or_else(|| value.strip_prefix("token "))
-                });
-            match presented {
-                None => Some(error(
-                    StatusCode::UNAUTHORIZED,
-                    "Requires authentication",
-                    "overview/authenticating-to-the-rest-api",
-                )),
-                Some(token) if token != shared.token => Some(error(
-                    StatusCode::UNAUTHORIZED,
-                    "Bad credentials",
-                    "overview/authenticating-to-the-rest-api",
-                )),
-                Some(_) if format!("{owner}/{repo}") != shared.repository => Some(error(
-                    StatusCode::NOT_FOUND,
-                    "Not Found",
-                    "repos/repos#get-a-repository",
-                )),
-                Some(_) => None,
-            }
-        }
-    }
-
-    fn release_json(shared: &Shared, id: u64, payload: &Value) -> Value {
-        let base = &shared.base;
-        let repository = &shared.repository;
-        let tag = payload["tag_name"].as_str().unwrap_or_default();
-        json!({
-            "url": format!("{base}/repos/{repository}/releases/{id}"),
-            "html_url": format!("https://github.com/{repository}/releases/tag/{tag}"),
-            "assets_url": format!("{base}/repos/{repository}/releases/{id}/assets"),
-            // GitHub's uploads host is another; here the fake takes the uploads too.
-            "upload_url": format!("{base}/repos/{repository}/releases/{id}/assets{{?name,label}}"),
-            "tarball_url": format!("{base}/repos/{repository}/tarball/{tag}"),
-            "zipball_url": format!("{base}/repos/{repository}/zipball/{tag}"),
-            "id": id,
-            "node_id": format!("RE_fake{id}"),
-            "tag_name": tag,
-            "target_commitish": payload.get("target_commitish").cloned().unwrap_or(json!("main")),
-            "name": payload.get("name").cloned().unwrap_or(Value::Null),
-            "body": payload.get("body").cloned().unwrap_or(Value::Null),
-            "draft": payload.get("draft").cloned().unwrap_or(json!(false)),
-            "prerelease": payload.get("prerelease").cloned().unwrap_or(json!(false)),
-            "created_at": "2026-11-28T06:00:00Z",
-            "published_at": "2026-11-28T06:00:00Z",
-            "author": null,
-            "assets": [],
-        })
-    }
-
-    async fn repository_info(
-        State(shared): State<Shared>,
-        Path((owner, repo)): Path<(String, String)>,
-        headers: HeaderMap,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        Json(json!({
-            "id": 1,
-            "name": repo,
-            "full_name": format!("{owner}/{repo}"),
-            "url": format!("{}/repos/{owner}/{repo}", shared.base),
-        }))
-        .into_response()
-    }
-
-    async fn list_releases(
-        State(shared): State<Shared>,
-        Path((owner, repo)): Path<(String, String)>,
-        headers: HeaderMap,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        let releases = shared
-            .data
-            .lock()
-            .map(|d| d.releases.clone())
-            .unwrap_or_default();
-        Json(Value::Array(releases)).into_response()
-    }
-
-    async fn release_by_tag(
-        State(shared): State<Shared>,
-        Path((owner, repo, tag)): Path<(String, String, String)>,
-        headers: HeaderMap,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        let found = shared.data.lock().ok().and_then(|d| {
-            d.releases
-                .iter()
-                .find(|r| r["tag_name"].as_str() == Some(tag.as_str()))
-                .cloned()
-        });
-        match found {
-            Some(release) => Json(release).into_response(),
-            None => {
-                if let Ok(mut data) = shared.data.lock() {
-                    if data.racing.as_deref() == Some(tag.as_str()) {
-                        data.racing = None;
-                        let id = data.releases.len() as u64 + 1;
-                        let other = json!({ "tag_name": tag, "name": "made by another writer" });
-                        let release = release_json(&shared, id, &other);
-                        data.releases.push(release);
-                    }
-                }
-                error(
-                    StatusCode::NOT_FOUND,
-                    "Not Found",
-                    "releases/releases#get-a-release-by-tag-name",
-                )
-            }
-        }
-    }
-
-    async fn release_by_id(
-        State(shared): State<Shared>,
-        Path((owner, repo, id)): Path<(String, String, u64)>,
-        headers: HeaderMap,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        let found = shared
-            .data
-            .lock()
-            .ok()
-            .and_then(|d| d.releases.iter().find(|r| r["id"] == id).cloned());
-        match found {
-            Some(release) => Json(release).into_response(),
-            None => error(
-                StatusCode::NOT_FOUND,
-                "Not Found",
-                "releases/releases#get-a-release",
-            ),
-        }
-    }
-
-    fn asset_json(shared: &Shared, release: u64, id: u64, name: &str, size: usize) -> Value {
-        let base = &shared.base;
-        let repository = &shared.repository;
-        json!({
-            "url": format!("{base}/repos/{repository}/releases/assets/{id}"),
-            "browser_download_url": format!("https://github.com/{repository}/releases/download/r{release}/{name}"),
-            "id": id,
-            "node_id": format!("RA_fake{id}"),
-            "name": name,
-            "label": null,
-            "state": "uploaded",
-            "content_type": "application/octet-stream",
-            "size": size,
-            "digest": null,
-            "download_count": 0,
-            "created_at": "2026-11-28T06:00:00Z",
-            "updated_at": "2026-11-28T06:00:00Z",
-            "uploader": null,
-        })
-    }
-
-    async fn list_assets(
-        State(shared): State<Shared>,
-        Path((owner, repo, release)): Path<(String, String, u64)>,
-        headers: HeaderMap,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        let data = shared.data.lock().expect("data");
-        let assets: Vec<Value> = data
-            .assets
-            .iter()
-            .filter(|(r, ..)| *r == release)
-            .map(|(r, id, name, bytes)| asset_json(&shared, *r, *id, name, bytes.len()))
-            .collect();
-        Json(Value::Array(assets)).into_response()
-    }
-
-    /// `POST {upload_url}?name=NAME`: 201 with the asset; 422 `already_exists` for a name the
-    /// release has, as GitHub answers.
-    async fn upload_asset(
-        State(shared): State<Shared>,
-        Path((owner, repo, release)): Path<(String, String, u64)>,
-        axum::extract::Query(query): axum::extract::Query<
-            std::collections::HashMap<String, String>,
-        >,
-        headers: HeaderMap,
-        body: axum::body::Bytes,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        let Some(name) = query.get("name").filter(|n| !n.is_empty()).cloned() else {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "name is missing",
-                "releases/assets#upload-a-release-asset",
-            );
-        };
-        let mut data = shared.data.lock().expect("data");
-        if !data.releases.iter().any(|r| r["id"] == release) {
-            return error(
-                StatusCode::NOT_FOUND,
-                "Not Found",
-                "releases/assets#upload-a-release-asset",
-            );
-        }
-        if data
-            .assets
-            .iter()
-            .any(|(r, _, n, _)| *r == release && *n == name)
-        {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({
-                    "message": "Validation Failed",
-                    "errors": [{"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}],
-                    "documentation_url": "https://docs.github.com/rest/releases/assets#upload-a-release-asset",
-                })),
-            )
-                .into_response();
-        }
-        data.next_asset += 1;
-        let id = data.next_asset;
-        let size = body.len();
-        data.assets.push((release, id, name.clone(), body.to_vec()));
-        (
-            StatusCode::CREATED,
-            Json(asset_json(&shared, release, id, &name, size)),
-        )
-            .into_response()
-    }
-
-    async fn delete_asset(
-        State(shared): State<Shared>,
-        Path((owner, repo, asset)): Path<(String, String, u64)>,
-        headers: HeaderMap,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        let mut data = shared.data.lock().expect("data");
-        let before = data.assets.len();
-        data.assets.retain(|(_, id, ..)| *id != asset);
-        if data.assets.len() == before {
-            return error(
-                StatusCode::NOT_FOUND,
-                "Not Found",
-                "releases/assets#delete-a-release-asset",
-            );
-        }
-        StatusCode::NO_CONTENT.into_response()
-    }
-
-    fn invalid(field: &str, code: &str) -> Response {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({
-                "message": "Validation Failed",
-                "errors": [{ "resource": "Release", "code": code, "field": field }],
-                "documentation_url": "https://docs.github.com/rest/releases/releases#create-a-release",
-                "status": "422",
-            })),
-        )
-            .into_response()
-    }
-
-    async fn create_release(
-        State(shared): State<Shared>,
-        Path((owner, repo)): Path<(String, String)>,
-        headers: HeaderMap,
-        body: axum::body::Bytes,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Problems parsing JSON",
-                "releases/releases#create-a-release",
-            );
-        };
-        let Some(tag) = payload.get("tag_name").and_then(Value::as_str) else {
-            return invalid("tag_name", "missing_field");
-        };
-        for (field, string) in [
-            ("target_commitish", true),
-            ("name", true),
-            ("body", true),
-            ("draft", false),
-            ("prerelease", false),
-        ] {
-            let fine = match payload.get(field) {
-                None | Some(Value::Null) => true,
-                Some(value) if string => value.is_string(),
-                Some(value) => value.is_boolean(),
-            };
-            if !fine {
-                return invalid(field, "invalid");
-            }
-        }
-        let Ok(mut data) = shared.data.lock() else {
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        };
-        if data
-            .releases
-            .iter()
-            .any(|r| r["tag_name"].as_str() == Some(tag))
-        {
-            return invalid("tag_name", "already_exists");
-        }
-        let id = data.releases.len() as u64 + 1;
-        let release = release_json(&shared, id, &payload);
-        data.releases.push(release.clone());
-        (StatusCode::CREATED, Json(release)).into_response()
-    }
-
-    /// `POST .../actions/workflows/{file}/dispatches`: 204 for a `ref` string (and optional
-    /// `inputs` object), 422 otherwise, as GitHub answers.
-    async fn dispatch_workflow(
-        State(shared): State<Shared>,
-        Path((owner, repo, workflow)): Path<(String, String, String)>,
-        headers: HeaderMap,
-        body: axum::body::Bytes,
-    ) -> Response {
-        if let Some(refused) = admit(&shared, &headers, &owner, &repo) {
-            return refused;
-        }
-        let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Problems parsing JSON",
-                "actions/workflows#create-a-workflow-dispatch-event",
-            );
-        };
-        let fine = payload.get("ref").is_some_and(Value::is_string)
-            && payload
-                .get("inputs")
-                .is_none_or(|i| i.is_object() || i.is_null());
-        if !fine {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Invalid request.\n\n\"ref\" wasn't supplied.",
-                "actions/workflows#create-a-workflow-dispatch-event",
-            );
-        }
-        if let Ok(mut data) = shared.data.lock() {
-            data.dispatches.push((workflow, payload));
-        }
-        StatusCode::NO_CONTENT.into_response()
-    }
-
-    async fn not_found_fallback(uri: axum::http::Uri) -> Response {
-        error(StatusCode::NOT_FOUND, &format!("Not Found: {uri}"), "")
-    }
-}
+/// The project's FAKE of GitHub's REST API (`xtask/src/github/fake/`), the same that `cargo
+/// xtask workflows run` serves: it checks the User-Agent, the token and the repository as GitHub
+/// does, and answers with GitHub's paths, JSON shapes and error bodies.
+#[allow(dead_code)]
+#[path = "../src/github/fake/mod.rs"]
+mod fake_github;
 
 /// Runs `git` in `dir`, failing the test on error.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -724,10 +151,10 @@ fn posts(fake: &FakeGitHub) -> usize {
 #[test]
 fn tags_pushes_and_releases_then_a_rerun_changes_nothing() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
     let head = fixture.head();
 
-    let first = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let first = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(first.status.success(), "{}", text(&first));
     // An annotated tag at HEAD, here and on the remote.
     assert_eq!(git(&fixture.work, &["cat-file", "-t", "v2.0.0"]), "tag");
@@ -753,7 +180,7 @@ fn tags_pushes_and_releases_then_a_rerun_changes_nothing() {
         "the token must never be printed"
     );
 
-    let again = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let again = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("already at"), "{}", text(&again));
     assert!(
@@ -768,8 +195,8 @@ fn tags_pushes_and_releases_then_a_rerun_changes_nothing() {
 #[test]
 fn the_ga_tag_starts_the_release_workflow_with_a_dispatch_on_the_tag() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
-    let out = fixture.release(&fake.url, Some(TOKEN), &["--dispatch", "release.yml"]);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
+    let out = fixture.release(&fake.url(), Some(TOKEN), &["--dispatch", "release.yml"]);
     assert!(out.status.success(), "{}", text(&out));
     // A tag pushed with the workflow's token starts nothing on GitHub; this request does.
     let dispatches = fake.dispatches();
@@ -792,8 +219,8 @@ fn the_ga_tag_starts_the_release_workflow_with_a_dispatch_on_the_tag() {
     );
     // Without --dispatch, nothing is started.
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
-    let out = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
+    let out = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(fake.dispatches().is_empty());
 }
@@ -801,12 +228,12 @@ fn the_ga_tag_starts_the_release_workflow_with_a_dispatch_on_the_tag() {
 #[test]
 fn a_lost_local_tag_is_recreated_and_the_release_reused() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
     // A fresh clone of the runner has no local tag; the remote and GitHub have both.
-    let first = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let first = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(first.status.success(), "{}", text(&first));
     git(&fixture.work, &["tag", "--delete", "v2.0.0"]);
-    let again = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let again = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(
         text(&again).contains("remote origin already has v2.0.0"),
@@ -821,9 +248,9 @@ fn a_lost_local_tag_is_recreated_and_the_release_reused() {
 #[test]
 fn a_release_created_meanwhile_is_reused_after_githubs_422() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
     fake.race_on("v2.0.0");
-    let output = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let output = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
         text(&output).contains("release of v2.0.0 exists"),
@@ -846,12 +273,12 @@ fn a_release_created_meanwhile_is_reused_after_githubs_422() {
 #[test]
 fn a_tag_at_another_commit_is_refused() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
-    let first = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
+    let first = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(first.status.success(), "{}", text(&first));
     let tagged = fixture.head();
     let newer = fixture.commit("later.txt");
-    let refused = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let refused = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(!refused.status.success(), "{}", text(&refused));
     let message = text(&refused);
     assert!(
@@ -870,13 +297,13 @@ fn a_tag_at_another_commit_is_refused() {
 #[test]
 fn the_remote_tag_at_another_commit_is_refused() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
     let old = fixture.head();
     git(&fixture.work, &["tag", "-a", "-m", "old", "v2.0.0", &old]);
     git(&fixture.work, &["push", "--quiet", "origin", "v2.0.0"]);
     git(&fixture.work, &["tag", "--delete", "v2.0.0"]);
     fixture.commit("newer.txt");
-    let refused = fixture.release(&fake.url, Some(TOKEN), &[]);
+    let refused = fixture.release(&fake.url(), Some(TOKEN), &[]);
     assert!(!refused.status.success(), "{}", text(&refused));
     assert!(
         text(&refused).contains("remote origin has tag v2.0.0 at"),
@@ -889,8 +316,8 @@ fn the_remote_tag_at_another_commit_is_refused() {
 #[test]
 fn a_missing_token_is_a_clear_error_before_anything_changes() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
-    let output = fixture.release(&fake.url, None, &[]);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
+    let output = fixture.release(&fake.url(), None, &[]);
     assert!(!output.status.success());
     assert!(
         text(&output).contains("GITHUB_TOKEN is not set"),
@@ -905,8 +332,8 @@ fn a_missing_token_is_a_clear_error_before_anything_changes() {
 #[test]
 fn a_wrong_token_and_an_unknown_repository_are_githubs_errors() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
-    let wrong = fixture.release(&fake.url, Some("ghs_wrong"), &[]);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
+    let wrong = fixture.release(&fake.url(), Some("ghs_wrong"), &[]);
     assert!(!wrong.status.success());
     assert!(text(&wrong).contains("401"), "{}", text(&wrong));
     assert!(text(&wrong).contains("Bad credentials"), "{}", text(&wrong));
@@ -917,7 +344,7 @@ fn a_wrong_token_and_an_unknown_repository_are_githubs_errors() {
         fake.seen()
     );
 
-    let unknown = fixture.release_in("akidb/no-such-repo", &fake.url, Some(TOKEN), &[]);
+    let unknown = fixture.release_in("akidb/no-such-repo", &fake.url(), Some(TOKEN), &[]);
     assert!(!unknown.status.success());
     assert!(text(&unknown).contains("404"), "{}", text(&unknown));
     assert!(fake.releases().is_empty());
@@ -926,8 +353,8 @@ fn a_wrong_token_and_an_unknown_repository_are_githubs_errors() {
 #[test]
 fn dry_run_changes_nothing() {
     let fixture = Fixture::new();
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
-    let output = fixture.release(&fake.url, Some(TOKEN), &["--dry-run"]);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
+    let output = fixture.release(&fake.url(), Some(TOKEN), &["--dry-run"]);
     assert!(output.status.success(), "{}", text(&output));
     let said = text(&output);
     assert!(said.contains("would create annotated tag v2.0.0"), "{said}");
@@ -946,8 +373,8 @@ fn dry_run_changes_nothing() {
 fn the_fake_answers_as_github_does() {
     // Without a token and with a wrong one: 401; an unknown repository: 404 (checked through
     // the release command above); here the raw protocol, with a plain HTTP client.
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
-    let url = format!("{}/repos/{REPOSITORY}/releases/tags/v9.9.9", fake.url);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
+    let url = format!("{}/repos/{REPOSITORY}/releases/tags/v9.9.9", fake.url());
     let anonymous = ureq::get(&url).set("User-Agent", "test").call();
     assert!(matches!(anonymous, Err(ureq::Error::Status(401, _))));
     let wrong = ureq::get(&url)
@@ -958,12 +385,12 @@ fn the_fake_answers_as_github_does() {
         .set("Authorization", &format!("Bearer {TOKEN}"))
         .call();
     assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
-    let other_repo = format!("{}/repos/akidb/other/releases/tags/v1", fake.url);
+    let other_repo = format!("{}/repos/akidb/other/releases/tags/v1", fake.url());
     let unknown = ureq::get(&other_repo)
         .set("Authorization", &format!("Bearer {TOKEN}"))
         .call();
     assert!(matches!(unknown, Err(ureq::Error::Status(404, _))));
-    let create = format!("{}/repos/{REPOSITORY}/releases", fake.url);
+    let create = format!("{}/repos/{REPOSITORY}/releases", fake.url());
     let bad = ureq::post(&create)
         .set("Authorization", &format!("Bearer {TOKEN}"))
         .send_json(serde_json::json!({ "tag_name": "v1", "draft": "no" }));
@@ -1023,7 +450,7 @@ fn archive(dir: &Path, name: &str, bytes: &[u8]) -> String {
 
 #[test]
 fn publish_attaches_each_checked_archive_its_checksum_and_the_sum_and_a_rerun_replaces_them() {
-    let fake = FakeGitHub::start(REPOSITORY, TOKEN);
+    let fake = FakeGitHub::serve_to(REPOSITORY, TOKEN);
     let dir = tempfile::tempdir().expect("temp dir");
     let notes = dir.path().join("RELEASE_NOTES.md");
     std::fs::write(&notes, NOTES).expect("notes");
@@ -1034,7 +461,7 @@ fn publish_attaches_each_checked_archive_its_checksum_and_the_sum_and_a_rerun_re
     let x86_sum = archive(&assets, x86, b"x86_64 archive");
     let arm_sum = archive(&assets, arm, b"aarch64 archive");
 
-    let output = publish(&fake.url, &assets, &notes);
+    let output = publish(&fake.url(), &assets, &notes);
     assert!(output.status.success(), "{}", text(&output));
     let releases = fake.releases();
     assert_eq!(releases.len(), 1);
@@ -1044,7 +471,7 @@ fn publish_attaches_each_checked_archive_its_checksum_and_the_sum_and_a_rerun_re
         let mut names: Vec<(String, Vec<u8>)> = fake
             .assets()
             .into_iter()
-            .map(|(_, name, bytes)| (name, bytes))
+            .map(|asset| (asset.name, asset.bytes))
             .collect();
         names.sort();
         names
@@ -1066,7 +493,7 @@ fn publish_attaches_each_checked_archive_its_checksum_and_the_sum_and_a_rerun_re
     assert_eq!(held(&fake), want);
 
     // A rerun (a re-run job) reuses the release and replaces each asset: no duplicate.
-    let output = publish(&fake.url, &assets, &notes);
+    let output = publish(&fake.url(), &assets, &notes);
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("exists"), "{}", text(&output));
     assert_eq!(held(&fake), want);
@@ -1075,7 +502,7 @@ fn publish_attaches_each_checked_archive_its_checksum_and_the_sum_and_a_rerun_re
     // An archive that no longer matches its checksum: refused before anything is sent.
     std::fs::write(assets.join(x86), b"tampered").expect("tamper");
     let before = fake.seen().len();
-    let output = publish(&fake.url, &assets, &notes);
+    let output = publish(&fake.url(), &assets, &notes);
     assert!(!output.status.success());
     assert!(
         text(&output).contains("but the archive's sha256 is"),
