@@ -5,6 +5,7 @@ mod bench;
 mod ci;
 mod deny;
 mod fuzz;
+mod generated;
 mod github;
 mod models;
 mod monitoring;

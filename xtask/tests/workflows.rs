@@ -71,7 +71,8 @@ fn a_stale_rollout_workflow_fails_the_check_with_a_diff() {
     let output = xtask(&["workflows", "--check", "--dir", &dir_text]);
     assert!(!output.status.success());
     let said = text(&output);
-    assert!(said.contains("is stale"), "{said}");
+    assert!(said.contains("differs from what the sources generate"), "{said}");
+    assert!(said.contains("run `cargo xtask workflows`"), "{said}");
     assert!(said.contains("-    environment: canary-ten"), "{said}");
     assert!(said.contains("+    environment: canary-10"), "{said}");
 

@@ -1,6 +1,5 @@
-//! The generated files: what each holds, writing them, and `--check`'s drift report.
+//! The generated files: what each holds (`crate::generated` checks and writes them).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -8,6 +7,7 @@ use thiserror::Error;
 
 use super::alerts::Alert;
 use super::{alertmanager, grafana, rule_tests, rules};
+use crate::generated::GeneratedFile;
 use crate::rollout::plan::Plan;
 
 /// The plain Prometheus rules file.
@@ -27,15 +27,6 @@ const HEADER: &str =
 # and rollout/monitoring/alerts.yaml. Do not edit: change those and regenerate;\n\
 # `cargo xtask monitoring --check` fails while this file differs from what they generate.\n";
 
-/// A file to write, relative to the workspace root.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Generated {
-    /// The path, relative to the workspace root.
-    pub path: PathBuf,
-    /// The whole contents.
-    pub contents: String,
-}
-
 /// Why files could not be generated, written or checked.
 #[derive(Debug, Error)]
 pub enum FilesError {
@@ -47,68 +38,32 @@ pub enum FilesError {
         /// What serde said.
         message: String,
     },
-    /// A file could not be read or written.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// Committed files differ from what the sources generate.
-    #[error("{0}")]
-    Drift(Drift),
 }
 
-/// The files that differ from what would be generated.
-#[derive(Debug)]
-pub struct Drift {
-    /// Files whose contents differ.
-    pub changed: Vec<PathBuf>,
-    /// Files that do not exist.
-    pub missing: Vec<PathBuf>,
-}
-
-impl fmt::Display for Drift {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "the monitoring files are out of date; run `cargo xtask monitoring` and commit:"
-        )?;
-        for path in &self.changed {
-            writeln!(f, "  changed: {}", path.display())?;
-        }
-        for path in &self.missing {
-            writeln!(f, "  missing: {}", path.display())?;
-        }
-        Ok(())
-    }
-}
-
-fn yaml(path: &str, value: &impl Serialize) -> Result<Generated, FilesError> {
+fn yaml(path: &str, value: &impl Serialize) -> Result<GeneratedFile, FilesError> {
     let body = serde_yaml_ng::to_string(value).map_err(|e| FilesError::Serialize {
         path: path.into(),
         message: e.to_string(),
     })?;
-    Ok(Generated {
+    Ok(GeneratedFile {
         path: path.into(),
         contents: format!("{HEADER}{body}"),
     })
 }
 
-fn json(path: PathBuf, value: &impl Serialize) -> Result<Generated, FilesError> {
+fn json(path: PathBuf, value: &impl Serialize) -> Result<GeneratedFile, FilesError> {
     let body = serde_json::to_string_pretty(value).map_err(|e| FilesError::Serialize {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    Ok(Generated {
+    Ok(GeneratedFile {
         path,
         contents: format!("{body}\n"),
     })
 }
 
 /// Every generated file for `plan` and its resolved `alerts`.
-pub fn generate(plan: &Plan, alerts: &[Alert]) -> Result<Vec<Generated>, FilesError> {
+pub fn generate(plan: &Plan, alerts: &[Alert]) -> Result<Vec<GeneratedFile>, FilesError> {
     let rules = rules::rule_file(&plan.slos, alerts);
     let rules_name = Path::new(RULES)
         .file_name()
@@ -124,92 +79,4 @@ pub fn generate(plan: &Plan, alerts: &[Alert]) -> Result<Vec<Generated>, FilesEr
         files.push(json(Path::new(DASHBOARDS).join(name), &dashboard)?);
     }
     Ok(files)
-}
-
-/// Writes `files` under `root`, creating folders; returns the paths that changed.
-pub fn write(root: &Path, files: &[Generated]) -> Result<Vec<PathBuf>, FilesError> {
-    let mut written = Vec::new();
-    for file in files {
-        let path = root.join(&file.path);
-        let io = |source| FilesError::Io {
-            path: file.path.clone(),
-            source,
-        };
-        if std::fs::read_to_string(&path).ok().as_deref() == Some(file.contents.as_str()) {
-            continue;
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        std::fs::write(&path, &file.contents).map_err(io)?;
-        written.push(file.path.clone());
-    }
-    Ok(written)
-}
-
-/// Fails, naming each file, when a committed file differs from `files`.
-pub fn check(root: &Path, files: &[Generated]) -> Result<(), FilesError> {
-    let mut drift = Drift {
-        changed: Vec::new(),
-        missing: Vec::new(),
-    };
-    for file in files {
-        match std::fs::read_to_string(root.join(&file.path)) {
-            Ok(text) if text == file.contents => {}
-            Ok(_) => drift.changed.push(file.path.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                drift.missing.push(file.path.clone())
-            }
-            Err(source) => {
-                return Err(FilesError::Io {
-                    path: file.path.clone(),
-                    source,
-                })
-            }
-        }
-    }
-    if drift.changed.is_empty() && drift.missing.is_empty() {
-        Ok(())
-    } else {
-        Err(FilesError::Drift(drift))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Vec<Generated> {
-        vec![
-            Generated {
-                path: "a/rules.yaml".into(),
-                contents: "groups: []\n".into(),
-            },
-            Generated {
-                path: "b/dashboard.json".into(),
-                contents: "{}\n".into(),
-            },
-        ]
-    }
-
-    #[test]
-    fn check_passes_on_what_write_wrote() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let files = sample();
-        assert_eq!(write(dir.path(), &files).expect("written").len(), 2);
-        assert!(write(dir.path(), &files).expect("written").is_empty());
-        check(dir.path(), &files).expect("current");
-    }
-
-    #[test]
-    fn check_names_each_changed_and_missing_file() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let files = sample();
-        write(dir.path(), &files[..1]).expect("written");
-        std::fs::write(dir.path().join("a/rules.yaml"), "groups: [edited]\n").expect("edit");
-        let message = check(dir.path(), &files).expect_err("drift").to_string();
-        assert!(message.contains("changed: a/rules.yaml"), "{message}");
-        assert!(message.contains("missing: b/dashboard.json"), "{message}");
-        assert!(message.contains("cargo xtask monitoring"), "{message}");
-    }
 }

@@ -3,7 +3,8 @@
 //! of `rollout/monitoring/alerts.yaml`, so that gates, pages and dashboards agree.
 //!
 //! `alerts` is the alert model, `promql` the queries, `rules`, `rule_tests`, `alertmanager`
-//! and `grafana` the files' types, `files` writing and drift, `verify` the checks `ci` runs.
+//! and `grafana` the files' types, `files` what each file holds (`crate::generated` checks
+//! and writes them), `verify` the checks `ci` runs.
 //! It does not deploy anything: the chart and the operators' Prometheus pick the files up.
 
 pub mod alertmanager;
@@ -16,13 +17,16 @@ pub mod rules;
 pub mod verify;
 pub mod weekly_report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use xshell::Shell;
 
-use crate::project;
+use crate::{
+    generated::{self, GeneratedFile},
+    project,
+};
 
 /// The alerts written by hand, relative to the workspace root.
 pub const ALERTS_FILE: &str = "rollout/monitoring/alerts.yaml";
@@ -42,10 +46,19 @@ pub struct MonitoringArgs {
     service_binary: Option<PathBuf>,
 }
 
+/// The command that regenerates the files.
+pub const COMMAND: &str = "cargo xtask monitoring";
+
 /// The generated files and the rules they hold, from the checked-in plan and alerts.
-pub fn generate() -> anyhow::Result<(Vec<files::Generated>, rules::RuleFile)> {
+pub fn generate() -> anyhow::Result<(Vec<GeneratedFile>, rules::RuleFile)> {
+    generate_for(&crate::project::plan_path())
+}
+
+/// The generated files and the rules they hold, from the plan at `plan` and the checked-in
+/// alerts.
+pub fn generate_for(plan: &Path) -> anyhow::Result<(Vec<GeneratedFile>, rules::RuleFile)> {
     let root = project::root();
-    let plan = crate::rollout::load::load(&crate::project::plan_path())?;
+    let plan = crate::rollout::load::load(plan)?;
     let spec = alerts::load(&root.join(ALERTS_FILE))?;
     let alerts = alerts::resolve(&spec, &plan)?;
     let rules = rules::rule_file(&plan.slos, &alerts);
@@ -67,14 +80,14 @@ pub fn run(sh: &Shell, args: MonitoringArgs) -> anyhow::Result<()> {
         return verify::verify(sh, &options, &generated, &rules);
     }
     if args.check {
-        files::check(&root, &generated)?;
+        generated::check(&root, &generated, COMMAND)?;
         println!(
             "monitoring: {} generated files are current",
             generated.len()
         );
         return Ok(());
     }
-    let written = files::write(&root, &generated).context("writing the monitoring files")?;
+    let written = generated::write(&root, &generated).context("writing the monitoring files")?;
     for path in &written {
         println!("wrote {}", path.display());
     }

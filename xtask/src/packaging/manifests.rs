@@ -1,13 +1,14 @@
 //! `rollout/k8s/`: the canary Ingress at each weight of the rollout as plain manifests, for
 //! operators without Helm. They are the chart's own Ingress, rendered at that weight, less the
-//! labels that only Helm sets; `check` fails when a file and the chart disagree, `write`
-//! regenerates them.
+//! labels that only Helm sets. They are generated files (`crate::generated`): `check` fails,
+//! with a diff, when a file is not what the chart generates, and `write` regenerates them.
 
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
 use super::helm::{self, Chart, ChartError, Values};
+use crate::generated::{self, GeneratedError, GeneratedFile};
 
 /// The folder of the plain manifests, relative to the workspace root.
 pub const DIR: &str = "rollout/k8s";
@@ -23,7 +24,7 @@ pub const CANARY_INGRESSES: &[(u8, &str)] = &[
 /// Labels Helm's release bookkeeping sets; an object applied without Helm does not carry them.
 const HELM_ONLY_LABELS: &[&str] = &["helm.sh/chart", "app.kubernetes.io/managed-by"];
 
-/// A plain manifest that is missing, unreadable or differs from the chart.
+/// A plain manifest that could not be generated, or differs from what the chart generates.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// Rendering the chart failed.
@@ -32,15 +33,7 @@ pub enum SyncError {
     /// The chart rendered no Ingress at this weight.
     #[error("the chart renders no Ingress with canary.weight={0}")]
     NoIngress(u8),
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The manifest.
-        path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
-    },
-    /// The file is not YAML.
+    /// The Ingress could not be written as YAML.
     #[error("{path}: {source}")]
     Yaml {
         /// The manifest.
@@ -48,21 +41,9 @@ pub enum SyncError {
         /// The parser's message.
         source: serde_yaml_ng::Error,
     },
-    /// The file and the chart differ.
-    #[error(
-        "{path} differs from the chart's Ingress at canary.weight={weight}; run \
-         `cargo xtask chart manifests --write` (or change the chart).\n--- file\n{file}--- chart\n{chart}"
-    )]
-    Drift {
-        /// The manifest.
-        path: PathBuf,
-        /// The weight it is for.
-        weight: u8,
-        /// The file's object.
-        file: String,
-        /// The chart's object.
-        chart: String,
-    },
+    /// A file is stale or could not be written.
+    #[error(transparent)]
+    Generated(#[from] GeneratedError),
 }
 
 /// The values that render the canary Ingress at `weight`.
@@ -108,54 +89,34 @@ fn file_text(weight: u8, ingress: &Value) -> Result<String, serde_yaml_ng::Error
     ))
 }
 
-/// Compares every file with the chart (as parsed YAML, so comments and layout do not count).
-pub fn check(chart: &Chart, root: &Path) -> Result<(), SyncError> {
-    for &(weight, name) in CANARY_INGRESSES {
-        let path = root.join(DIR).join(name);
-        let text = std::fs::read_to_string(&path).map_err(|source| SyncError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let file: Value = serde_yaml_ng::from_str(&text).map_err(|source| SyncError::Yaml {
-            path: path.clone(),
-            source,
-        })?;
-        let chart = expected(chart, weight)?;
-        if file != chart {
-            let show = |v: &Value| serde_yaml_ng::to_string(v).unwrap_or_default();
-            return Err(SyncError::Drift {
-                path,
-                weight,
-                file: show(&file),
-                chart: show(&chart),
-            });
-        }
-    }
-    Ok(())
-}
+/// The command that regenerates the files.
+pub const COMMAND: &str = "cargo xtask chart manifests --write";
 
-/// Writes every file from the chart.
-pub fn write(chart: &Chart, root: &Path) -> Result<Vec<PathBuf>, SyncError> {
-    let dir = root.join(DIR);
-    std::fs::create_dir_all(&dir).map_err(|source| SyncError::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    let mut written = Vec::new();
+/// Every file as the chart generates it.
+pub fn files(chart: &Chart) -> Result<Vec<GeneratedFile>, SyncError> {
+    let mut files = Vec::new();
     for &(weight, name) in CANARY_INGRESSES {
-        let path = dir.join(name);
-        let text =
+        let path = Path::new(DIR).join(name);
+        let contents =
             file_text(weight, &expected(chart, weight)?).map_err(|source| SyncError::Yaml {
                 path: path.clone(),
                 source,
             })?;
-        std::fs::write(&path, text).map_err(|source| SyncError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        written.push(path);
+        files.push(GeneratedFile { path, contents });
     }
-    Ok(written)
+    Ok(files)
+}
+
+/// Fails, with each stale file's diff, when a file under `root` is not what the chart
+/// generates.
+pub fn check(chart: &Chart, root: &Path) -> Result<(), SyncError> {
+    generated::check(root, &files(chart)?, COMMAND)?;
+    Ok(())
+}
+
+/// Writes every file that differs from what the chart generates; returns those written.
+pub fn write(chart: &Chart, root: &Path) -> Result<Vec<PathBuf>, SyncError> {
+    Ok(generated::write(root, &files(chart)?)?)
 }
 
 #[cfg(test)]
@@ -181,11 +142,14 @@ mod tests {
     }
 
     #[test]
-    fn a_manifest_that_differs_from_the_chart_is_drift() {
+    fn a_manifest_that_differs_from_the_chart_is_stale_with_its_diff() {
         let sh = crate::project::shell().unwrap();
         let chart = Chart::new(crate::tools::helm(&sh).unwrap(), &crate::project::root());
         let root = tempfile::tempdir().unwrap();
-        write(&chart, root.path()).unwrap();
+        assert_eq!(
+            write(&chart, root.path()).unwrap().len(),
+            CANARY_INGRESSES.len()
+        );
         check(&chart, root.path()).unwrap();
         let path = root.path().join(DIR).join("ingress-canary-10.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -194,24 +158,17 @@ mod tests {
             text.replace("canary-weight: '10'", "canary-weight: '11'"),
         )
         .unwrap();
-        let error = check(&chart, root.path()).unwrap_err();
-        assert!(
-            matches!(error, SyncError::Drift { weight: 10, .. }),
-            "{error}"
-        );
+        let error = check(&chart, root.path()).unwrap_err().to_string();
+        assert!(error.contains("ingress-canary-10.yaml differs"), "{error}");
+        assert!(error.contains("canary-weight: '11'"), "{error}");
+        assert!(error.contains(COMMAND), "{error}");
+        assert_eq!(write(&chart, root.path()).unwrap().len(), 1);
     }
 
     #[test]
-    fn comments_and_layout_are_not_drift() {
+    fn the_committed_manifests_are_what_the_chart_generates() {
         let sh = crate::project::shell().unwrap();
         let chart = Chart::new(crate::tools::helm(&sh).unwrap(), &crate::project::root());
-        let root = tempfile::tempdir().unwrap();
-        write(&chart, root.path()).unwrap();
-        let path = root.path().join(DIR).join("ingress-canary-1.yaml");
-        let value = expected(&chart, 1).unwrap();
-        // Flow style, no comments: the same object.
-        let text = serde_json::to_string(&value).unwrap();
-        std::fs::write(&path, text).unwrap();
-        check(&chart, root.path()).unwrap();
+        check(&chart, &crate::project::root()).unwrap();
     }
 }

@@ -248,6 +248,14 @@ fn dry_run_kubernetes(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `run` or `resume` and reports how it ended; a rollback or a pause is a non-zero exit.
+/// Whether `a` and `b` name the same file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
     args.check()?;
     if args.kubernetes.dry_run {
@@ -257,6 +265,16 @@ fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
         .plan
         .load()
         .context("the rollout runner only runs a valid plan")?;
+    // The project's own plan: the workflow and the monitoring files must say what it says,
+    // or GitHub and the alerts would act on another plan than this run.
+    if same_file(&file, &crate::project::plan_path()) {
+        crate::generated::plan_outputs_current(&file).with_context(|| {
+            format!(
+                "{} changed since its generated files were written; the runner refuses to act                  on a plan that the workflow and alerts do not follow",
+                file.display()
+            )
+        })?;
+    }
     let settings = args.settings(&plan);
     let plan = match settings.time_scale {
         Some(scale) => plan.with_time_scale(scale),

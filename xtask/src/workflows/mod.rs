@@ -12,10 +12,12 @@ pub mod rollout;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use similar::TextDiff;
 use xshell::{cmd, Shell};
 
-use crate::{project, tools};
+use crate::{
+    generated::{self, GeneratedFile},
+    project, tools,
+};
 
 /// Flags of `cargo xtask workflows`.
 #[derive(Debug, clap::Args)]
@@ -65,13 +67,18 @@ pub fn run(sh: &Shell, args: &WorkflowsArgs) -> anyhow::Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| root.join(".github").join("workflows"));
-    let file = dir.join(rollout::FILE_NAME);
-    let generated = generate_rollout(&plan)?;
+    let file = GeneratedFile {
+        path: dir.join(rollout::FILE_NAME),
+        contents: generate_rollout(&plan)?,
+    };
+    let shown = file.path.display().to_string();
     if args.check {
-        check(&file, &generated)?;
-        println!("{} is up to date with {}", file.display(), plan.display());
+        generated::check(&root, std::slice::from_ref(&file), COMMAND)?;
+        println!("{shown} is up to date with {}", plan.display());
+    } else if generated::write(&root, std::slice::from_ref(&file))?.is_empty() {
+        println!("{shown} is up to date");
     } else {
-        write_if_changed(&file, &generated)?;
+        println!("wrote {shown}");
     }
     if args.lint {
         lint(sh, &dir)?;
@@ -82,10 +89,20 @@ pub fn run(sh: &Shell, args: &WorkflowsArgs) -> anyhow::Result<()> {
 /// The CI step (for `cargo xtask ci`): the committed rollout workflow is current, and actionlint passes every workflow.
 pub fn ci(sh: &Shell) -> anyhow::Result<()> {
     let root = project::root();
-    let dir = root.join(".github").join("workflows");
-    let generated = generate_rollout(&root.join("rollout").join("plan.yaml"))?;
-    check(&dir.join(rollout::FILE_NAME), &generated)?;
-    lint(sh, &dir)
+    let file = generated_rollout(&project::plan_path())?;
+    generated::check(&root, &[file], COMMAND)?;
+    lint(sh, &root.join(".github").join("workflows"))
+}
+
+/// The command that regenerates the rollout workflow.
+pub const COMMAND: &str = "cargo xtask workflows";
+
+/// `.github/workflows/rollout.yml` as the plan at `plan` generates it.
+pub fn generated_rollout(plan: &Path) -> anyhow::Result<GeneratedFile> {
+    Ok(GeneratedFile {
+        path: Path::new(".github/workflows").join(rollout::FILE_NAME),
+        contents: generate_rollout(plan)?,
+    })
 }
 
 /// The rollout workflow the plan at `plan` generates.
@@ -107,49 +124,6 @@ fn generate_rollout(plan: &Path) -> anyhow::Result<String> {
         );
     }
     Ok(text)
-}
-
-fn write_if_changed(file: &Path, generated: &str) -> anyhow::Result<()> {
-    if std::fs::read_to_string(file).ok().as_deref() == Some(generated) {
-        println!("{} is up to date", file.display());
-        return Ok(());
-    }
-    if let Some(parent) = file.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(file, generated).with_context(|| format!("writing {}", file.display()))?;
-    println!("wrote {}", file.display());
-    Ok(())
-}
-
-/// Fails with a unified diff (committed → generated) when `file` is not `generated`.
-fn check(file: &Path, generated: &str) -> anyhow::Result<()> {
-    let committed = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            anyhow::bail!(
-                "{} is missing: run `cargo xtask workflows` and commit it",
-                file.display()
-            )
-        }
-        Err(error) => return Err(error).with_context(|| format!("reading {}", file.display())),
-    };
-    if committed == generated {
-        return Ok(());
-    }
-    let shown = file.display().to_string();
-    let diff = TextDiff::from_lines(committed.as_str(), generated)
-        .unified_diff()
-        .context_radius(3)
-        .header(
-            &format!("{shown} (committed)"),
-            &format!("{shown} (generated)"),
-        )
-        .to_string();
-    anyhow::bail!(
-        "{shown} is stale: it differs from what rollout/plan.yaml generates. Run `cargo xtask \
-         workflows` and commit the result.\n{diff}"
-    )
 }
 
 /// Runs the pinned actionlint over every workflow in `dir`.

@@ -13,10 +13,11 @@ use anyhow::{bail, Context};
 use thiserror::Error;
 use xshell::{cmd, Shell};
 
-use super::files::{self, Generated};
+use super::files;
 use super::grafana;
 use super::promql::EXTERNAL_METRICS;
 use super::rules::{RecordingRule, Rule, RuleFile, RuleGroup};
+use crate::generated::{self, GeneratedFile};
 use crate::tools::debian::ensure_program;
 
 /// Metrics read by a rule or dashboard that nothing exports.
@@ -46,10 +47,10 @@ pub struct VerifyOptions {
 pub fn verify(
     sh: &Shell,
     options: &VerifyOptions,
-    generated: &[Generated],
+    generated: &[GeneratedFile],
     rules: &RuleFile,
 ) -> anyhow::Result<()> {
-    files::check(&options.root, generated)?;
+    generated::check(&options.root, generated, super::COMMAND)?;
     println!("monitoring: generated files are current");
     let promtool = ensure_program("promtool", "prometheus")?;
     let amtool = ensure_program("amtool", "prometheus-alertmanager")?;
