@@ -47,8 +47,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The Helm chart (charts/akidb-candle) and the plain manifests in rollout/k8s/.
     Chart(packaging::ChartArgs),
-    /// Build the image from service/Dockerfile with podman, run it, and call it.
-    Container,
+    /// Build the image from service/Dockerfile with podman, run it, and call it; `archive`
+    /// writes the release's OCI archive.
+    Container(packaging::image::ContainerArgs),
     /// Push the Helm chart or a container image to an OCI registry.
     Oci(oci::OciArgs),
     /// Check the dependency graph's licenses, bans and sources against deny.toml (cargo-deny).
@@ -76,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         Command::Monitoring(args) => monitoring::run(&sh, args),
         Command::Bench(args) => bench::run(&sh, &args).map(drop),
         Command::Chart(args) => packaging::run(&sh, args),
-        Command::Container => packaging::image::test(&sh),
+        Command::Container(args) => packaging::image::run(&sh, args),
         Command::Oci(args) => oci::run(&sh, args),
         Command::Deny => deny::check(&sh),
         Command::Soak(args) => soak::run(&sh, args).map(drop),

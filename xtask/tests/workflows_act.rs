@@ -194,3 +194,141 @@ fn the_rollout_runs_its_stage_jobs_in_order_on_the_local_target_each_from_the_la
         }
     }
 }
+
+/// The local registry `workflows run` pushes to, started again on the run's storage to read
+/// back what the jobs pushed.
+#[allow(dead_code)]
+#[path = "../src/stack/registry.rs"]
+mod registry;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A program on PATH or in the sbin folders.
+fn program(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed (the run installs it)"))
+}
+
+#[test]
+#[ignore = "minutes long: builds the release archive and image; `cargo xtask ci` runs it"]
+fn the_release_of_a_tag_publishes_the_archive_image_and_chart_through_the_projects_own_code() {
+    let out = workflows_run(&["release", "--event", "push", "--ref", "refs/tags/v2.0.0"]);
+    assert!(out.status.success(), "the run failed: see its output above");
+    let got = results(&out);
+    let want: Vec<(String, String)> = ["dist", "image", "chart", "release"]
+        .iter()
+        .map(|j| ((*j).to_owned(), "succeeded".to_owned()))
+        .collect();
+    assert_eq!(got, want);
+    let run = run_dir(&out);
+
+    // The GitHub release, as the fake holds it: the notes as its body, the host's archive with
+    // its checksum and the sum of all, byte for byte what cargo-dist wrote and checked.
+    let github: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("github.json")).expect("github.json"),
+    )
+    .expect("JSON");
+    let releases = github["releases"].as_array().expect("releases");
+    assert_eq!(releases.len(), 1, "{github}");
+    assert_eq!(releases[0]["tag_name"], "v2.0.0");
+    let notes = std::fs::read_to_string(root().join("RELEASE_NOTES.md")).expect("notes");
+    assert_eq!(releases[0]["body"], notes.as_str());
+    let host = String::from_utf8_lossy(
+        &Command::new("rustc")
+            .arg("-vV")
+            .output()
+            .expect("rustc")
+            .stdout,
+    )
+    .lines()
+    .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+    .expect("host");
+    let archive = format!("akidb-embed-{host}.tar.xz");
+    let distrib = root().join("target/distrib");
+    let asset = |name: &str| {
+        github["assets"]
+            .as_array()
+            .expect("assets")
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("no asset {name}: {github}"))
+            .clone()
+    };
+    for name in [
+        archive.clone(),
+        format!("{archive}.sha256"),
+        "sha256.sum".to_owned(),
+    ] {
+        let held = asset(&name);
+        if name != "sha256.sum" {
+            let local = std::fs::read(distrib.join(&name)).expect("the archive cargo-dist wrote");
+            assert_eq!(held["sha256"], sha256_hex(&local), "{name}");
+        }
+    }
+    let recorded = std::fs::read_to_string(distrib.join(format!("{archive}.sha256"))).unwrap();
+    assert_eq!(
+        recorded.split_whitespace().next(),
+        asset(&archive)["sha256"].as_str(),
+        "the archive matches its .sha256"
+    );
+
+    // The registry the run pushed to, read back with real clients.
+    let registry =
+        registry::LocalRegistry::start(&program("docker-registry"), &run.join("registry"))
+            .expect("the run's registry starts again");
+    let host = registry.host();
+    let pulled = tempfile::tempdir().expect("temp dir");
+    let helm = std::fs::read_dir(root().join(".cache/tools"))
+        .expect(".cache/tools")
+        .filter_map(|e| e.ok().map(|e| e.path().join("helm")))
+        .find(|p| p.is_file())
+        .expect("the chart job installed helm");
+    let pull = Command::new(helm)
+        .args(["pull", &format!("oci://{host}/akidb/charts/akidb-candle")])
+        .args(["--version", "2.0.0", "--plain-http", "--destination"])
+        .arg(pulled.path())
+        .output()
+        .expect("helm runs");
+    assert!(
+        pull.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
+    assert!(pulled.path().join("akidb-candle-2.0.0.tgz").is_file());
+    let image = format!("{host}/akidb/embedding:v2.0.0");
+    let pull = Command::new("podman")
+        .args(["pull", "--quiet", "--tls-verify=false", &image])
+        .output()
+        .expect("podman runs");
+    assert!(
+        pull.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
+    let entrypoint = Command::new("podman")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.Entrypoint}}",
+            &image,
+        ])
+        .output()
+        .expect("podman runs");
+    assert_eq!(
+        String::from_utf8_lossy(&entrypoint.stdout).trim(),
+        "[/akidb-embed]"
+    );
+    let _ = Command::new("podman")
+        .args(["rmi", "--force", &image])
+        .output();
+}

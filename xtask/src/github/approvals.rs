@@ -44,9 +44,7 @@ impl WorkflowRun {
             .parse()
             .map_err(|_| GitHubError::Repository("GITHUB_RUN_ID is not a number".into()))?;
         let token = var("GITHUB_TOKEN");
-        let api_url = var("AKIDB_GITHUB_API_URL")
-            .or_else(|| var("GITHUB_API_URL"))
-            .unwrap_or_else(|| super::DEFAULT_API_URL.to_owned());
+        let api_url = super::api_url_from_env();
         Ok(Some(WorkflowRun {
             api_url,
             repository,

@@ -14,6 +14,17 @@ use octocrab::Octocrab;
 /// GitHub's public API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
+/// The API's base URL from the environment: `AKIDB_GITHUB_API_URL` (what `cargo xtask workflows
+/// run` points at its fake, since act sets `GITHUB_API_URL` itself), else `GITHUB_API_URL`
+/// (GitHub Enterprise), else [`DEFAULT_API_URL`]. Empty values count as unset.
+pub fn api_url_from_env() -> String {
+    ["AKIDB_GITHUB_API_URL", "GITHUB_API_URL"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.is_empty())
+        .unwrap_or_else(|| DEFAULT_API_URL.to_owned())
+}
+
 /// Why the release could not be read or made.
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {

@@ -1,4 +1,5 @@
-//! The container image (`service/Dockerfile`): hadolint, and a build and run with podman.
+//! The container image (`service/Dockerfile`): hadolint, a build and run with podman, and the
+//! image's OCI archive for a release (docker buildx where it is installed, else podman).
 //!
 //! No base image can be pulled here, so the local build replaces the Dockerfile's `build`
 //! stage with a folder holding a static binary built on this machine
@@ -23,6 +24,8 @@ const LOCAL_TAG: &str = "localhost/akidb-embed:ci";
 const CONTAINER: &str = "akidb-embed-ci";
 /// The Rust target of the static binary on this machine.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
+/// The image platform podman builds here.
+const PLATFORM: &str = "linux/amd64";
 /// How long models may take to load and warm up in the container.
 const READY_WITHIN: Duration = Duration::from_secs(180);
 
@@ -73,9 +76,77 @@ fn chart_config(sh: &Shell) -> anyhow::Result<String> {
         .context("the chart renders no ConfigMap with config.toml")
 }
 
-/// Builds the image with podman, runs it read-only as its non-root user with the models and
-/// the chart's configuration mounted, and checks `/health/ready` and one `/api/v1/embed`.
-pub fn test(sh: &Shell) -> anyhow::Result<()> {
+/// Options of `cargo xtask container`.
+#[derive(Debug, clap::Args)]
+pub struct ContainerArgs {
+    #[command(subcommand)]
+    command: Option<ContainerCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ContainerCommand {
+    /// Build the image with podman, run it and call it (the default).
+    Test,
+    /// Build the image into an OCI archive, what `cargo xtask oci push-image --archive` pushes:
+    /// with docker buildx for every platform where buildx is installed (GitHub's runners),
+    /// else with podman for this machine's platform only, saying so.
+    Archive {
+        /// Where to write the archive.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The platforms to build (buildx).
+        #[arg(long, value_delimiter = ',', default_value = "linux/amd64,linux/arm64")]
+        platform: Vec<String>,
+    },
+}
+
+/// Runs `cargo xtask container`.
+pub fn run(sh: &Shell, args: ContainerArgs) -> anyhow::Result<()> {
+    match args.command {
+        None | Some(ContainerCommand::Test) => test(sh),
+        Some(ContainerCommand::Archive { out, platform }) => archive(sh, &out, &platform),
+    }
+}
+
+/// Builds the image into the OCI archive `out`.
+pub fn archive(sh: &Shell, out: &Path, platforms: &[String]) -> anyhow::Result<()> {
+    let root = project::root();
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let buildx = cmd!(sh, "docker buildx version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok();
+    if buildx {
+        let dockerfile = root.join(DOCKERFILE);
+        let platforms = platforms.join(",");
+        let output = format!("type=oci,dest={}", out.display());
+        cmd!(
+            sh,
+            "docker buildx build -f {dockerfile} --platform {platforms} --output {output} {root}"
+        )
+        .run()?;
+    } else {
+        println!(
+            "xtask: no docker buildx here: podman builds {PLATFORM} only (asked for {})",
+            platforms.join(", ")
+        );
+        build_local(sh)?;
+        cmd!(
+            sh,
+            "podman save --quiet --format oci-archive -o {out} {LOCAL_TAG}"
+        )
+        .run()?;
+    }
+    println!("xtask: image archive written to {}", out.display());
+    Ok(())
+}
+
+/// Builds [`LOCAL_TAG`] with podman from a static binary built on this machine.
+fn build_local(sh: &Shell) -> anyhow::Result<()> {
     let root = project::root();
     tools::containers()?;
     let started = Instant::now();
@@ -84,25 +155,30 @@ pub fn test(sh: &Shell) -> anyhow::Result<()> {
         "xtask: static binary ready in {:.0}s",
         started.elapsed().as_secs_f64()
     );
-
-    let work = root.join("target").join("container");
-    let context = work.join("context");
-    let _ = std::fs::remove_dir_all(&work);
+    let context = root.join("target").join("container").join("context");
+    let _ = std::fs::remove_dir_all(&context);
     std::fs::create_dir_all(context.join("out"))?;
     // Stripped, as the Dockerfile's `install -s` does.
     let copy = context.join("out").join("akidb-embed");
     std::fs::copy(&binary, &copy)?;
     cmd!(sh, "strip {copy}").run()?;
-    let config_dir = work.join("config");
-    std::fs::create_dir_all(&config_dir)?;
-    std::fs::write(config_dir.join("config.toml"), chart_config(sh)?)?;
-
     let dockerfile = root.join(DOCKERFILE);
     cmd!(
         sh,
         "podman build --quiet -f {dockerfile} --build-context build={context} -t {LOCAL_TAG} {context}"
     )
     .run()?;
+    Ok(())
+}
+
+/// Builds the image with podman, runs it read-only as its non-root user with the models and
+/// the chart's configuration mounted, and checks `/health/ready` and one `/api/v1/embed`.
+pub fn test(sh: &Shell) -> anyhow::Result<()> {
+    let root = project::root();
+    build_local(sh)?;
+    let config_dir = root.join("target").join("container").join("config");
+    std::fs::create_dir_all(&config_dir)?;
+    std::fs::write(config_dir.join("config.toml"), chart_config(sh)?)?;
 
     let models = root.join("models");
     if !models.join("all-MiniLM-L6-v2").is_dir() {

