@@ -126,10 +126,12 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             "workflows: rollout.yml under act on the local target",
             || {
                 // The seven stage jobs in order, each from the state the job before uploaded,
-                // approvals read from the fake GitHub's API (`cargo xtask workflows run`).
+                // approvals read from the fake GitHub's API (`cargo xtask workflows run`). The
+                // release of a tag under act (the other ignored test there) is left out: its
+                // release builds would take the run past its 90 minutes on two cores.
                 cmd!(
                     sh,
-                    "cargo test --workspace --locked --test workflows_act -- --ignored --test-threads 1"
+                    "cargo test --workspace --locked --test workflows_act -- --ignored --test-threads 1 the_rollout_runs"
                 )
                 .run()?;
                 Ok(())
