@@ -333,3 +333,87 @@ fn the_release_of_a_tag_publishes_the_archive_image_and_chart_through_the_projec
         .args(["rmi", "--force", &image])
         .output();
 }
+
+/// Every gated same-run ratio of a bench report (`candle/ort` and `faster_than_legacy`), scaled.
+fn scale_ratios(value: &mut Value, by: f64) -> usize {
+    let mut scaled = 0;
+    match value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if matches!(key.as_str(), "ratio" | "faster_than_legacy") {
+                    if let Some(x) = field.as_f64() {
+                        *field = serde_json::json!(x * by);
+                        scaled += 1;
+                        continue;
+                    }
+                }
+                scaled += scale_ratios(field, by);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                scaled += scale_ratios(item, by);
+            }
+        }
+        _ => {}
+    }
+    scaled
+}
+
+#[test]
+#[ignore = "about 5 minutes: two quick engine benches; on demand, not in ci"]
+fn the_pull_request_bench_gate_fails_a_head_whose_ratios_drop_30_percent() {
+    // A quick engine bench of this tree, as the job would measure it, then a base whose gated
+    // ratios are 30% higher: the job's gate (15%) must fail the head.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = dir.path().join("first.json");
+    let args = "--quick --profile dev --no-build --only engine";
+    let bench = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("bench")
+        .args(args.split(' '))
+        .arg("--out")
+        .arg(&first)
+        .env("AKIDB_EMBED_BIN", root().join("target/debug/akidb-embed"))
+        .output()
+        .expect("xtask bench runs");
+    assert!(
+        bench.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    let mut base: Value =
+        serde_json::from_str(&std::fs::read_to_string(&first).expect("report")).expect("JSON");
+    assert!(
+        scale_ratios(&mut base, 1.3) >= 3,
+        "the engine section has its ratios"
+    );
+    let base_file = dir.path().join("base.json");
+    std::fs::write(&base_file, serde_json::to_vec(&base).unwrap()).unwrap();
+
+    let out = workflows_run(&[
+        "ci",
+        "--event",
+        "pull_request",
+        "--job",
+        "bench",
+        "--var",
+        &format!("AKIDB_BENCH_BASE_REPORT={}", base_file.display()),
+        "--var",
+        &format!("AKIDB_BENCH_ARGS={args}"),
+    ]);
+    assert!(!out.status.success(), "the gate let a 30% drop through");
+    let results = results(&out);
+    assert!(
+        results.iter().any(|(j, r)| j == "bench" && r == "failed"),
+        "{results:?}"
+    );
+    assert!(
+        results.iter().all(|(j, r)| j == "bench" || r == "skipped"),
+        "only the bench job runs: {results:?}"
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("candle/ort") && said.contains("FAIL"),
+        "{said}"
+    );
+}

@@ -170,7 +170,14 @@ pub fn compare(previous: &BenchReport, current: &BenchReport, threshold_pct: f64
                 previous: Some(b.value),
                 current: None,
                 gate: b.gate,
-                regression: None,
+                // A gated figure the head no longer measures would pass any gate: it fails.
+                regression: match b.gate {
+                    Gate::Shown { .. } => None,
+                    Gate::Ratio | Gate::NoNewErrors => Some(format!(
+                        "missing from this run (the earlier run measured {:.3})",
+                        b.value
+                    )),
+                },
             }),
     );
     Comparison {
@@ -366,5 +373,29 @@ mod tests {
         let comparison = compare(&previous, &report(1.0, 1.0, 0, 1.0), 10.0);
         assert!(comparison.regressions().is_empty());
         assert!(comparison.rows.iter().any(|r| r.previous.is_none()));
+    }
+
+    #[test]
+    fn a_gated_metric_missing_from_this_run_fails_and_a_shown_one_does_not() {
+        let mut current = report(1.0, 1.0, 0, 2.0);
+        current.http = None;
+        let comparison = compare(&report(1.0, 1.0, 0, 2.0), &current, 10.0);
+        let regressions = comparison.regressions();
+        assert!(
+            regressions
+                .iter()
+                .any(|r| r.starts_with("http × faster than legacy: missing from this run")),
+            "{regressions:?}"
+        );
+        // Only gated figures fail: the latencies and rates that went with them are shown.
+        let gated = comparison
+            .rows
+            .iter()
+            .filter(|r| r.current.is_none() && !matches!(r.gate, Gate::Shown { .. }))
+            .count();
+        assert_eq!(regressions.len(), gated, "{regressions:?}");
+        assert!(comparison.rows.iter().any(|r| r.current.is_none()
+            && matches!(r.gate, Gate::Shown { .. })
+            && r.regression.is_none()));
     }
 }

@@ -47,6 +47,9 @@ pub struct RunArgs {
     /// A repository or environment variable, `vars.KEY` (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_pair)]
     vars: Vec<(String, String)>,
+    /// Run only this job (and the jobs it needs), as act's `--job`.
+    #[arg(long, value_name = "JOB")]
+    job: Option<String>,
     /// A secret, `secrets.KEY` (repeatable; GITHUB_TOKEN has a stand-in value already).
     #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_pair)]
     secrets: Vec<(String, String)>,
@@ -129,14 +132,28 @@ fn stand_ins(root: &Path, source: &WorkflowSource) -> anyhow::Result<Vec<(String
     Ok(found)
 }
 
-/// The event's payload (`act -e`).
-fn event_payload(event: &str, git_ref: &str, inputs: &[(String, String)]) -> serde_json::Value {
+/// The event's payload (`act -e`). A pull request is one from `git_ref` at `head` into
+/// `main` at the same commit (a workflow that benches its base gets the tree it runs on).
+fn event_payload(
+    event: &str,
+    git_ref: &str,
+    head: &str,
+    inputs: &[(String, String)],
+) -> serde_json::Value {
     let inputs: serde_json::Map<String, serde_json::Value> = inputs
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
     match event {
         "workflow_dispatch" => serde_json::json!({ "ref": git_ref, "inputs": inputs }),
+        "pull_request" => serde_json::json!({
+            "ref": git_ref,
+            "pull_request": {
+                "number": 1,
+                "head": { "ref": git_ref.trim_start_matches("refs/heads/"), "sha": head },
+                "base": { "ref": "main", "sha": head },
+            },
+        }),
         _ => serde_json::json!({ "ref": git_ref }),
     }
 }
@@ -186,6 +203,11 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         }
     };
     let act = tools::act(sh)?;
+    let head = cmd!(sh, "git rev-parse HEAD")
+        .quiet()
+        .read()?
+        .trim()
+        .to_owned();
     let host = crate::release::dist::host_target(sh)?;
 
     // Unique per run on this machine, and a number, as GitHub's run ids are.
@@ -200,7 +222,7 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
     let event_file = run_dir.join("event.json");
     std::fs::write(
         &event_file,
-        serde_json::to_vec_pretty(&event_payload(&event, &git_ref, &args.inputs))?,
+        serde_json::to_vec_pretty(&event_payload(&event, &git_ref, &head, &args.inputs))?,
     )?;
 
     // The API the jobs read their approvals from and publish to: the fake, with the plan's
@@ -240,6 +262,15 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         .arg(format!("GITHUB_TOKEN={}", FakeGitHub::TOKEN));
     for label in &source.labels {
         command.args(["--platform", &format!("{label}=-self-hosted")]);
+    }
+    if let Some(job) = &args.job {
+        anyhow::ensure!(
+            source.jobs.contains(job),
+            "{} has no job {job} (it has: {})",
+            file.display(),
+            source.jobs.join(", ")
+        );
+        command.args(["--job", job]);
     }
     // A matrix over Rust targets runs the host's leg only: the others need their own runners
     // (GitHub's arm runners), as there is no cross toolchain here.
