@@ -203,11 +203,13 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         }
     };
     let act = tools::act(sh)?;
+    // The commit a pull request's payload names (none outside a git checkout).
     let head = cmd!(sh, "git rev-parse HEAD")
         .quiet()
-        .read()?
-        .trim()
-        .to_owned();
+        .ignore_stderr()
+        .read()
+        .map(|sha| sha.trim().to_owned())
+        .unwrap_or_default();
     let host = crate::release::dist::host_target(sh)?;
 
     // Unique per run on this machine, and a number, as GitHub's run ids are.
@@ -232,21 +234,20 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
     stand_in_environments(&github, &project::plan_path())?;
     // The registry a release pushes to, unless the caller names one.
     let mut vars = args.vars.clone();
-    let _registry = match text.contains(&format!("vars.{REGISTRY_VAR}"))
-        && !vars.iter().any(|(k, _)| k == REGISTRY_VAR)
-    {
-        true => {
-            let binary = tools::debian::ensure_program("docker-registry", "docker-registry")?;
-            let registry = LocalRegistry::start(&binary, &run_dir.join("registry"))?;
-            println!(
-                "xtask: registry {} for the run's pushes (storage {}/{run_id}/registry)",
-                registry.host(),
-                RUNS
-            );
-            vars.push((REGISTRY_VAR.to_owned(), registry.host().to_owned()));
-            Some(registry)
-        }
-        false => None,
+    let wants_registry = text.contains(&format!("vars.{REGISTRY_VAR}"))
+        && !vars.iter().any(|(k, _)| k == REGISTRY_VAR);
+    let _registry = if wants_registry {
+        let binary = tools::debian::ensure_program("docker-registry", "docker-registry")?;
+        let registry = LocalRegistry::start(&binary, &run_dir.join("registry"))?;
+        println!(
+            "xtask: registry {} for the run's pushes (storage {}/{run_id}/registry)",
+            registry.host(),
+            RUNS
+        );
+        vars.push((REGISTRY_VAR.to_owned(), registry.host().to_owned()));
+        Some(registry)
+    } else {
+        None
     };
 
     let mut command = Command::new(&act);
