@@ -6,7 +6,7 @@
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
@@ -71,9 +71,16 @@ fn ensure_debian(program: &str, packages: &[&str]) -> Result<PathBuf, String> {
     ))
 }
 
-/// A docker-registry process on 127.0.0.1, stopped on drop.
+/// The project's local registry (`xtask/src/stack/registry.rs`), the one `cargo xtask
+/// workflows run` serves.
+#[allow(dead_code)]
+#[path = "../src/stack/registry.rs"]
+mod local_registry;
+
+/// A docker-registry process on 127.0.0.1 with its storage in a temporary folder, both gone
+/// on drop (the process first: fields drop in order).
 struct Registry {
-    child: Child,
+    _local: local_registry::LocalRegistry,
     host: String,
     _dir: tempfile::TempDir,
 }
@@ -84,45 +91,23 @@ impl Registry {
         let binary = ensure_debian("docker-registry", &["docker-registry"])
             .unwrap_or_else(|e| panic!("cannot install docker-registry: {e}"));
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let host = format!("127.0.0.1:{port}");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = htpasswd {
+        let auth = htpasswd.map(|(user, password)| {
             let hash = bcrypt::hash(password, 4).expect("bcrypt");
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, format!("{user}:{hash}\n")).expect("write htpasswd");
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: akidb-test\n    path: {}\n",
-                file.display()
-            ));
-        }
-        let config_file = dir.path().join("config.yml");
-        std::fs::write(&config_file, config).expect("write config");
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let registry = Self {
-            child,
-            host,
+            file
+        });
+        let local = local_registry::LocalRegistry::start(
+            &binary,
+            &dir.path().join("storage"),
+            auth.as_deref(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            host: local.host().to_owned(),
+            _local: local,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // 200 anonymous, 401 with auth: either way it is serving.
-            match ureq::get(&format!("http://{}/v2/", registry.host)).call() {
-                Ok(_) | Err(ureq::Error::Status(401, _)) => break,
-                Err(e) if Instant::now() > deadline => panic!("registry did not start: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
         }
-        registry
     }
 
     fn get(&self, path: &str, basic: Option<&str>) -> ureq::Response {
@@ -149,13 +134,6 @@ impl Registry {
         let mut body = Vec::new();
         std::io::Read::read_to_end(&mut response.into_reader(), &mut body).expect("read manifest");
         (digest, body)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

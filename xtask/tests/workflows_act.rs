@@ -284,7 +284,7 @@ fn the_release_of_a_tag_publishes_the_archive_image_and_chart_through_the_projec
 
     // The registry the run pushed to, read back with real clients.
     let registry =
-        registry::LocalRegistry::start(&program("docker-registry"), &run.join("registry"))
+        registry::LocalRegistry::start(&program("docker-registry"), &run.join("registry"), None)
             .expect("the run's registry starts again");
     let host = registry.host();
     let pulled = tempfile::tempdir().expect("temp dir");

@@ -238,7 +238,7 @@ pub fn execute(sh: &Shell, args: &RunArgs) -> anyhow::Result<RunOutcome> {
         && !vars.iter().any(|(k, _)| k == REGISTRY_VAR);
     let _registry = if wants_registry {
         let binary = tools::debian::ensure_program("docker-registry", "docker-registry")?;
-        let registry = LocalRegistry::start(&binary, &run_dir.join("registry"))?;
+        let registry = LocalRegistry::start(&binary, &run_dir.join("registry"), None)?;
         println!(
             "xtask: registry {} for the run's pushes (storage {}/{run_id}/registry)",
             registry.host(),
