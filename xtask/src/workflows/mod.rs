@@ -59,10 +59,7 @@ pub fn run(sh: &Shell, args: &WorkflowsArgs) -> anyhow::Result<()> {
         None => {}
     }
     let root = project::root();
-    let plan = args
-        .plan
-        .clone()
-        .unwrap_or_else(|| root.join("rollout").join("plan.yaml"));
+    let plan = args.plan.clone().unwrap_or_else(project::plan_path);
     let dir = args
         .dir
         .clone()
