@@ -270,7 +270,8 @@ fn drive(sh: &Shell, args: &RunArgs, resume: bool) -> anyhow::Result<()> {
     if same_file(&file, &crate::project::plan_path()) {
         crate::generated::plan_outputs_current(&file).with_context(|| {
             format!(
-                "{} changed since its generated files were written; the runner refuses to act                  on a plan that the workflow and alerts do not follow",
+                "the files generated from {} are stale: the runner refuses to act on a plan \
+                 that the workflow and the alerts do not follow",
                 file.display()
             )
         })?;
