@@ -1,12 +1,13 @@
-//! In-process engine benchmark: embeds one fixed batch over and over through the public
-//! [`EmbeddingModel`] API and reports throughput and per-call latency. `cargo xtask bench` runs
-//! it beside ONNX Runtime on the same texts; not a load test (see `cargo xtask bench --only http`).
+//! In-process engine benchmark behind `akidb-embed bench-engine`: embeds one fixed batch over and
+//! over through the library's public [`EmbeddingModel`] API and reports throughput and per-call
+//! latency. `cargo xtask bench` runs it beside ONNX Runtime on the same texts; not a load test
+//! (see `cargo xtask bench --only http`). Part of the binary, not of the library.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::engine::{error::Result, EmbedOptions, EmbeddingModel};
+use akidb_embed::engine::{error::Result, EmbedOptions, EmbeddingModel};
 
 /// Words that are each one token of the uncased BERT vocabulary, so a text grows by one token
 /// per word and reaches a target length exactly.
@@ -141,7 +142,7 @@ pub fn measure(
         p50_ms: quantile_ms(&calls, 0.50),
         p95_ms: quantile_ms(&calls, 0.95),
         threads,
-        device: crate::engine::device::describe(model.device()),
+        device: akidb_embed::engine::device::describe(model.device()),
         precision: model.precision().to_string(),
     })
 }

@@ -89,30 +89,13 @@ pub enum ServiceError {
     Inference(String),
 }
 
-impl ServiceError {
-    /// The `candle_errors_total` kind of this error.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ServiceError::EmptyInput
-            | ServiceError::TooManyTexts(_)
-            | ServiceError::InvalidArgument(_) => "bad_request",
-            ServiceError::TextTooLong { .. } => "payload_too_large",
-            ServiceError::UnknownModel { .. } => "unknown_model",
-            ServiceError::NotReady(_) => "not_ready",
-            ServiceError::Overloaded(_) => "overloaded",
-            ServiceError::TimedOut(_) => "timeout",
-            ServiceError::Inference(_) => "inference",
-        }
-    }
-}
-
 /// The loaded models and their queues.
-pub struct Served {
+pub struct ServedModels {
     registry: ModelRegistry,
     queues: BTreeMap<String, Arc<BatchQueue>>,
 }
 
-impl Served {
+impl ServedModels {
     /// Starts one batch queue per model of `registry`.
     pub fn start(registry: ModelRegistry, limits: &Limits, metrics: Arc<Metrics>) -> Self {
         let config = BatchConfig {
@@ -190,7 +173,7 @@ impl Served {
 
 /// The handle transports share.
 pub struct Infer {
-    served: OnceLock<Served>,
+    served: OnceLock<ServedModels>,
     failure: OnceLock<String>,
     warmed: AtomicBool,
     draining: AtomicBool,
@@ -228,7 +211,7 @@ impl Infer {
     }
 
     /// Installs the loaded models (once).
-    pub fn set_served(&self, served: Served) {
+    pub fn set_served(&self, served: ServedModels) {
         for info in served.infos() {
             self.metrics.register_model(
                 &info.name,
@@ -239,7 +222,7 @@ impl Infer {
     }
 
     /// The loaded models, if loading is done.
-    pub fn served(&self) -> Option<&Served> {
+    pub fn served(&self) -> Option<&ServedModels> {
         self.served.get()
     }
 

@@ -6,9 +6,9 @@
 
 pub mod api;
 pub mod auth;
-pub mod bench;
 pub mod config;
 pub mod engine;
+pub mod failure;
 pub mod grpc;
 pub mod infer;
 pub mod memory;

@@ -1,17 +1,18 @@
 //! `akidb-embed`: the command line of AkiDB's Candle embedding service.
 
+mod bench;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use akidb_embed::{
-    bench,
+    api::{LegacyEmbedResponse, LegacyUsage},
     config::{LogFormat, Settings},
-    engine::{self, EmbedOptions, EmbeddingModel, ModelLayout, Pooling},
+    engine::{self, EmbedOptions, EmbeddingModel, LoadOptions, ModelLayout, Pooling},
     server::{self, VERSION},
     telemetry,
 };
 use clap::{Parser, Subcommand};
 use figment::value::Value;
-use serde_json::json;
 
 // mimalloc keeps freed pages for reuse: with the system allocator every large buffer of a
 // forward pass came back as fresh, zero-filled pages (page faults were ~7% of a single-request
@@ -119,7 +120,6 @@ impl ServeArgs {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let overrides = args.overrides();
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), &overrides)?;
-    engine::init_threads(settings.embedding.threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -128,6 +128,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if settings.log.format == LogFormat::Text {
             tracing::debug!(?settings, "configuration");
         }
+        // After the logs start, so that the choice and any warning are logged.
+        engine::init_compute(settings.embedding.threads, settings.embedding.matmul);
         server::run(settings).await
     })
 }
@@ -168,13 +170,19 @@ struct EmbedArgs {
 }
 
 fn embed(args: EmbedArgs) -> anyhow::Result<()> {
+    let settings = Settings::load_engine(std::env::vars())?.embedding;
+    engine::init_compute(settings.threads, settings.matmul);
     let layout = if args.hub {
-        engine::hub::layout(&args.model, args.offline || engine::hub::offline_from_env())?
+        engine::hub::layout(&args.model, args.offline || settings.offline)?
     } else {
         ModelLayout::read(args.models_dir.join(&args.model))?
     };
     let device = engine::device::open(&args.device)?;
-    let model = EmbeddingModel::load_with(layout, &device, args.precision)?;
+    let options = LoadOptions {
+        precision: args.precision,
+        encoder: settings.encoder,
+    };
+    let model = EmbeddingModel::load_with(layout, &device, options)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let started = std::time::Instant::now();
     let out = model.embed(
@@ -185,16 +193,17 @@ fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         },
     )?;
     let info = model.info();
-    let body = json!({
-        "model": info.name,
-        "dimension": info.dimension,
-        "embeddings": out.vectors,
-        "usage": {
-            "total_tokens": out.total_tokens(),
-            "duration_ms": started.elapsed().as_millis() as u64,
+    // The v1 API's response body, as `POST /api/v1/embed` writes it.
+    let body = LegacyEmbedResponse {
+        model: info.name.clone(),
+        dimension: info.dimension,
+        usage: LegacyUsage {
+            total_tokens: out.total_tokens(),
+            duration_ms: started.elapsed().as_millis() as u64,
         },
-    });
-    println!("{body}");
+        embeddings: out.vectors,
+    };
+    println!("{}", serde_json::to_string(&body)?);
     Ok(())
 }
 
@@ -215,9 +224,10 @@ struct BenchEngineArgs {
     /// Untimed calls first.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    /// Inference threads, as `serve` takes them (0: one per core).
-    #[arg(long, env = "AKIDB_THREADS", default_value_t = 0)]
-    threads: usize,
+    /// Inference threads, as `serve` takes them (0: one per core; default: embedding.threads,
+    /// from AKIDB_THREADS).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Also write the texts (a JSON array) here, so a peer engine can run the very same ones.
     #[arg(long)]
     texts_out: Option<PathBuf>,
@@ -234,11 +244,16 @@ struct BenchEngineArgs {
 }
 
 fn bench_engine(args: BenchEngineArgs) -> anyhow::Result<()> {
-    // The same knob `serve` turns.
-    engine::init_threads(args.threads);
+    // The same settings `serve` takes from the environment.
+    let settings = Settings::load_engine(std::env::vars())?.embedding;
+    let threads = args.threads.unwrap_or(settings.threads);
+    engine::init_compute(threads, settings.matmul);
     let device = engine::device::open(&args.device)?;
-    let model =
-        EmbeddingModel::load_with(ModelLayout::read(&args.model)?, &device, args.precision)?;
+    let options = LoadOptions {
+        precision: args.precision,
+        encoder: settings.encoder,
+    };
+    let model = EmbeddingModel::load_with(ModelLayout::read(&args.model)?, &device, options)?;
     let texts = bench::texts_of_length(&model, args.batch, args.tokens)?;
     if let Some(path) = &args.texts_out {
         std::fs::write(path, serde_json::to_string(&texts)?)?;
@@ -253,7 +268,7 @@ fn bench_engine(args: BenchEngineArgs) -> anyhow::Result<()> {
         duration: std::time::Duration::from_secs_f64(args.seconds.max(0.0)),
         min_iterations: 3,
     };
-    let run = bench::measure(&model, &texts, schedule, args.threads)?;
+    let run = bench::measure(&model, &texts, schedule, threads)?;
     println!("{}", serde_json::to_string(&run)?);
     Ok(())
 }

@@ -29,18 +29,6 @@ pub const MEMORY_USAGE: &str = "candle_memory_usage_bytes";
 /// Version and revision of the running build (always 1).
 pub const BUILD_INFO: &str = "akidb_build_info";
 
-/// The kinds counted by `candle_errors_total`; all are exported at zero from the start.
-pub const ERROR_KINDS: &[&str] = &[
-    "bad_request",
-    "unknown_model",
-    "unauthorized",
-    "payload_too_large",
-    "overloaded",
-    "timeout",
-    "not_ready",
-    "inference",
-];
-
 /// Latency buckets (seconds): a bound at each SLO (20/35/50 ms) and at the rollback trigger
 /// (100 ms), so that a percentile's bucket lies wholly on one side of each, and bounds every
 /// 2.5 to 15 ms around them for the estimates.
@@ -75,7 +63,50 @@ pub struct Metrics {
     pub memory: Gauge,
 }
 
+/// One request being served, as REST and gRPC both observe it: in flight from
+/// [`Metrics::start_request`] until [`RequestObservation::finish`] or drop (a cancelled request
+/// leaves `candle_requests_in_flight` but is not counted).
+pub struct RequestObservation<'a> {
+    metrics: &'a Metrics,
+    route: &'a str,
+    started: std::time::Instant,
+}
+
+impl RequestObservation<'_> {
+    /// Counts the request in `candle_requests_total{route, model, status}` and times it.
+    /// `status` is the HTTP status on every transport: gRPC reports the one its outcome maps to
+    /// (200 for OK; `failure::Answer::status` for a failure), so one vocabulary serves the
+    /// alerts and the rollout's gates.
+    pub fn finish(self, model: &str, status: u16) {
+        let status = status.to_string();
+        self.metrics
+            .requests
+            .with_label_values(&[self.route, model, &status])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[self.route])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for RequestObservation<'_> {
+    fn drop(&mut self) {
+        self.metrics.in_flight.dec();
+    }
+}
+
 impl Metrics {
+    /// A request on `route` starts: counted in flight until its observation ends.
+    pub fn start_request<'a>(&'a self, route: &'a str) -> RequestObservation<'a> {
+        self.in_flight.inc();
+        RequestObservation {
+            metrics: self,
+            route,
+            started: std::time::Instant::now(),
+        }
+    }
+
     /// Registers every metric; error kinds and the build info are present from the start.
     pub fn new(version: &str, revision: &str) -> Self {
         let registry = Registry::new();
@@ -135,8 +166,8 @@ impl Metrics {
         )
         .expect("valid metric");
         build_info.with_label_values(&[version, revision]).set(1);
-        for kind in ERROR_KINDS {
-            errors.with_label_values(&[kind]).reset();
+        for kind in crate::failure::FailureKind::ALL {
+            errors.with_label_values(&[kind.label()]).reset();
         }
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,

@@ -9,9 +9,9 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Settings,
-    engine::{self, hub, EmbeddingModel, ModelRegistry},
+    engine::{self, hub, EmbeddingModel, LoadOptions, ModelRegistry},
     grpc::{proto::embedding_service_server::EmbeddingServiceServer, EmbeddingGrpc},
-    infer::{EmbedCall, Infer, Served},
+    infer::{EmbedCall, Infer, ServedModels},
 };
 
 /// Loads the configured models. Folders that fail are logged and skipped; failing to serve the
@@ -21,9 +21,12 @@ fn load_models(settings: &Settings) -> Result<ModelRegistry, String> {
     let only = (!embedding.models.is_empty()).then_some(embedding.models.as_slice());
     let dir = &embedding.models_dir;
     let device = engine::device::open(&embedding.device).map_err(|e| e.to_string())?;
-    let precision = embedding.precision;
+    let options = LoadOptions {
+        precision: embedding.precision,
+        encoder: embedding.encoder,
+    };
     let (mut registry, failures) = if Path::new(dir).is_dir() {
-        ModelRegistry::load_dir(dir, only, &device, precision).map_err(|e| e.to_string())?
+        ModelRegistry::load_dir(dir, only, &device, options).map_err(|e| e.to_string())?
     } else if embedding.hub_models.is_empty() {
         return Err(format!(
             "models directory {} does not exist (embedding.models_dir / AKIDB_MODELS_DIR)",
@@ -38,8 +41,8 @@ fn load_models(settings: &Settings) -> Result<ModelRegistry, String> {
         reasons.push(failure.error.to_string());
     }
     for id in &embedding.hub_models {
-        let loaded = hub::layout(id, embedding.offline || hub::offline_from_env())
-            .and_then(|layout| EmbeddingModel::load_with(layout, &device, precision));
+        let loaded = hub::layout(id, embedding.offline)
+            .and_then(|layout| EmbeddingModel::load_with(layout, &device, options));
         match loaded {
             Ok(model) => registry.insert(model),
             Err(e) => {
@@ -110,7 +113,7 @@ pub async fn start(infer: Arc<Infer>, settings: Settings, health: HealthReporter
         .iter()
         .map(|m| m.info().name.clone())
         .collect();
-    infer.set_served(Served::start(
+    infer.set_served(ServedModels::start(
         registry,
         &settings.limits,
         Arc::clone(&infer.metrics),

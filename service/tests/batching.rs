@@ -1,7 +1,7 @@
-//! Dynamic batching, seen from outside: concurrent requests are served in fewer forward passes
-//! than requests (counted by `candle_batch_size` in `/metrics`), v1 and OpenAI requests share
-//! passes although their normalisation differs, and every vector is the one the request gets
-//! when it is embedded alone.
+//! Dynamic batching, seen from outside: requests that arrive while the model is busy are served
+//! together in one forward pass (counted by `candle_batch_size` in `/metrics`), v1 and OpenAI
+//! requests share it although their normalisation differs, and every vector is the one the
+//! request gets when it is embedded alone.
 
 mod common;
 
@@ -14,6 +14,10 @@ use serde_json::{json, Value};
 const MODEL: &str = "paraphrase-MiniLM-L3-v2";
 /// Requests of each API.
 const EACH: usize = 8;
+/// Texts of the request that keeps the model busy, each cut at the model's 128 tokens.
+const LONG_TEXTS: usize = 128;
+/// Tokens per pass: 16 of those texts.
+const PASS_TOKENS: usize = 16 * 128;
 
 fn texts() -> Vec<String> {
     let path = common::golden_dir().join(format!("{MODEL}.json"));
@@ -44,8 +48,10 @@ async fn concurrent_v1_and_openai_requests_share_forward_passes_with_unchanged_v
     let texts = texts();
     assert_eq!(texts.len(), 2 * EACH);
     let limits = Limits {
-        // Once a request is queued, the batcher waits up to 3 s for more (the cut-off is far
-        // above these texts' tokens), so every request of this test can join the first pass.
+        // The long request runs in passes of exactly 16 texts; the short requests (about 200
+        // tokens together) fit one pass. Texts still being tokenized when the model is free
+        // again are waited for, up to 3 s.
+        max_batch_tokens: PASS_TOKENS,
         max_batch_wait_us: 3_000_000,
         ..Limits::default()
     };
@@ -60,9 +66,35 @@ async fn concurrent_v1_and_openai_requests_share_forward_passes_with_unchanged_v
         .metric("candle_batch_size_bucket", &[("model", MODEL), ("le", "8")])
         .await;
 
+    // The model is kept busy by one request of long texts (8 passes); once its first pass is
+    // done, the short requests are sent, all at once, and wait behind it.
+    let service = std::sync::Arc::new(service);
+    let busy = {
+        let service = std::sync::Arc::clone(&service);
+        let long = "the quick brown fox jumps over the lazy dog ".repeat(40);
+        let texts = vec![long; LONG_TEXTS];
+        tokio::spawn(async move {
+            let reply = service
+                .post("/api/v1/embed", &json!({"texts": texts, "model": MODEL}))
+                .await;
+            assert_eq!(reply.status, 200, "the long request: {}", reply.body);
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while service
+        .metric("candle_batch_size_count", &[("model", MODEL)])
+        .await
+        < passes_before + 1.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the long request's first pass did not end within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+
     // Even positions through the v1 API (normalised by default), odd ones through the OpenAI
     // API (this model's own setting: not normalised), all at once.
-    let service = std::sync::Arc::new(service);
     let mut requests = tokio::task::JoinSet::new();
     for (i, text) in texts.iter().enumerate() {
         let service = std::sync::Arc::clone(&service);
@@ -91,6 +123,7 @@ async fn concurrent_v1_and_openai_requests_share_forward_passes_with_unchanged_v
         let (i, vector) = done.unwrap();
         served[i] = vector;
     }
+    busy.await.unwrap();
 
     let passes = service
         .metric("candle_batch_size_count", &[("model", MODEL)])
@@ -104,17 +137,19 @@ async fn concurrent_v1_and_openai_requests_share_forward_passes_with_unchanged_v
         .metric("candle_batch_size_bucket", &[("model", MODEL), ("le", "8")])
         .await
         - small_before;
-    println!("{} requests served in {passes} forward passes", texts.len());
-    assert_eq!(inputs, texts.len() as f64);
-    assert!(
-        passes < texts.len() as f64,
-        "{passes} passes for {} requests",
-        texts.len()
+    let long_passes = (LONG_TEXTS / 16) as f64;
+    println!(
+        "{} short requests served in {} forward passes after the long request's {long_passes}",
+        texts.len(),
+        passes - long_passes
     );
-    // A pass of more than 8 inputs held requests of both APIs (each sent 8).
-    assert!(
-        small < passes,
-        "no pass mixed v1 and OpenAI requests ({passes} passes, {small} of at most 8 inputs)"
+    assert_eq!(inputs, (texts.len() + LONG_TEXTS) as f64);
+    // Every pass held more than 8 inputs, and the 16 short requests (8 of each API) took one.
+    assert_eq!(small, 0.0, "a pass of at most 8 inputs ({passes} passes)");
+    assert_eq!(
+        passes,
+        long_passes + 1.0,
+        "the short requests were not served in one pass"
     );
 
     // The same vectors as each text embedded alone, with each request's own normalisation.

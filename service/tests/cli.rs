@@ -1,22 +1,62 @@
-//! `akidb-embed embed` prints the legacy response shape as JSON, with the reference vectors.
+//! `akidb-embed embed` prints the legacy response shape as JSON, with the reference vectors,
+//! whichever encoder and kernel the engine's variables pick.
 
 mod common;
 
 use std::process::Command;
 
-#[test]
-fn embed_prints_json_with_the_reference_vector() {
+/// The engine's variables, removed unless a test sets them.
+const ENGINE_VARS: &[&str] = &["AKIDB_ENCODER", "AKIDB_MATMUL", "AKIDB_THREADS"];
+
+/// `akidb-embed embed` of two texts with `vars` set.
+fn embed(vars: &[(&str, &str)]) -> std::process::Output {
     let models = common::models_dir();
     common::real_model("all-MiniLM-L6-v2");
-    let out = Command::new(env!("CARGO_BIN_EXE_akidb-embed"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_akidb-embed"));
+    command
         .args(["embed", "--model", "all-MiniLM-L6-v2", "--models-dir"])
         .arg(&models)
-        .args(["hello world", "A man is eating food."])
-        .output()
-        .unwrap();
+        .args(["hello world", "A man is eating food."]);
+    for var in ENGINE_VARS {
+        command.env_remove(var);
+    }
+    command.envs(vars.iter().copied());
+    command.output().unwrap()
+}
+
+#[test]
+fn embed_prints_json_with_the_reference_vector() {
+    check_reference_vectors(&[]);
+}
+
+#[test]
+fn the_engines_variables_pick_the_encoder_kernel_and_threads() {
+    check_reference_vectors(&[("AKIDB_MATMUL", "gemm"), ("AKIDB_THREADS", "2")]);
+    check_reference_vectors(&[("AKIDB_ENCODER", "candle")]);
+}
+
+#[test]
+fn a_bad_engine_variable_names_the_key_and_the_allowed_values() {
+    let out = embed(&[("AKIDB_MATMUL", "sse")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in ["embedding.matmul", "AKIDB_MATMUL", "sse", "gemm", "avx2"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    let out = embed(&[("AKIDB_ENCODER", "onnx")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in ["embedding.encoder", "AKIDB_ENCODER", "packed", "candle"] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+}
+
+/// `embed` with `vars` prints the reference vectors, normalised, and the token count.
+fn check_reference_vectors(vars: &[(&str, &str)]) {
+    let out = embed(vars);
     assert!(
         out.status.success(),
-        "{}",
+        "{vars:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -31,7 +71,10 @@ fn embed_prints_json_with_the_reference_vector() {
         tokens += count;
         let vector = common::floats(vector);
         let cosine = common::cosine(&vector, &reference);
-        assert!(cosine >= common::PARITY_COSINE, "{text:?}: cosine {cosine}");
+        assert!(
+            cosine >= common::PARITY_COSINE,
+            "{vars:?} {text:?}: cosine {cosine}"
+        );
         assert!(
             (common::norm(&vector) - 1.0).abs() < 1e-5,
             "{text:?} is not normalised"

@@ -129,7 +129,7 @@ fn packed_implementation_matches_candle_bert_model() {
         let dir = tempfile::tempdir().unwrap();
         spec.write(dir.path());
         let packed = EmbeddingModel::from_dir_as(dir.path(), Implementation::Packed).unwrap();
-        let candle = EmbeddingModel::from_dir_as(dir.path(), Implementation::Reference).unwrap();
+        let candle = EmbeddingModel::from_dir_as(dir.path(), Implementation::Candle).unwrap();
         for batch in [&texts[..], &texts[4..], &texts[..1]] {
             let a = packed.embed(batch, EmbedOptions::default()).unwrap();
             let b = candle.embed(batch, EmbedOptions::default()).unwrap();

@@ -98,8 +98,8 @@ fn paraphrase_minilm_l3_v2_matches_reference_vectors() {
 
 #[test]
 fn candle_bert_model_matches_reference_vectors_too() {
-    check_against_golden("all-MiniLM-L6-v2", Implementation::Reference);
-    check_against_golden("paraphrase-MiniLM-L3-v2", Implementation::Reference);
+    check_against_golden("all-MiniLM-L6-v2", Implementation::Candle);
+    check_against_golden("paraphrase-MiniLM-L3-v2", Implementation::Candle);
 }
 
 #[test]
@@ -156,7 +156,7 @@ const MIN_COSINE_BF16: f64 = 0.98;
 
 #[test]
 fn reduced_precision_stays_close_to_the_reference_vectors() {
-    use akidb_embed::engine::{ModelLayout, Precision};
+    use akidb_embed::engine::{LoadOptions, ModelLayout, Precision};
     // Candle's CPU kernels are slow at 16 bits: one model and every third item keep this quick.
     let model_name = "paraphrase-MiniLM-L3-v2";
     let golden = golden(model_name);
@@ -167,8 +167,11 @@ fn reduced_precision_stays_close_to_the_reference_vectors() {
         (Precision::Bf16, MIN_COSINE_BF16),
     ] {
         let layout = ModelLayout::read(common::real_model(model_name)).unwrap();
-        let model =
-            EmbeddingModel::load_with(layout, &candle_core::Device::Cpu, precision).unwrap();
+        let options = LoadOptions {
+            precision,
+            ..LoadOptions::default()
+        };
+        let model = EmbeddingModel::load_with(layout, &candle_core::Device::Cpu, options).unwrap();
         assert_eq!(model.precision(), precision);
         let out = model.embed(&texts, EmbedOptions::default()).unwrap();
         let cosines: Vec<f64> = out

@@ -136,3 +136,23 @@ def test_reflection_v1_lists_the_embedding_service(grpc_channel):
 
     assert grpc_client.SERVICE in services
     assert "grpc.health.v1.Health" in services
+
+
+def test_grpc_requests_are_counted_under_the_http_status_their_outcome_maps_to(
+    stub, grpc_generated, server
+):
+    # One status vocabulary for every route: an alert or a gate matches `5..` whatever the
+    # transport. A served call is 200; an unknown model is 404, as the REST API answers it.
+    served = {"route": "grpc.Embed", "model": DEFAULT_MODEL, "status": "200"}
+    missing = {"route": "grpc.Embed", "model": "", "status": "404"}
+    before = server.metrics()
+    served_before = before.value("candle_requests_total", **served) or 0
+    missing_before = before.value("candle_requests_total", **missing) or 0
+
+    embed(stub, grpc_generated.pb2, [TEXT])
+    rpc_error(lambda: embed(stub, grpc_generated.pb2, [TEXT], model="nope"))
+
+    after = server.metrics()
+    assert after.value("candle_requests_total", **served) == served_before + 1
+    assert after.value("candle_requests_total", **missing) == missing_before + 1
+    assert not after.find("candle_requests_total", route="grpc.Embed", status="OK")

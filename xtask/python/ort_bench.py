@@ -1,7 +1,10 @@
 """ONNX Runtime peer of `akidb-embed bench-engine`: embeds one fixed batch over and over and
 prints one JSON line in the same format (sentences/s, p50/p95 ms per call, iterations).
 
-Each timed call tokenizes and runs the session, as the Candle side's `embed` does.
+Each timed call tokenizes, runs the session and L2-normalises when the model does, as the Candle
+side's `embed` does. The sentence embedding is the session's output `461` (the name in the
+packaged export and in those `safetensors_to_onnx.py` makes), or else its only float output of
+rank 2.
 
     python xtask/python/ort_bench.py --model-dir DIR --texts TEXTS.json --seconds 3 --threads 2
 """
@@ -16,26 +19,9 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-EMBEDDING_OUTPUT = "461"  # the packaged export's mean-pooled sentence embedding
-DEFAULT_MAX_SEQ_LENGTH = 128
+from model_folder import load_tokenizer, normalizes
 
-
-def max_seq_length(model_dir: Path) -> int:
-    """The model's max_seq_length from sentence_bert_config.json (128 when absent)."""
-    config = model_dir / "sentence_bert_config.json"
-    if config.is_file():
-        return int(json.loads(config.read_text()).get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH))
-    return DEFAULT_MAX_SEQ_LENGTH
-
-
-def load_tokenizer(model_dir: Path) -> Tokenizer:
-    """The model's tokenizer, padding to the longest text of a batch and truncating at the
-    model's limit (the packaged tokenizer.json pads every input to a fixed 128)."""
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
-    tokenizer.enable_truncation(max_seq_length(model_dir))
-    return tokenizer
+EMBEDDING_OUTPUT = "461"  # the exports' mean-pooled sentence embedding
 
 
 def load_session(model_dir: Path, threads: int) -> ort.InferenceSession:
@@ -48,8 +34,27 @@ def load_session(model_dir: Path, threads: int) -> ort.InferenceSession:
     )
 
 
-def embed(tokenizer: Tokenizer, session: ort.InferenceSession, texts: list[str]) -> tuple[np.ndarray, int]:
-    """One call: tokenize as a padded batch and run; returns the vectors and the real tokens."""
+def embedding_output(session: ort.InferenceSession) -> str:
+    """The name of the session's mean-pooled sentence embedding output."""
+    outputs = session.get_outputs()
+    if any(o.name == EMBEDDING_OUTPUT for o in outputs):
+        return EMBEDDING_OUTPUT
+    pooled = [o.name for o in outputs if o.type == "tensor(float)" and len(o.shape) == 2]
+    if len(pooled) != 1:
+        names = ", ".join(f"{o.name} {o.type} {o.shape}" for o in outputs)
+        raise SystemExit(f"no single sentence-embedding output among: {names}")
+    return pooled[0]
+
+
+def embed(
+    tokenizer: Tokenizer,
+    session: ort.InferenceSession,
+    output: str,
+    normalize: bool,
+    texts: list[str],
+) -> tuple[np.ndarray, int]:
+    """One call: tokenize as a padded batch, run and normalise if asked; returns the vectors and
+    the real tokens."""
     encodings = tokenizer.encode_batch(texts)
     ids = np.array([e.ids for e in encodings], dtype=np.int64)
     mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
@@ -57,7 +62,9 @@ def embed(tokenizer: Tokenizer, session: ort.InferenceSession, texts: list[str])
     wanted = {i.name for i in session.get_inputs()}
     if "token_type_ids" in wanted:
         feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-    (vectors,) = session.run([EMBEDDING_OUTPUT], {k: v for k, v in feeds.items() if k in wanted})
+    (vectors,) = session.run([output], {k: v for k, v in feeds.items() if k in wanted})
+    if normalize:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return vectors, int(mask.sum())
 
 
@@ -81,14 +88,16 @@ def main() -> None:
     texts = json.loads(args.texts.read_text())
     tokenizer = load_tokenizer(args.model_dir)
     session = load_session(args.model_dir, args.threads)
+    output = embedding_output(session)
+    normalize = normalizes(args.model_dir)
     tokens = 0
     for _ in range(max(args.warmup, 1)):
-        _, tokens = embed(tokenizer, session, texts)
+        _, tokens = embed(tokenizer, session, output, normalize, texts)
     calls: list[float] = []
     started = time.perf_counter()
     while len(calls) < 3 or time.perf_counter() - started < args.seconds:
         call = time.perf_counter()
-        embed(tokenizer, session, texts)
+        embed(tokenizer, session, output, normalize, texts)
         calls.append(time.perf_counter() - call)
     seconds = time.perf_counter() - started
     calls.sort()

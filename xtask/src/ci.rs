@@ -126,9 +126,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             "workflows: rollout.yml under act on the local target",
             || {
                 // The seven stage jobs in order, each from the state the job before uploaded,
-                // approvals read from the fake GitHub's API (`cargo xtask workflows run`). The
-                // release of a tag under act (the other ignored test there) is left out: its
-                // release builds would take the run past its 90 minutes on two cores.
+                // approvals read from the fake GitHub's API (`cargo xtask workflows run`).
                 cmd!(
                     sh,
                     "cargo test --workspace --locked --test workflows_act -- --ignored --test-threads 1 the_rollout_runs"
@@ -140,6 +138,20 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         step(&mut timings, "container image (podman)", || {
             crate::packaging::image::test(sh)
         })?;
+        step(
+            &mut timings,
+            "workflows: release.yml under act for a tag",
+            || {
+                // After the image step: its static binary is the release build the archive and
+                // the image jobs reuse (`release::dist::binary`), so no second release build.
+                cmd!(
+                    sh,
+                    "cargo test --workspace --locked --test workflows_act -- --ignored --test-threads 1 the_release_of_a_tag"
+                )
+                .run()?;
+                Ok(())
+            },
+        )?;
         Ok::<_, anyhow::Error>(())
     })();
     println!("\n== xtask ci: timings");

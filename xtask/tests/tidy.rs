@@ -47,13 +47,21 @@ const RULES: &[Rule] = &[
             "crate::api",
             "crate::grpc",
             "hyper",
+            "std::env",
         ],
-        why: "the engine (models, batching) names no transport",
+        why: "the engine (models, batching) names no transport and is configured only through \
+              its settings (no environment reads or writes)",
     },
     Rule {
         folder: "service/kernels/src",
-        forbidden: &["akidb_embed", "candle_transformers", "axum", "tonic"],
-        why: "the kernels know neither the engine nor a transport",
+        forbidden: &[
+            "akidb_embed",
+            "candle_transformers",
+            "axum",
+            "tonic",
+            "std::env",
+        ],
+        why: "the kernels know neither the engine nor a transport, and read no environment",
     },
     Rule {
         folder: "xtask/src/rollout/plan",

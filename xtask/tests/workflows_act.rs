@@ -1,8 +1,8 @@
 //! `cargo xtask workflows run`: the workflows of `.github/workflows/` executed here under act,
-//! as a user runs them. The refusals take seconds; the whole rollout on the local target takes
-//! minutes, so `cargo test` skips it and `cargo xtask ci` runs it (`--ignored`, as
-//! `rollout_local`). The release of a tag builds the release archive and the image: run it on
-//! demand (`-- --ignored the_release`).
+//! as a user runs them. The refusals take seconds; the whole rollout on the local target and the
+//! release of a tag take minutes, so `cargo test` skips them and `cargo xtask ci` runs them
+//! (`--ignored`, as `rollout_local`), the release after the image step has made its release
+//! build. The bench gate of a pull request runs on demand (`-- --ignored the_pull_request`).
 
 use std::{
     path::{Path, PathBuf},
@@ -220,7 +220,7 @@ fn program(name: &str) -> PathBuf {
 }
 
 #[test]
-#[ignore = "3 minutes warm, over 20 cold on two cores (two release builds): on demand, not in ci"]
+#[ignore = "minutes long: a release build unless `cargo xtask container` made it; `cargo xtask ci` runs it after that"]
 fn the_release_of_a_tag_publishes_the_archive_image_and_chart_through_the_projects_own_code() {
     let out = workflows_run(&["release", "--event", "push", "--ref", "refs/tags/v2.0.0"]);
     assert!(out.status.success(), "the run failed: see its output above");

@@ -1,14 +1,16 @@
-//! Which kernels this process runs: chosen at run time from the CPU and [`KERNEL_ENV`], and
-//! named for benchmarks and logs.
+//! Which kernels this process runs: chosen at run time from the CPU and the configuration
+//! ([`crate::config`]), and named for benchmarks and logs.
 
 use std::fmt;
 
-use crate::linear::{Kernel, KERNEL_ENV};
+use crate::{config::KernelRequest, linear::Kernel};
 
-/// The kernels chosen on this CPU, in this build and environment.
+/// The kernels chosen on this CPU, in this build and configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
-    /// The dense layers' kernel ([`Kernel::detect`]).
+    /// The dense layers' kernel as asked for.
+    pub requested: KernelRequest,
+    /// The dense layers' kernel that runs ([`KernelRequest::resolve`]).
     pub dense: Kernel,
     /// Whether products of a few rows on `gemm` take the AVX2 skinny kernel instead.
     pub skinny: bool,
@@ -18,10 +20,16 @@ pub struct Choice {
 }
 
 impl Choice {
-    /// What this process would run now.
+    /// What this process would run now, with its configuration.
     pub fn detect() -> Self {
-        let dense = Kernel::detect();
+        Self::of(crate::config::current().dense)
+    }
+
+    /// What this process would run if `requested` were configured.
+    pub fn of(requested: KernelRequest) -> Self {
+        let dense = requested.resolve();
         Self {
+            requested,
             dense,
             skinny: dense == Kernel::Gemm && crate::skinny::available(),
             elementwise: elementwise(),
@@ -36,8 +44,8 @@ impl fmt::Display for Choice {
             write!(f, " (skinny/avx2 up to {} rows)", crate::skinny::MAX_ROWS)?;
         }
         write!(f, ", element-wise {}", self.elementwise)?;
-        if let Ok(value) = std::env::var(KERNEL_ENV) {
-            write!(f, ", {KERNEL_ENV}={value}")?;
+        if self.requested != KernelRequest::Auto {
+            write!(f, ", requested {}", self.requested)?;
         }
         Ok(())
     }
@@ -71,6 +79,7 @@ fn elementwise() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::panel::Micro;
 
     #[test]
     fn names_the_dense_kernel_and_the_element_wise_instruction_set() {
@@ -85,10 +94,34 @@ mod tests {
             "{shown}"
         );
         assert_eq!(shown.contains("skinny"), choice.skinny);
+        assert_eq!(
+            shown.contains("requested"),
+            choice.requested != KernelRequest::Auto
+        );
         #[cfg(any(not(target_arch = "x86_64"), feature = "portable"))]
         assert_eq!(
             (choice.dense, choice.skinny, choice.elementwise),
             (Kernel::Gemm, false, "baseline")
         );
+    }
+
+    #[test]
+    fn a_request_is_named_beside_what_runs() {
+        let choice = Choice::of(KernelRequest::Gemm);
+        assert_eq!(choice.dense, Kernel::Gemm);
+        assert!(choice.to_string().ends_with(", requested gemm"), "{choice}");
+        let unavailable = Micro::ALL.into_iter().find(|m| !m.available());
+        if let Some(micro) = unavailable {
+            let choice = Choice::of(KernelRequest::Micro(micro));
+            assert_eq!(choice.dense, Kernel::best());
+            let shown = choice.to_string();
+            assert!(
+                shown.ends_with(&format!(", requested {}", micro.name())),
+                "{shown}"
+            );
+        }
+        assert!(!Choice::of(KernelRequest::Auto)
+            .to_string()
+            .contains("requested"));
     }
 }

@@ -11,16 +11,22 @@
 //! The `portable` feature leaves only the code other CPUs than x86-64 run (a portable
 //! micro-kernel, `gemm`, element-wise loops for the baseline), so that it is built and tested
 //! on x86 too.
+//!
+//! The crate reads no environment: the program that uses it passes its choices once, with
+//! [`configure`], before the first layer is built.
 
 pub mod activation;
 pub mod attention;
 pub mod choice;
+pub mod config;
 pub mod linear;
 pub mod math;
 pub mod norm;
 pub mod panel;
 pub mod skinny;
 pub mod threads;
+
+pub use config::{configure, KernelConfig, KernelRequest};
 
 /// Rows of length `width` in `data`.
 #[inline]

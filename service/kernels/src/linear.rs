@@ -29,25 +29,16 @@ pub enum Kernel {
     Gemm,
 }
 
-/// The environment variable that overrides [`Kernel::detect`]: `gemm`, `panels` (the fastest
-/// micro-kernel), or a micro-kernel by name (`avx512`, `avx2`, `portable`) where it can run,
-/// for side-by-side measurements.
-pub const KERNEL_ENV: &str = "AKIDB_MATMUL";
-
 impl Kernel {
-    /// The faster kernel on this CPU: the panels on the fastest micro-kernel where that is
-    /// AVX-512 or AVX2 + FMA, else `gemm`; unless [`KERNEL_ENV`] names another.
+    /// The kernel the process's configuration ([`crate::config`]) asks for, resolved on this
+    /// CPU; [`Kernel::best`] when nothing is asked.
     pub fn detect() -> Self {
-        match std::env::var(KERNEL_ENV).as_deref() {
-            Ok("gemm") => return Self::Gemm,
-            Ok("panels") => return Self::Panels(Micro::best()),
-            Ok(name) => {
-                if let Some(micro) = Micro::from_name(name).filter(|m| m.available()) {
-                    return Self::Panels(micro);
-                }
-            }
-            Err(_) => {}
-        }
+        crate::config::current().dense.resolve()
+    }
+
+    /// The faster kernel on this CPU: the panels on the fastest micro-kernel where that is
+    /// AVX-512 or AVX2 + FMA, else `gemm`.
+    pub fn best() -> Self {
         match Micro::best() {
             Micro::Portable => Self::Gemm,
             micro => Self::Panels(micro),

@@ -8,13 +8,10 @@ use std::sync::OnceLock;
 
 static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
 
-/// The environment variable that sets the number of threads (default: the cores available).
-pub const THREADS_ENV: &str = "AKIDB_THREADS";
-
+/// The configured size ([`crate::config`]), else the cores available.
 fn default_threads() -> usize {
-    std::env::var(THREADS_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
+    crate::config::current()
+        .threads
         .filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }

@@ -21,7 +21,7 @@ pub async fn require_key(State(state): State<AppState>, request: Request, next: 
     if token.is_some_and(|t| state.keys.accepts(t)) {
         return next.run(request).await;
     }
-    state.count_error("unauthorized");
+    state.count_error(crate::failure::FailureKind::Unauthorized);
     let message = if token.is_some() {
         "invalid API key"
     } else {

@@ -14,6 +14,7 @@ use axum::{
 use tokio_stream::StreamExt;
 
 use super::{error::client_error, AppState};
+use crate::failure::FailureKind;
 
 /// Why a body was not read.
 enum Unread {
@@ -48,7 +49,7 @@ pub async fn read_body(State(state): State<AppState>, request: Request, next: Ne
         }
         Err(Unread::TooLarge) => {
             linger(stream, timeout);
-            state.count_error("payload_too_large");
+            state.count_error(FailureKind::PayloadTooLarge);
             client_error(
                 &path,
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -57,7 +58,7 @@ pub async fn read_body(State(state): State<AppState>, request: Request, next: Ne
             )
         }
         Err(Unread::TooSlow) => {
-            state.count_error("timeout");
+            state.count_error(FailureKind::Timeout);
             client_error(
                 &path,
                 StatusCode::REQUEST_TIMEOUT,
@@ -69,7 +70,7 @@ pub async fn read_body(State(state): State<AppState>, request: Request, next: Ne
             )
         }
         Err(Unread::Broken(reason)) => {
-            state.count_error("bad_request");
+            state.count_error(FailureKind::BadRequest);
             client_error(
                 &path,
                 StatusCode::BAD_REQUEST,

@@ -57,20 +57,6 @@ pub fn client_error(
 /// Seconds a client should wait after 429 or 503.
 const RETRY_AFTER_SECS: &str = "1";
 
-/// The status of each service error.
-pub fn status_of(error: &ServiceError) -> StatusCode {
-    match error {
-        ServiceError::EmptyInput
-        | ServiceError::TooManyTexts(_)
-        | ServiceError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
-        ServiceError::TextTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        ServiceError::UnknownModel { .. } => StatusCode::NOT_FOUND,
-        ServiceError::NotReady(_) | ServiceError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
-        ServiceError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-        ServiceError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 fn with_retry_after(status: StatusCode, mut response: Response) -> Response {
     if matches!(
         status,
@@ -89,12 +75,8 @@ pub struct LegacyError(pub ServiceError);
 
 impl IntoResponse for LegacyError {
     fn into_response(self) -> Response {
-        let status = status_of(&self.0);
-        let body = match &self.0 {
-            ServiceError::Inference(reason) => format!("Embedding failed: {reason}"),
-            other => other.to_string(),
-        };
-        with_retry_after(status, (status, body).into_response())
+        let status = self.0.answer().status;
+        with_retry_after(status, (status, self.0.legacy_message()).into_response())
     }
 }
 
@@ -127,34 +109,13 @@ impl OpenAiError {
 
 impl From<ServiceError> for OpenAiError {
     fn from(error: ServiceError) -> Self {
-        let status = status_of(&error);
-        let (kind, param, code) = match &error {
-            ServiceError::EmptyInput | ServiceError::TooManyTexts(_) => {
-                ("invalid_request_error", Some("input"), None)
-            }
-            ServiceError::TextTooLong { .. } => (
-                "invalid_request_error",
-                Some("input"),
-                Some("input_too_long"),
-            ),
-            ServiceError::InvalidArgument(_) => ("invalid_request_error", None, None),
-            ServiceError::UnknownModel { .. } => (
-                "invalid_request_error",
-                Some("model"),
-                Some("model_not_found"),
-            ),
-            ServiceError::Overloaded(_) => ("rate_limit_error", None, Some("overloaded")),
-            ServiceError::NotReady(_) | ServiceError::TimedOut(_) => {
-                ("server_error", None, Some("unavailable"))
-            }
-            ServiceError::Inference(_) => ("server_error", None, None),
-        };
+        let answer = error.answer();
         Self {
-            status,
+            status: answer.status,
             message: error.to_string(),
-            kind,
-            param,
-            code,
+            kind: answer.openai_type,
+            param: answer.param,
+            code: answer.code,
         }
     }
 }

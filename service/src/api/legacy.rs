@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{error::LegacyError, AppState, ServedModel};
+use crate::failure::FailureKind;
 use crate::infer::{EmbedCall, ServiceError};
 
 /// Request of `POST /api/v1/embed`. Unknown fields are ignored, as v1.x ignored them.
@@ -66,12 +67,7 @@ pub struct LegacyUsage {
 
 /// JSON rejections keep axum's text and status (400, 415, 422, 413), as v1.x answered them.
 pub(super) fn reject(state: &AppState, rejection: JsonRejection) -> Response {
-    let kind = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        "payload_too_large"
-    } else {
-        "bad_request"
-    };
-    state.count_error(kind);
+    state.count_error(FailureKind::of_status(rejection.status()));
     rejection.into_response()
 }
 
@@ -134,7 +130,7 @@ pub async fn embed(
 }
 
 fn failure(state: &AppState, error: ServiceError) -> Response {
-    state.count_error(error.kind());
+    state.count_error(error.answer().kind);
     LegacyError(error).into_response()
 }
 

@@ -26,7 +26,7 @@ use crate::infer::Infer;
 pub use crate::auth::ApiKeys;
 // Request decoding, for the fuzz targets (service/fuzz).
 pub use error::OpenAiError;
-pub use legacy::LegacyEmbedRequest;
+pub use legacy::{LegacyEmbedRequest, LegacyEmbedResponse, LegacyUsage};
 pub use openai::{parse as parse_embeddings_request, EmbeddingsRequest, Input};
 
 /// What every handler can reach.
@@ -42,8 +42,12 @@ pub struct AppState {
 
 impl AppState {
     /// Counts a failed request in `candle_errors_total`.
-    pub fn count_error(&self, kind: &str) {
-        self.infer.metrics.errors.with_label_values(&[kind]).inc();
+    pub fn count_error(&self, kind: crate::failure::FailureKind) {
+        self.infer
+            .metrics
+            .errors
+            .with_label_values(&[kind.label()])
+            .inc();
     }
 }
 
@@ -97,7 +101,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = routes(&state);
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     routes
-        .layer(Extension(openapi::Served(Arc::new(doc))))
+        .layer(Extension(openapi::ServedDocument(Arc::new(doc))))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),

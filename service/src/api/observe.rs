@@ -1,7 +1,5 @@
 //! Request metrics, request spans (with W3C `traceparent`) and the `/metrics` route.
 
-use std::time::Instant;
-
 use axum::{
     extract::{MatchedPath, Request, State},
     http::header,
@@ -31,15 +29,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Keeps `candle_requests_in_flight` right even when a request is cancelled.
-struct InFlight<'a>(&'a prometheus::IntGauge);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// Middleware: counts every request by route, model and status, and times it.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
@@ -47,24 +36,14 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let metrics = &state.infer.metrics;
-    metrics.in_flight.inc();
-    let _guard = InFlight(&metrics.in_flight);
-    let started = Instant::now();
+    let observation = state.infer.metrics.start_request(&route);
     let response = next.run(request).await;
     let model = response
         .extensions()
         .get::<ServedModel>()
         .map(|m| m.0.as_str())
         .unwrap_or("");
-    metrics
-        .requests
-        .with_label_values(&[&route, model, response.status().as_str()])
-        .inc();
-    metrics
-        .request_duration
-        .with_label_values(&[&route])
-        .observe(started.elapsed().as_secs_f64());
+    observation.finish(model, response.status().as_u16());
     response
 }
 

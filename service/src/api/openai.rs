@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     engine::pooling::l2_normalize,
+    failure::FailureKind,
     infer::{EmbedCall, ServiceError},
 };
 
@@ -237,14 +238,14 @@ pub async fn embeddings(
 /// An error answer and the `kind` it is counted under in `candle_errors_total`: the same kind
 /// the legacy route counts for the same failure.
 struct Failure {
-    kind: &'static str,
+    kind: FailureKind,
     error: OpenAiError,
 }
 
 impl From<ServiceError> for Failure {
     fn from(error: ServiceError) -> Self {
         Self {
-            kind: error.kind(),
+            kind: error.answer().kind,
             error: error.into(),
         }
     }
@@ -253,12 +254,10 @@ impl From<ServiceError> for Failure {
 /// The handler's own errors: the request as sent is refused.
 impl From<OpenAiError> for Failure {
     fn from(error: OpenAiError) -> Self {
-        let kind = match error.status {
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::REQUEST_TIMEOUT => "timeout",
-            _ => "bad_request",
-        };
-        Self { kind, error }
+        Self {
+            kind: FailureKind::of_status(error.status),
+            error,
+        }
     }
 }
 

@@ -48,7 +48,7 @@ impl utoipa::Modify for BearerKeys {
 
 /// The served document, shared by every request.
 #[derive(Clone)]
-pub struct Served(pub Arc<Document>);
+pub struct ServedDocument(pub Arc<Document>);
 
 /// `GET /openapi.json`: this document.
 #[utoipa::path(
@@ -57,6 +57,6 @@ pub struct Served(pub Arc<Document>);
     tag = "observability",
     responses((status = 200, description = "The OpenAPI document of this API", body = Object))
 )]
-pub async fn document(Extension(doc): Extension<Served>) -> Response {
+pub async fn document(Extension(doc): Extension<ServedDocument>) -> Response {
     Json(doc.0.as_ref()).into_response()
 }

@@ -1,7 +1,9 @@
 //! Model folders from the HuggingFace Hub, by id, through the `hf-hub` cache.
 //!
 //! Online users name a Hub id and get the same folder layout as a local model. With `offline`
-//! (or `HF_HUB_OFFLINE=1`) only files already in the cache are used, and a missing one is an error.
+//! (the caller's setting, `HF_HUB_OFFLINE=1` included) only files already in the cache are used,
+//! and a missing one is an error. hf-hub itself reads its own variables for the cache and the
+//! server (`HF_HOME`, `HF_ENDPOINT`): its conventions, left to it.
 
 use std::path::PathBuf;
 
@@ -14,11 +16,6 @@ const OPTIONAL: &[&str] = &[
     "sentence_bert_config.json",
     "1_Pooling/config.json",
 ];
-
-/// Whether the environment asks for offline mode (`HF_HUB_OFFLINE=1`).
-pub fn offline_from_env() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
-}
 
 /// Fetches (or, offline, finds in the cache) the files of Hub model `id` and returns the folder
 /// that holds them, ready for [`super::ModelLayout::read`].

@@ -22,6 +22,16 @@ pub struct EmbedOptions {
     pub normalize: Option<bool>,
 }
 
+/// How a model is loaded, beyond its folder and device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Precision of weights and activations (reduced precision is opt-in: vectors drift from
+    /// the f32 reference; see docs/BENCHMARKS.md).
+    pub precision: Precision,
+    /// The implementation asked for; [`Implementation::choose`] keeps it where it runs.
+    pub encoder: Implementation,
+}
+
 /// The vectors of one call, in input order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
@@ -76,14 +86,13 @@ impl EmbeddingModel {
     /// Loads a model folder that has been read, in f32, in the implementation best for
     /// `device`.
     pub fn load(layout: ModelLayout, device: &Device) -> Result<Self> {
-        Self::load_with(layout, device, Precision::F32)
+        Self::load_with(layout, device, LoadOptions::default())
     }
 
-    /// Loads a model folder that has been read on `device` at `precision` (reduced precision
-    /// is opt-in: vectors drift from the f32 reference; see docs/BENCHMARKS.md).
-    pub fn load_with(layout: ModelLayout, device: &Device, precision: Precision) -> Result<Self> {
-        let implementation = Implementation::choose(device, precision);
-        Self::load_as(layout, device, implementation, precision)
+    /// Loads a model folder that has been read on `device` as `options` say.
+    pub fn load_with(layout: ModelLayout, device: &Device, options: LoadOptions) -> Result<Self> {
+        let implementation = Implementation::choose(device, options.precision, options.encoder);
+        Self::load_as(layout, device, implementation, options.precision)
     }
 
     /// Loads the model in `dir` in a chosen implementation (to compare them).

@@ -5,10 +5,9 @@ use std::{collections::BTreeMap, path::Path, sync::Arc};
 use candle_core::Device;
 
 use super::{
-    device::Precision,
     error::{EngineError, Result},
     layout::ModelLayout,
-    model::EmbeddingModel,
+    model::{EmbeddingModel, LoadOptions},
 };
 
 /// Loaded models by name, with one default.
@@ -38,13 +37,14 @@ impl ModelRegistry {
         }
     }
 
-    /// Loads every model folder under `dir` (or only those named in `only`). Folders that fail
-    /// to load are returned beside the registry so that one broken model does not stop the others.
+    /// Loads every model folder under `dir` (or only those named in `only`) as `options` say.
+    /// Folders that fail to load are returned beside the registry so that one broken model does
+    /// not stop the others.
     pub fn load_dir(
         dir: &Path,
         only: Option<&[String]>,
         device: &Device,
-        precision: Precision,
+        options: LoadOptions,
     ) -> Result<(Self, Vec<LoadFailure>)> {
         let entries = std::fs::read_dir(dir).map_err(|_| EngineError::MissingFolder {
             path: dir.to_path_buf(),
@@ -68,7 +68,7 @@ impl ModelRegistry {
                         .any(|n| *n == layout.name || layout.hub_id.as_deref() == Some(n.as_str()))
                 });
                 if wanted {
-                    EmbeddingModel::load_with(layout, device, precision).map(Some)
+                    EmbeddingModel::load_with(layout, device, options).map(Some)
                 } else {
                     Ok(None)
                 }

@@ -54,26 +54,8 @@ impl EmbeddingGrpc {
     }
 }
 
-/// The gRPC code of each service error (the v1.x codes, plus NOT_FOUND and RESOURCE_EXHAUSTED).
-fn code_of(error: &ServiceError) -> tonic::Code {
-    match error {
-        ServiceError::EmptyInput
-        | ServiceError::TooManyTexts(_)
-        | ServiceError::TextTooLong { .. }
-        | ServiceError::InvalidArgument(_) => tonic::Code::InvalidArgument,
-        ServiceError::UnknownModel { .. } => tonic::Code::NotFound,
-        ServiceError::Overloaded(_) => tonic::Code::ResourceExhausted,
-        ServiceError::NotReady(_) | ServiceError::TimedOut(_) => tonic::Code::Unavailable,
-        ServiceError::Inference(_) => tonic::Code::Internal,
-    }
-}
-
 fn status(error: ServiceError) -> Status {
-    let message = match &error {
-        ServiceError::Inference(reason) => format!("Embedding failed: {reason}"),
-        other => other.to_string(),
-    };
-    Status::new(code_of(&error), message)
+    Status::new(error.answer().grpc, error.legacy_message())
 }
 
 #[tonic::async_trait]
@@ -82,7 +64,6 @@ impl proto::embedding_service_server::EmbeddingService for EmbeddingGrpc {
         &self,
         request: Request<proto::EmbedRequest>,
     ) -> Result<Response<proto::EmbedResponse>, Status> {
-        let started = std::time::Instant::now();
         let req = request.into_inner();
         let call = EmbedCall {
             texts: req.texts,
@@ -91,21 +72,17 @@ impl proto::embedding_service_server::EmbeddingService for EmbeddingGrpc {
             normalize: req.normalize,
         };
         let metrics = &self.infer.metrics;
+        let observation = metrics.start_request("grpc.Embed");
         let result = self.infer.embed(call, Some(true)).await;
-        let (model, code) = match &result {
-            Ok(reply) => (reply.model.name.clone(), "OK".to_string()),
-            Err(e) => (String::new(), format!("{:?}", code_of(e))),
-        };
-        metrics
-            .requests
-            .with_label_values(&["grpc.Embed", &model, &code])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&["grpc.Embed"])
-            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(reply) => observation.finish(&reply.model.name, 200),
+            Err(e) => observation.finish("", e.answer().status.as_u16()),
+        }
         let reply = result.map_err(|e| {
-            metrics.errors.with_label_values(&[e.kind()]).inc();
+            metrics
+                .errors
+                .with_label_values(&[e.answer().kind.label()])
+                .inc();
             status(e)
         })?;
         Ok(Response::new(proto::EmbedResponse {

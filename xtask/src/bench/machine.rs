@@ -30,14 +30,18 @@ const SIMD_FLAGS: &[&str] = &[
     "bf16",
 ];
 
-/// This machine, and the kernels this process's environment selects on it: the same choice
-/// (`akidb_kernels::choice::Choice::detect`) the service makes when it loads a model, since the
-/// benchmarked binaries inherit this environment (`AKIDB_MATMUL` included).
+/// This machine, and the kernels the benchmarked binaries choose on it: they inherit this
+/// process's environment, so `AKIDB_MATMUL` (the service's `embedding.matmul`) is read here as
+/// the service reads it.
 pub fn describe() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let mut machine = from_cpuinfo(&cpuinfo);
     machine.cores = std::thread::available_parallelism().map_or(0, usize::from);
-    machine.kernels = akidb_kernels::choice::Choice::detect().to_string();
+    let requested = std::env::var("AKIDB_MATMUL")
+        .ok()
+        .and_then(|name| name.parse().ok())
+        .unwrap_or_default();
+    machine.kernels = akidb_kernels::choice::Choice::of(requested).to_string();
     machine
 }
 

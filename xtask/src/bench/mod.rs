@@ -35,9 +35,10 @@ use self::{
 };
 use crate::{project, python, stack::supervisor::Ledger};
 
-/// The model both engines and both servers run (the only one with an ONNX export).
+/// The model both engines and both servers run (the legacy stand-in serves its ONNX file).
 const PEER_MODEL: &str = "paraphrase-MiniLM-L3-v2";
-/// The default model, measured on the Candle side only.
+/// The default model; its engine peer runs the ONNX export `cargo xtask models` makes from the
+/// same weights.
 const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
 /// The latency target of the highest-rate search (the rollout plan's SLO).
 const P95_LIMIT_MS: f64 = 35.0;

@@ -2,8 +2,9 @@
 //! image's OCI archive for a release (docker buildx where it is installed, else podman).
 //!
 //! No base image can be pulled here, so the local build replaces the Dockerfile's `build`
-//! stage with a folder holding a static binary built on this machine
-//! (`--build-context build=DIR`); every other line of the Dockerfile is the one users build.
+//! stage with a folder holding the static binary built on this machine as the release archives
+//! build it (`release::dist::binary`, `--build-context build=DIR`); every other line of the
+//! Dockerfile is the one users build.
 
 use std::{
     path::{Path, PathBuf},
@@ -34,18 +35,6 @@ pub fn lint(sh: &Shell, hadolint: &Path) -> anyhow::Result<()> {
     let dockerfile = project::root().join(DOCKERFILE);
     cmd!(sh, "{hadolint} {dockerfile}").run()?;
     Ok(())
-}
-
-/// Builds the static binary (its own target folder, so the dynamic dev build is untouched).
-fn static_binary(sh: &Shell) -> anyhow::Result<PathBuf> {
-    let target_dir = project::root().join("target").join("static");
-    cmd!(
-        sh,
-        "cargo build --release --locked -p akidb-embed --bin akidb-embed --target {TARGET} --target-dir {target_dir}"
-    )
-    .env("RUSTFLAGS", "-C target-feature=+crt-static")
-    .run()?;
-    Ok(target_dir.join(TARGET).join("release").join("akidb-embed"))
 }
 
 /// Removes the test container however the test ends.
@@ -150,7 +139,7 @@ fn build_local(sh: &Shell) -> anyhow::Result<()> {
     let root = project::root();
     tools::containers()?;
     let started = Instant::now();
-    let binary = static_binary(sh)?;
+    let binary = crate::release::dist::binary(sh, TARGET)?;
     println!(
         "xtask: static binary ready in {:.0}s",
         started.elapsed().as_secs_f64()

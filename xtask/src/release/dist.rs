@@ -21,6 +21,26 @@ pub struct Checked {
     pub sha256: String,
 }
 
+/// The flags of every release build: glibc linked in, so that the archive runs on any Linux
+/// of its architecture and the image needs nothing from its empty base.
+pub const RUSTFLAGS: &str = "-C target-feature=+crt-static";
+
+/// The cargo profile of every release build (`[profile.dist]` in Cargo.toml, which cargo-dist
+/// builds with).
+pub const PROFILE: &str = "dist";
+
+/// Builds the release binary of `target` as cargo-dist does (same profile, flags and target
+/// folder, so either build finds the other's output fresh) and returns its path.
+pub fn binary(sh: &Shell, target: &str) -> anyhow::Result<PathBuf> {
+    cmd!(
+        sh,
+        "cargo build --profile {PROFILE} --locked -p akidb-embed --bin {BINARY} --target {target}"
+    )
+    .env("RUSTFLAGS", RUSTFLAGS)
+    .run()?;
+    Ok(target_dir(sh)?.join(target).join(PROFILE).join(BINARY))
+}
+
 /// Builds and checks the archive of `target` (default: the host's).
 pub fn run(sh: &Shell, target: Option<&str>) -> anyhow::Result<Checked> {
     let dist = tools::dist(sh)?;
@@ -29,6 +49,7 @@ pub fn run(sh: &Shell, target: Option<&str>) -> anyhow::Result<Checked> {
         None => host_target(sh)?,
     };
     cmd!(sh, "{dist} build --artifacts=local --target {target}")
+        .env("RUSTFLAGS", RUSTFLAGS)
         .run()
         .context("dist build")?;
     let checked = check(sh, &target_dir(sh)?.join("distrib"), &target)?;

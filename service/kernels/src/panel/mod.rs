@@ -66,14 +66,13 @@ impl Micro {
         }
     }
 
-    /// The fastest this CPU can run, unless [`crate::linear::KERNEL_ENV`] names another
-    /// (`avx512`, `avx2`, `portable`) that it can run.
+    /// The micro-kernel of the dense kernel the process's configuration ([`crate::config`])
+    /// resolves to on this CPU; the fastest it can run where that is `gemm`.
     pub fn detect() -> Self {
-        std::env::var(crate::linear::KERNEL_ENV)
-            .ok()
-            .and_then(|name| Self::from_name(&name))
-            .filter(|m| m.available())
-            .unwrap_or_else(Self::best)
+        match crate::config::current().dense.resolve() {
+            crate::linear::Kernel::Panels(micro) => micro,
+            crate::linear::Kernel::Gemm => Self::best(),
+        }
     }
 
     /// The fastest this CPU can run.
@@ -477,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn the_environment_picks_a_micro_kernel_only_where_it_runs() {
+    fn micro_kernels_are_named_and_run_only_where_available() {
         for micro in Micro::ALL {
             assert_eq!(Micro::from_name(micro.name()), Some(micro));
         }

@@ -104,8 +104,8 @@ pub fn load(
                 }
                 Box::new(bert::packed::PackedBert::load(layout)?)
             }
-            bert::Implementation::Reference => {
-                Box::new(bert::reference::Bert::load(layout, device, precision)?)
+            bert::Implementation::Candle => {
+                Box::new(bert::candle_bert::Bert::load(layout, device, precision)?)
             }
         }),
         other => Err(EngineError::UnsupportedArchitecture {

@@ -2,15 +2,14 @@
 //! (`deny_unknown_fields`), before any cross-field rule is applied. `validate` turns this into a
 //! [`Plan`](super::Plan).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::compare::Compare;
 use super::environment::Environment;
 use super::rollback::RollbackTrigger;
 use super::slo::ThresholdSpec;
-use super::step::{Canary, GaTag, HelmPush, ImagePush, MlxTeardown, Notify, Parity, Scale, Wait};
+use super::step::Step;
 use super::units::{TimeScale, Weight};
 
 /// The whole file.
@@ -72,98 +71,5 @@ pub struct StageSpec {
     pub steps: Vec<StepSpec>,
 }
 
-/// A step as written: one key naming its kind, whose value holds its fields.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepSpec {
-    /// See [`super::step::LoadTest`].
-    LoadTest(LoadTestSpec),
-    /// See [`Parity`].
-    Parity(Parity),
-    /// See [`Canary`].
-    Canary(Canary),
-    /// See [`super::step::SloCheck`].
-    SloCheck(SloCheckSpec),
-    /// See [`super::step::Soak`].
-    Soak(SoakSpec),
-    /// See [`Wait`].
-    Wait(Wait),
-    /// See [`Scale`].
-    Scale(Scale),
-    /// See [`GaTag`].
-    GaTag(GaTag),
-    /// See [`HelmPush`].
-    HelmPush(HelmPush),
-    /// See [`ImagePush`].
-    ImagePush(ImagePush),
-    /// See [`MlxTeardown`].
-    MlxTeardown(MlxTeardown),
-    /// See [`Notify`].
-    Notify(Notify),
-}
-
-/// A load test as written.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoadTestSpec {
-    /// Requests per second.
-    pub rate: u32,
-    /// How long, in plan time.
-    #[serde(with = "humantime_serde")]
-    pub duration: Duration,
-    /// Overrides of the plan's SLOs.
-    #[serde(default)]
-    pub thresholds: ThresholdSpec,
-    /// The canary against the baseline over the same window.
-    #[serde(default)]
-    pub compare: Option<Compare>,
-}
-
-/// An SLO check as written.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SloCheckSpec {
-    /// How far back it looks, in plan time.
-    #[serde(with = "humantime_serde")]
-    pub window: Duration,
-    /// The fewest requests the window must hold.
-    pub min_requests: u64,
-    /// Overrides of the plan's SLOs.
-    #[serde(default)]
-    pub thresholds: ThresholdSpec,
-    /// The canary against the baseline over the same window.
-    #[serde(default)]
-    pub compare: Option<Compare>,
-}
-
-/// A soak as written.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SoakSpec {
-    /// How long, in plan time.
-    #[serde(with = "humantime_serde")]
-    pub duration: Duration,
-    /// Overrides of the plan's SLOs.
-    #[serde(default)]
-    pub thresholds: ThresholdSpec,
-}
-
-impl StepSpec {
-    /// The step's key in the YAML.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StepSpec::LoadTest(_) => "load_test",
-            StepSpec::Parity(_) => "parity",
-            StepSpec::Canary(_) => "canary",
-            StepSpec::SloCheck(_) => "slo_check",
-            StepSpec::Soak(_) => "soak",
-            StepSpec::Wait(_) => "wait",
-            StepSpec::Scale(_) => "scale",
-            StepSpec::GaTag(_) => "ga_tag",
-            StepSpec::HelmPush(_) => "helm_push",
-            StepSpec::ImagePush(_) => "image_push",
-            StepSpec::MlxTeardown(_) => "mlx_teardown",
-            StepSpec::Notify(_) => "notify",
-        }
-    }
-}
+/// A step as written: its gate thresholds are overrides of the plan's SLOs.
+pub type StepSpec = Step<ThresholdSpec>;

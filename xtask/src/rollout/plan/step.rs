@@ -1,5 +1,8 @@
-//! The fixed vocabulary of steps a stage may take. A new kind of action is a new variant here and
-//! in `spec::StepSpec`; the YAML cannot name anything else.
+//! The fixed vocabulary of steps a stage may take, defined once: as written in the plan
+//! ([`StepSpec`](super::spec::StepSpec), gate thresholds as overrides of the plan's SLOs) and as
+//! run ([`Step`], thresholds resolved) are the same enum. A new kind of action is a new variant
+//! here, its checks in `validate::structure` and its execution in `run::steps`; the YAML cannot
+//! name anything else.
 
 use std::time::Duration;
 
@@ -9,19 +12,26 @@ use super::compare::Compare;
 use super::slo::SloThresholds;
 use super::units::Weight;
 
-/// One action of a stage, with its gate thresholds resolved against the plan's SLOs.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Step {
+/// One action of a stage. `T` holds its gate thresholds: resolved against the plan's SLOs
+/// ([`SloThresholds`], the default: what runs) or as written (the plan's `ThresholdSpec`
+/// overrides, [`StepSpec`](super::spec::StepSpec)). In YAML, one key names the kind and its value
+/// holds the fields.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(
+    rename_all = "snake_case",
+    bound(deserialize = "T: Deserialize<'de> + Default")
+)]
+pub enum Step<T = SloThresholds> {
     /// Drive a steady request rate at the service and gate on the SLOs.
-    LoadTest(LoadTest),
+    LoadTest(LoadTest<T>),
     /// Compare Candle's embeddings with a reference on a corpus.
     Parity(Parity),
     /// Route a share of production traffic to Candle.
     Canary(Canary),
     /// Gate on the SLOs measured over a trailing window.
-    SloCheck(SloCheck),
+    SloCheck(SloCheck<T>),
     /// Hold the current traffic split while watching the SLOs.
-    Soak(Soak),
+    Soak(Soak<T>),
     /// Hold without a gate of its own (rollback triggers still apply).
     Wait(Wait),
     /// Set a deployment's replica count.
@@ -38,7 +48,7 @@ pub enum Step {
     Notify(Notify),
 }
 
-impl Step {
+impl<T> Step<T> {
     /// The step's key in the YAML.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -71,15 +81,19 @@ impl Step {
 }
 
 /// Drive `rate` requests per second for `duration` and gate on `thresholds`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LoadTest {
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadTest<T = SloThresholds> {
     /// Requests per second.
     pub rate: u32,
     /// How long to keep the rate up, in plan time.
+    #[serde(with = "humantime_serde")]
     pub duration: Duration,
     /// What the service must stay below while loaded.
-    pub thresholds: SloThresholds,
+    #[serde(default)]
+    pub thresholds: T,
     /// How the canary must compare with the baseline over the same window, when set.
+    #[serde(default)]
     pub compare: Option<Compare>,
 }
 
@@ -115,25 +129,32 @@ pub struct Canary {
 }
 
 /// Gate on the SLOs over the trailing `window`, which must have seen at least `min_requests`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SloCheck {
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloCheck<T = SloThresholds> {
     /// How far back the check looks, in plan time.
+    #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Fewer requests than this in the window fails the check rather than passing it vacuously.
     pub min_requests: u64,
     /// What the window must stay below.
-    pub thresholds: SloThresholds,
+    #[serde(default)]
+    pub thresholds: T,
     /// How the canary must compare with the baseline over the same window, when set.
+    #[serde(default)]
     pub compare: Option<Compare>,
 }
 
 /// Hold the current split for `duration`, failing as soon as `thresholds` are breached.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Soak {
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Soak<T = SloThresholds> {
     /// How long to hold, in plan time.
+    #[serde(with = "humantime_serde")]
     pub duration: Duration,
     /// What the service must stay below throughout.
-    pub thresholds: SloThresholds,
+    #[serde(default)]
+    pub thresholds: T,
 }
 
 /// Hold for `duration`.

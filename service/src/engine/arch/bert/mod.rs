@@ -2,15 +2,18 @@
 //!
 //! Two implementations of the same network: [`packed::PackedBert`], the CPU path, which packs
 //! the inputs of a batch without padding and runs on this project's kernels; and
-//! [`reference::Bert`], Candle's `BertModel`, for other devices (CUDA) and as the reference the
+//! [`candle_bert::Bert`], Candle's `BertModel`, for other devices (CUDA) and as the reference the
 //! packed path is tested against.
 
+pub mod candle_bert;
 pub mod packed;
-pub mod reference;
+
+use std::{fmt, str::FromStr};
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::Config;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::engine::{
     device::Precision,
@@ -18,29 +21,74 @@ use crate::engine::{
     layout::{ModelLayout, CONFIG_FILE, WEIGHTS_FILE},
 };
 
-/// Which implementation runs a BERT model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which implementation runs a BERT model; as a setting (`packed`, `candle`), the one asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Implementation {
-    /// This project's CPU kernels on packed (unpadded) batches.
+    /// This project's CPU kernels on packed (unpadded) batches (`packed`, the default).
+    #[default]
     Packed,
-    /// Candle's `BertModel` on padded batches.
-    Reference,
+    /// Candle's `BertModel` on padded batches (`candle`).
+    Candle,
 }
 
-/// The environment variable that picks the implementation: `packed` (the default on the CPU) or
-/// `candle` (Candle's `BertModel`, for comparisons).
-pub const IMPLEMENTATION_ENV: &str = "AKIDB_ENCODER";
-
 impl Implementation {
-    /// The implementation for `device` at `precision`, unless `AKIDB_ENCODER` asks for
-    /// Candle's: the packed encoder where it applies (CPU, f32), else Candle's.
-    pub fn choose(device: &Device, precision: Precision) -> Self {
-        let requested = std::env::var(IMPLEMENTATION_ENV).unwrap_or_default();
-        if device.is_cpu() && precision == Precision::F32 && requested != "candle" {
+    /// Every name [`Implementation::from_str`] takes.
+    pub const NAMES: [&'static str; 2] = ["packed", "candle"];
+
+    /// The implementation for `device` at `precision`: the `requested` one where it runs, and
+    /// Candle's where the packed encoder does not (devices other than the CPU, precisions other
+    /// than f32).
+    pub fn choose(device: &Device, precision: Precision, requested: Implementation) -> Self {
+        if requested == Implementation::Packed && device.is_cpu() && precision == Precision::F32 {
             Implementation::Packed
         } else {
-            Implementation::Reference
+            Implementation::Candle
         }
+    }
+
+    /// Its name as a setting: `packed` or `candle`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Implementation::Packed => "packed",
+            Implementation::Candle => "candle",
+        }
+    }
+}
+
+impl fmt::Display for Implementation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An encoder name that is not one of [`Implementation::NAMES`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown encoder {0:?}: expected \"packed\" or \"candle\"")]
+pub struct UnknownImplementation(pub String);
+
+impl FromStr for Implementation {
+    type Err = UnknownImplementation;
+
+    /// `packed` or `candle`; an empty name is the default, `packed`.
+    fn from_str(name: &str) -> std::result::Result<Self, Self::Err> {
+        match name {
+            "" | "packed" => Ok(Implementation::Packed),
+            "candle" => Ok(Implementation::Candle),
+            other => Err(UnknownImplementation(other.to_string())),
+        }
+    }
+}
+
+impl Serialize for Implementation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Implementation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -83,5 +131,55 @@ pub(crate) fn corrupt(layout: &ModelLayout, e: candle_core::Error) -> EngineErro
     EngineError::CorruptWeights {
         path: layout.file(WEIGHTS_FILE),
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packed_encoder_runs_where_it_can_and_only_when_asked() {
+        let cpu = Device::Cpu;
+        for (precision, requested, want) in [
+            (
+                Precision::F32,
+                Implementation::Packed,
+                Implementation::Packed,
+            ),
+            (
+                Precision::F32,
+                Implementation::Candle,
+                Implementation::Candle,
+            ),
+            (
+                Precision::F16,
+                Implementation::Packed,
+                Implementation::Candle,
+            ),
+            (
+                Precision::Bf16,
+                Implementation::Packed,
+                Implementation::Candle,
+            ),
+        ] {
+            assert_eq!(Implementation::choose(&cpu, precision, requested), want);
+        }
+    }
+
+    #[test]
+    fn names_parse_back_and_an_unknown_one_lists_the_allowed() {
+        for name in Implementation::NAMES {
+            assert_eq!(name.parse::<Implementation>().unwrap().as_str(), name);
+        }
+        assert_eq!(
+            "".parse::<Implementation>().unwrap(),
+            Implementation::Packed
+        );
+        let err = "onnx".parse::<Implementation>().unwrap_err().to_string();
+        assert!(
+            err.contains("onnx") && err.contains("packed") && err.contains("candle"),
+            "{err}"
+        );
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Requests are admitted by text count (a full queue is refused at once, so callers can answer
 //! 429 instead of letting latency grow), tokenized by the caller off the async runtime, and
-//! picked up by the model's inference thread, which takes everything already waiting (or, with
-//! a wait configured, what arrives until it or a pass's worth of tokens is there), orders the
-//! inputs by length and runs forward passes bounded by a token budget. Requests share passes
+//! picked up by the model's inference thread, which takes everything already waiting, and waits
+//! (at most the configured window) only for texts already admitted and still being tokenized:
+//! a lone request starts at once, a burst shares passes. It orders the inputs by length and runs
+//! forward passes bounded by a token budget. Requests share passes
 //! whatever their options: pooling and normalisation are applied per input after the encoder.
 
 use std::{
@@ -33,7 +34,8 @@ pub struct BatchConfig {
     /// Tokens per forward pass: real tokens where the encoder skips padding, else padded ones
     /// (rows × longest row).
     pub max_batch_tokens: usize,
-    /// Extra time to wait for more work when a batch is not full (0: take only what is queued).
+    /// Longest wait for admitted texts still on their way when a batch is not full (0: take
+    /// only what is queued). Nothing on its way, no wait.
     pub max_wait: Duration,
 }
 
@@ -226,7 +228,7 @@ struct Worker {
 impl Worker {
     fn run(self) {
         while let Ok(first) = self.receiver.recv() {
-            let jobs = collect(&self.receiver, first, &self.config);
+            let jobs = collect(&self.receiver, first, &self.queued, &self.config);
             let texts: usize = jobs.iter().map(|j| j.rows.len()).sum();
             self.process(jobs);
             self.queued.fetch_sub(texts, Ordering::AcqRel);
@@ -398,10 +400,19 @@ impl Worker {
     }
 }
 
-/// The jobs the worker serves next: `first`, everything already waiting, and what arrives
-/// within `config.max_wait`, until a pass's worth of tokens (`config.max_batch_tokens`) is there.
-fn collect(receiver: &mpsc::Receiver<Job>, first: Job, config: &BatchConfig) -> Vec<Job> {
+/// The jobs the worker serves next: `first`, everything already waiting, and, within
+/// `config.max_wait`, the jobs of texts admitted but still on their way (`admitted` counts the
+/// texts not yet answered; the worker holds no other when it collects), until a pass's worth
+/// of tokens (`config.max_batch_tokens`) is there. With nothing on its way it waits for nothing:
+/// a lone request pays no batching delay, a burst shares passes.
+fn collect(
+    receiver: &mpsc::Receiver<Job>,
+    first: Job,
+    admitted: &AtomicUsize,
+    config: &BatchConfig,
+) -> Vec<Job> {
     let mut tokens = first.tokens();
+    let mut texts = first.rows.len();
     let mut jobs = vec![first];
     let wait_until = Instant::now() + config.max_wait;
     while tokens < config.max_batch_tokens {
@@ -410,7 +421,8 @@ fn collect(receiver: &mpsc::Receiver<Job>, first: Job, config: &BatchConfig) -> 
             Err(mpsc::TryRecvError::Disconnected) => None,
             Err(mpsc::TryRecvError::Empty) => {
                 let now = Instant::now();
-                if now >= wait_until {
+                let on_the_way = admitted.load(Ordering::Acquire) > texts;
+                if !on_the_way || now >= wait_until {
                     None
                 } else {
                     receiver.recv_timeout(wait_until - now).ok()
@@ -419,6 +431,7 @@ fn collect(receiver: &mpsc::Receiver<Job>, first: Job, config: &BatchConfig) -> 
         };
         let Some(job) = next else { break };
         tokens += job.tokens();
+        texts += job.rows.len();
         jobs.push(job);
     }
     jobs
@@ -464,63 +477,4 @@ impl Answers {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A job of `texts` inputs of `tokens` tokens each.
-    fn job(texts: usize, tokens: usize) -> Job {
-        let row = TokenRow {
-            ids: vec![1; tokens],
-            type_ids: vec![0; tokens],
-        };
-        Job {
-            rows: vec![row; texts],
-            options: EmbedOptions::default(),
-            deadline: Instant::now() + Duration::from_secs(60),
-            reply: oneshot::channel().0,
-            parent: tracing::Span::none(),
-            queued: None,
-        }
-    }
-
-    fn config(max_batch_tokens: usize, max_wait: Duration) -> BatchConfig {
-        BatchConfig {
-            queue_capacity: 1024,
-            max_batch_tokens,
-            max_wait,
-        }
-    }
-
-    #[test]
-    fn collecting_stops_once_a_pass_worth_of_tokens_is_waiting() {
-        let (sender, receiver) = mpsc::channel();
-        // Four jobs of one 100-token text each wait; the budget is 250 tokens. Counted in
-        // tokens, three jobs fill it; counted as 8 tokens a text, all four would be taken
-        // and the worker would then wait for more.
-        for _ in 0..3 {
-            sender.send(job(1, 100)).unwrap();
-        }
-        let taken = collect(&receiver, job(1, 100), &config(250, Duration::from_secs(2)));
-        assert_eq!(taken.len(), 3);
-        assert_eq!(taken.iter().map(Job::tokens).sum::<usize>(), 300);
-        assert_eq!(receiver.try_recv().map(|j| j.tokens()).ok(), Some(100));
-    }
-
-    #[test]
-    fn a_job_that_fills_the_budget_alone_is_not_held_back() {
-        let (sender, receiver) = mpsc::channel();
-        sender.send(job(1, 5)).unwrap();
-        let taken = collect(&receiver, job(2, 300), &config(512, Duration::from_secs(2)));
-        assert_eq!(taken.len(), 1);
-        assert!(receiver.try_recv().is_ok(), "the queued job was taken");
-    }
-
-    #[test]
-    fn without_a_wait_only_what_is_queued_is_taken() {
-        let (sender, receiver) = mpsc::channel();
-        sender.send(job(3, 5)).unwrap();
-        sender.send(job(1, 5)).unwrap();
-        let taken = collect(&receiver, job(1, 5), &config(4096, Duration::ZERO));
-        assert_eq!(taken.iter().map(|j| j.rows.len()).sum::<usize>(), 5);
-    }
-}
+mod tests;

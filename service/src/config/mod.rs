@@ -10,7 +10,9 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Precision;
+use akidb_kernels::KernelRequest;
+
+use crate::engine::{Implementation, Precision};
 
 /// Everything the service reads at start-up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -42,10 +44,19 @@ pub struct EmbeddingSettings {
     pub models: Vec<String>,
     /// Hub ids to load through the hf-hub cache, in addition to `models_dir`.
     pub hub_models: Vec<String>,
-    /// Use only the local hf-hub cache for `hub_models`.
+    /// Use only the local hf-hub cache for `hub_models`; also on when `HF_HUB_OFFLINE` is `1` or
+    /// `true` (hf-hub's own convention).
     pub offline: bool,
     /// Inference threads (0: one per core).
     pub threads: usize,
+    /// The BERT encoder asked for: `packed` (default; this project's kernels, on the CPU in
+    /// f32, Candle's elsewhere) or `candle` (Candle's `BertModel`, for comparisons).
+    pub encoder: Implementation,
+    /// The dense layers' kernel on the CPU: `auto` (default: the faster on this CPU), `gemm`,
+    /// `panels`, or a micro-kernel (`avx512`, `avx2`, `portable`; one this CPU cannot run is a
+    /// warning, and the fastest it can run is used).
+    #[serde(with = "kernel_name")]
+    pub matmul: KernelRequest,
     /// Where models run: `cpu`, `cuda` or `cuda:N` (CUDA needs a `--features cuda` build).
     pub device: String,
     /// Precision of weights and activations: `f32` (default, the reference vectors'), or the
@@ -147,6 +158,8 @@ impl Default for EmbeddingSettings {
             hub_models: Vec::new(),
             offline: false,
             threads: 0,
+            encoder: Implementation::Packed,
+            matmul: KernelRequest::Auto,
             device: "cpu".into(),
             precision: Precision::F32,
         }
@@ -236,6 +249,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("AKIDB_HUB_MODELS", "embedding.hub_models"),
     ("AKIDB_OFFLINE", "embedding.offline"),
     ("AKIDB_THREADS", "embedding.threads"),
+    ("AKIDB_ENCODER", "embedding.encoder"),
+    ("AKIDB_MATMUL", "embedding.matmul"),
     ("AKIDB_DEVICE", "embedding.device"),
     ("AKIDB_PRECISION", "embedding.precision"),
     (
@@ -252,6 +267,14 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
 
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &["embedding.models", "embedding.hub_models", "auth.api_keys"];
+
+/// hf-hub's variable for offline mode: `1` or `true` turns `embedding.offline` on (it never
+/// turns it off).
+pub const HUB_OFFLINE_ENV: &str = "HF_HUB_OFFLINE";
+
+/// The keys of the engine's run-time choices: what `embed` and `bench-engine` read from the
+/// environment ([`Settings::load_engine`]).
+const ENGINE_KEYS: &[&str] = &["embedding.threads", "embedding.encoder", "embedding.matmul"];
 
 impl Settings {
     /// Loads defaults < `file` (if given) < `env` < `overrides` (command-line flags, as
@@ -301,11 +324,29 @@ impl Settings {
         for (key, value) in overrides {
             figment = figment.merge(Serialized::default(key, value.clone()));
         }
-        let settings: Settings = figment
+        let mut settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e, &from_env)))?;
+        settings.embedding.offline |= hub_offline(&env);
         settings.check()?;
         Ok(settings)
+    }
+
+    /// The settings of the commands that run a model without serving it (`embed`,
+    /// `bench-engine`): defaults, then the variables of the engine's choices in `env`
+    /// (`AKIDB_THREADS`, `AKIDB_ENCODER`, `AKIDB_MATMUL`, `HF_HUB_OFFLINE`) and no others, so
+    /// that a variable meant for `serve` (a port, API keys) cannot stop them.
+    pub fn load_engine(
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let engine_var = |var: &str| {
+            var == HUB_OFFLINE_ENV
+                || ENV_KEYS
+                    .iter()
+                    .any(|(v, key)| *v == var && ENGINE_KEYS.contains(key))
+        };
+        let env = env.into_iter().filter(|(var, _)| engine_var(var));
+        Self::load(None, env, &[])
     }
 
     /// Semantic checks: values that parse but cannot work.
@@ -394,6 +435,27 @@ impl Settings {
     }
 }
 
+/// Whether `env` turns hf-hub's offline mode on ([`HUB_OFFLINE_ENV`] is `1` or `true`).
+fn hub_offline(env: &[(String, String)]) -> bool {
+    env.iter()
+        .any(|(k, v)| k == HUB_OFFLINE_ENV && (v == "1" || v.eq_ignore_ascii_case("true")))
+}
+
+/// `embedding.matmul` as its name ([`KernelRequest::NAMES`]).
+mod kernel_name {
+    use akidb_kernels::KernelRequest;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(request: &KernelRequest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(request.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<KernelRequest, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// An environment value as the type it spells: bool, integer, float, else string (so that a
 /// wrong value is reported against the key's expected type).
 fn typed(value: &str) -> figment::value::Value {
@@ -437,135 +499,4 @@ fn describe(error: figment::Error, from_env: &[(&str, &str)]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn toml(text: &str) -> tempfile::NamedTempFile {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), text).unwrap();
-        file
-    }
-
-    #[test]
-    fn defaults_match_the_legacy_ports() {
-        let s = Settings::load(None, env(&[]), &[]).unwrap();
-        assert_eq!((s.server.rest_port, s.server.grpc_port), (8080, 9090));
-        assert_eq!(s.embedding.provider, "candle");
-    }
-
-    #[test]
-    fn flags_override_environment_which_overrides_the_file() {
-        let file = toml("[server]\nrest_port = 1111\ngrpc_port = 2222\nhost = \"127.0.0.1\"\n");
-        let s =
-            Settings::load(Some(file.path()), env(&[("AKIDB_REST_PORT", "3333")]), &[]).unwrap();
-        assert_eq!(s.server.rest_port, 3333);
-        assert_eq!(s.server.grpc_port, 2222);
-        let flag = [("server.rest_port", figment::value::Value::from(4444u16))];
-        let s = Settings::load(
-            Some(file.path()),
-            env(&[("AKIDB_REST_PORT", "3333")]),
-            &flag,
-        )
-        .unwrap();
-        assert_eq!(s.server.rest_port, 4444);
-    }
-
-    #[test]
-    fn legacy_config_file_is_accepted() {
-        let file = toml(
-            "[embedding]\nprovider = \"candle\"\nmodel = \"sentence-transformers/all-MiniLM-L6-v2\"\n\
-             [server]\nhost = \"0.0.0.0\"\nrest_port = 8080\ngrpc_port = 9090\ntimeout_seconds = 30\n",
-        );
-        let s = Settings::load(Some(file.path()), env(&[]), &[]).unwrap();
-        assert_eq!(s.embedding.model, "sentence-transformers/all-MiniLM-L6-v2");
-    }
-
-    #[test]
-    fn mlx_provider_is_refused_with_what_to_set() {
-        let err =
-            Settings::load(None, env(&[("AKIDB_EMBEDDING_PROVIDER", "mlx")]), &[]).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("embedding.provider") && msg.contains("candle"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn a_bad_value_names_the_key_and_the_variable() {
-        let err = Settings::load(None, env(&[("AKIDB_REST_PORT", "abc")]), &[]).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("server.rest_port") && msg.contains("AKIDB_REST_PORT"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn an_unknown_key_in_the_file_is_named() {
-        let file = toml("[server]\nrest_prot = 1\n");
-        let msg = Settings::load(Some(file.path()), env(&[]), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("rest_prot"), "{msg}");
-    }
-
-    #[test]
-    fn the_example_file_spells_out_the_defaults() {
-        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-        let s = Settings::load(Some(&example), env(&[]), &[]).unwrap();
-        assert_eq!(s, Settings::default());
-    }
-
-    #[test]
-    fn connection_limits_come_from_the_environment_and_zero_is_refused() {
-        let s = Settings::load(
-            None,
-            env(&[
-                ("AKIDB_MAX_CONNECTIONS", "8"),
-                ("AKIDB_HEADER_READ_TIMEOUT_SECONDS", "2"),
-                ("AKIDB_BODY_READ_TIMEOUT_SECONDS", "3"),
-            ]),
-            &[],
-        )
-        .unwrap();
-        assert_eq!(s.server.max_connections, 8);
-        assert_eq!(s.header_read_timeout(), Duration::from_secs(2));
-        assert_eq!(s.body_read_timeout(), Duration::from_secs(3));
-        let err = Settings::load(None, env(&[("AKIDB_MAX_CONNECTIONS", "0")]), &[]).unwrap_err();
-        assert!(err.to_string().contains("server.max_connections"), "{err}");
-    }
-
-    #[test]
-    fn text_limit_below_the_legacy_32_is_refused() {
-        let err =
-            Settings::load(None, env(&[("AKIDB_MAX_TEXTS_PER_REQUEST", "10")]), &[]).unwrap_err();
-        assert!(err.to_string().contains("limits.max_texts_per_request"));
-    }
-
-    #[test]
-    fn lists_come_from_comma_separated_variables() {
-        let s = Settings::load(
-            None,
-            env(&[
-                ("AKIDB_MODELS", "a, b"),
-                ("AKIDB_API_KEYS", "0123456789abcdef,fedcba9876543210"),
-            ]),
-            &[],
-        )
-        .unwrap();
-        assert_eq!(s.embedding.models, vec!["a", "b"]);
-        assert_eq!(s.auth.api_keys.len(), 2);
-        assert!(
-            !format!("{:?}", s.auth).contains("0123456789abcdef"),
-            "keys never in Debug"
-        );
-    }
-}
+mod tests;
