@@ -108,6 +108,28 @@ pub fn metrics(report: &BenchReport) -> Vec<Metric> {
             }
         }
     }
+    if let Some(serving) = &report.serving {
+        out.push(metric(
+            format!("serving / engine {}", serving.model),
+            serving.ratio,
+            Gate::Ratio,
+        ));
+    }
+    if let Some(lone) = &report.lone {
+        for row in &lone.rows {
+            let name = match row.batch_wait_us {
+                Some(wait) => format!("lone {} window {wait} µs", row.server),
+                None => format!("lone {}", row.server),
+            };
+            out.push(metric(format!("{name} P50 ms"), row.figures.p50_ms, LOWER));
+            out.push(metric(format!("{name} P99 ms"), row.figures.p99_ms, LOWER));
+            out.push(metric(
+                format!("{name} errors"),
+                row.figures.errors as f64,
+                Gate::NoNewErrors,
+            ));
+        }
+    }
     if let Some(cold) = &report.cold_start {
         out.push(metric(
             "cold start candle ms".into(),
@@ -317,6 +339,8 @@ mod tests {
                 }),
             }),
             cold_start: None,
+            lone: None,
+            serving: None,
         }
     }
 
@@ -397,5 +421,43 @@ mod tests {
         assert!(comparison.rows.iter().any(|r| r.current.is_none()
             && matches!(r.gate, Gate::Shown { .. })
             && r.regression.is_none()));
+    }
+
+    #[test]
+    fn the_serving_path_is_held_against_its_own_engine() {
+        let mut previous = report(500.0, 1000.0, 0, 2.5);
+        previous.serving = previous.serving_ratio();
+        assert_eq!(previous.serving.as_ref().map(|s| s.ratio), Some(2.0));
+        // The engine doubled and the serving path did not follow: every other ratio holds.
+        let mut current = report(1000.0, 2000.0, 0, 2.5);
+        current.serving = current.serving_ratio();
+        let comparison = compare(&previous, &current, 10.0);
+        let regressions = comparison.regressions();
+        assert_eq!(regressions.len(), 1, "{regressions:?}");
+        assert!(
+            regressions[0].starts_with("serving / engine m"),
+            "{regressions:?}"
+        );
+        // A head that no longer measures it fails as well.
+        let mut missing = report(500.0, 1000.0, 0, 2.5);
+        missing.serving = None;
+        assert!(compare(&previous, &missing, 10.0)
+            .regressions()
+            .iter()
+            .any(|r| r.starts_with("serving / engine m: missing")));
+    }
+
+    #[test]
+    fn the_serving_ratio_needs_the_same_model_and_a_rate_held() {
+        let mut other_model = report(500.0, 1000.0, 0, 2.5);
+        if let Some(http) = other_model.http.as_mut() {
+            http.model = "other".into();
+        }
+        assert_eq!(other_model.serving_ratio(), None);
+        let mut nothing_held = report(500.0, 1000.0, 0, 2.5);
+        if let Some(max) = nothing_held.http.as_mut().and_then(|h| h.max_rate.as_mut()) {
+            max.candle = None;
+        }
+        assert_eq!(nothing_held.serving_ratio(), None);
     }
 }

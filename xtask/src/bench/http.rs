@@ -14,7 +14,7 @@ use anyhow::Context;
 use super::{
     oha::{Load, Oha},
     report::{HttpSection, LoadFigures, LoadRow, MaxRate, Peers, SearchStep},
-    servers::{BenchServer, ServerKind, ServerSetup},
+    servers::{waited_children_cpu_seconds, BenchServer, ServerKind, ServerSetup},
 };
 
 /// Pause after each load, so that what one left queued does not land on the next.
@@ -190,6 +190,8 @@ fn run_load(
 ) -> anyhow::Result<LoadFigures> {
     server.reset_peak();
     let url = server.embed_url();
+    let server_cpu = server.cpu_seconds();
+    let client_cpu = waited_children_cpu_seconds();
     let mut figures = oha.run(&Load {
         url: &url,
         rate,
@@ -197,6 +199,12 @@ fn run_load(
         bodies,
     })?;
     figures.peak_rss_mb = server.peak_rss_mb();
+    let answered = figures.requests.saturating_sub(figures.errors);
+    let per_request = |before: Option<f64>, after: Option<f64>| {
+        Some((after? - before?) * 1e3 / answered as f64).filter(|_| answered > 0)
+    };
+    figures.server_cpu_ms = per_request(server_cpu, server.cpu_seconds());
+    figures.client_cpu_ms = per_request(client_cpu, waited_children_cpu_seconds());
     server
         .ensure_running()
         .with_context(|| format!("{} died under {rate} req/s", server.kind().name()))?;

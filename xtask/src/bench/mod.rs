@@ -2,7 +2,10 @@
 //! measured in the same run on the same machine:
 //! - `engine`: Candle in process against ONNX Runtime (PyPI) on the same texts and threads;
 //! - `http`: `akidb-embed serve` against the legacy stand-in under open-loop constant-rate
-//!   loads (oha), and the highest rate each holds at P95 < 35 ms;
+//!   loads (oha), and the highest rate each holds at P95 < 35 ms, held against the engine's own
+//!   batch-32 throughput (`serving / engine`);
+//! - `lone`: one request at a time, akidb-embed with and without its batch window beside the
+//!   stand-in;
 //! - `cold`: spawn to ready.
 //!
 //! It prints Markdown tables, writes JSON (`target/bench/bench.json`), and with `--compare`
@@ -12,6 +15,7 @@ mod cold_start;
 pub mod compare;
 mod engine;
 pub(crate) mod http;
+mod lone;
 mod machine;
 pub(crate) mod oha;
 pub mod report;
@@ -30,6 +34,7 @@ use xshell::{cmd, Shell};
 use self::{
     engine::{EngineBench, SHAPES},
     http::{HttpPlan, SearchPlan},
+    lone::LonePlan,
     report::{BenchReport, SCHEMA},
     servers::ServerSetup,
 };
@@ -59,6 +64,8 @@ pub enum Section {
     Engine,
     /// Open-loop HTTP loads.
     Http,
+    /// One request at a time.
+    Lone,
     /// Cold start.
     Cold,
 }
@@ -165,6 +172,8 @@ pub fn run(sh: &Shell, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         engine: None,
         http: None,
         cold_start: None,
+        lone: None,
+        serving: None,
     };
 
     if args.wants(Section::Engine) {
@@ -211,6 +220,18 @@ pub fn run(sh: &Shell, args: &BenchArgs) -> anyhow::Result<BenchReport> {
             }
         };
         report.http = Some(http::measure(&setup, &oha, &work, &plan)?);
+        report.serving = report.serving_ratio();
+    }
+    if args.wants(Section::Lone) {
+        let oha = oha::Oha::ensure(sh)?;
+        let plan = LonePlan {
+            model: PEER_MODEL.into(),
+            requests: if args.quick { 20 } else { 500 },
+            // Off, and the default (`limits.max_batch_wait_us`).
+            windows_us: vec![0, 500],
+            legacy: true,
+        };
+        report.lone = Some(lone::measure(&setup, &oha, &work, &plan)?);
     }
     if args.wants(Section::Cold) {
         let runs = if args.quick { 1 } else { 5 };
@@ -347,6 +368,20 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
             }
         }
         _ => problems.push("http: no loads".into()),
+    }
+    match &report.lone {
+        Some(lone) if !lone.rows.is_empty() => {
+            for row in &lone.rows {
+                let f = &row.figures;
+                if f.p50_ms <= 0.0 || f.errors > 0 {
+                    problems.push(format!(
+                        "lone {}: P50 {:.2} ms, {} errors",
+                        row.server, f.p50_ms, f.errors
+                    ));
+                }
+            }
+        }
+        _ => problems.push("lone: not measured".into()),
     }
     match &report.cold_start {
         Some(cold) if cold.median_ms.candle > 0.0 => {}

@@ -56,17 +56,41 @@ impl Oha {
 
     /// Sends `load` and reads oha's JSON summary.
     pub fn run(&self, load: &Load) -> anyhow::Result<LoadFigures> {
-        let output = Command::new(&self.binary)
-            .args(["--no-tui", "--output-format", "json"])
+        let mut command = Command::new(&self.binary);
+        command
             .args(["-z", &format!("{}ms", (load.seconds * 1e3).round() as u64)])
             .args(["-q", &load.rate.to_string(), "--latency-correction"])
             // Requests still out at the deadline are waited for, not counted as errors.
             .arg("-w")
-            .args(["-c", &CONNECTIONS.to_string()])
+            .args(["-c", &CONNECTIONS.to_string()]);
+        self.summary(command, load.url, load.bodies)
+    }
+
+    /// Sends `requests` one after another on one connection (each sent when the last answer is
+    /// in) and reads oha's JSON summary: the latency of a request through an idle server.
+    pub fn sequential(
+        &self,
+        url: &str,
+        requests: u64,
+        bodies: &Path,
+    ) -> anyhow::Result<LoadFigures> {
+        let mut command = Command::new(&self.binary);
+        command.args(["-n", &requests.to_string(), "-c", "1"]);
+        self.summary(command, url, bodies)
+    }
+
+    fn summary(
+        &self,
+        mut command: Command,
+        url: &str,
+        bodies: &Path,
+    ) -> anyhow::Result<LoadFigures> {
+        let output = command
+            .args(["--no-tui", "--output-format", "json"])
             .args(["-m", "POST", "-H", "content-type: application/json"])
             .arg("-Z")
-            .arg(load.bodies)
-            .arg(load.url)
+            .arg(bodies)
+            .arg(url)
             .output()
             .with_context(|| format!("running {}", self.binary.display()))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -150,6 +174,8 @@ pub fn parse(json: &str) -> anyhow::Result<LoadFigures> {
         requests: ok + failed,
         errors: failed,
         peak_rss_mb: None,
+        server_cpu_ms: None,
+        client_cpu_ms: None,
     })
 }
 

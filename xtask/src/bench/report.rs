@@ -32,6 +32,12 @@ pub struct BenchReport {
     pub http: Option<HttpSection>,
     /// Time from spawn to ready.
     pub cold_start: Option<ColdStartSection>,
+    /// One request at a time, with and without the batch window.
+    #[serde(default)]
+    pub lone: Option<LoneSection>,
+    /// What the serving path delivers of its own engine (needs both `engine` and `http`).
+    #[serde(default)]
+    pub serving: Option<ServingRatio>,
 }
 
 /// The machine a run measured.
@@ -148,6 +154,13 @@ pub struct LoadFigures {
     pub errors: u64,
     /// Peak resident memory of the server during the load (VmHWM), MB.
     pub peak_rss_mb: Option<f64>,
+    /// CPU time (user + system) the server spent per request answered, ms: with the rate, where
+    /// the cores went. Two threads fully busy for a second at 1,000 req/s read 2.0.
+    #[serde(default)]
+    pub server_cpu_ms: Option<f64>,
+    /// As `server_cpu_ms`, for the load generator, which shares the machine's cores.
+    #[serde(default)]
+    pub client_cpu_ms: Option<f64>,
 }
 
 /// The step search for the highest rate each server holds.
@@ -176,6 +189,68 @@ pub struct SearchStep {
     pub figures: LoadFigures,
     /// Whether the rate was held.
     pub held: bool,
+}
+
+/// Lone requests: a sequential client (one connection, the next request sent when the last
+/// answer is in), so each latency is one request's whole trip through an idle server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoneSection {
+    /// The model served.
+    pub model: String,
+    /// Requests sent to each server.
+    pub requests: u64,
+    /// One row per server and batch window.
+    pub rows: Vec<LoneRow>,
+}
+
+/// One server's lone-request figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoneRow {
+    /// `candle` (akidb-embed) or `legacy`.
+    pub server: String,
+    /// The batch window akidb-embed ran with (`limits.max_batch_wait_us`); none for the stand-in.
+    pub batch_wait_us: Option<u64>,
+    /// What it did; `achieved_rps` is the sequential client's rate.
+    pub figures: LoadFigures,
+}
+
+/// The serving path beside its own engine, in the same run: the highest rate of single short
+/// texts held at the latency target over the engine's batch-of-32 throughput on short texts.
+/// 1.0 would mean HTTP, tokenization, queueing and batching cost nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServingRatio {
+    /// The model both figures are of.
+    pub model: String,
+    /// Highest rate held (req/s, one text each).
+    pub highest_rate: u32,
+    /// The engine's sentences/s at batch 32 × 10 tokens.
+    pub engine_sentences_per_s: f64,
+    /// `highest_rate / engine_sentences_per_s`.
+    pub ratio: f64,
+}
+
+/// Batch size and tokens of the engine shape the serving path is held against.
+pub const SERVING_SHAPE: (usize, usize) = (32, 10);
+
+impl BenchReport {
+    /// [`ServingRatio`] from this run's engine and HTTP sections, when both measured the model.
+    pub fn serving_ratio(&self) -> Option<ServingRatio> {
+        let http = self.http.as_ref()?;
+        let highest_rate = http.max_rate.as_ref()?.candle?;
+        let engine = self
+            .engine
+            .as_ref()?
+            .rows
+            .iter()
+            .find(|row| row.model == http.model && (row.batch, row.tokens) == SERVING_SHAPE)?;
+        let engine_sentences_per_s = engine.candle.sentences_per_s;
+        (engine_sentences_per_s > 0.0).then(|| ServingRatio {
+            model: http.model.clone(),
+            highest_rate,
+            engine_sentences_per_s,
+            ratio: f64::from(highest_rate) / engine_sentences_per_s,
+        })
+    }
 }
 
 /// Cold start: spawn to `/health/ready` (akidb-embed) or `/ready` (the stand-in).
@@ -225,8 +300,48 @@ impl BenchReport {
         if let Some(http) = &self.http {
             out.push_str(&http.table());
         }
+        if let Some(serving) = &self.serving {
+            out.push_str(&format!(
+                "serving / engine ({}): {} req/s held over {:.0} sentences/s at batch {} × {} \
+                 in process = {:.2}×\n",
+                serving.model,
+                serving.highest_rate,
+                serving.engine_sentences_per_s,
+                SERVING_SHAPE.0,
+                SERVING_SHAPE.1,
+                serving.ratio
+            ));
+        }
+        if let Some(lone) = &self.lone {
+            out.push_str(&lone.table());
+        }
         if let Some(cold) = &self.cold_start {
             out.push_str(&cold.table());
+        }
+        out
+    }
+}
+
+impl LoneSection {
+    fn table(&self) -> String {
+        let mut out = format!(
+            "\nLone requests, model {}: {} requests one at a time (sequential client), ms\n\n\
+             | server | batch window µs | req/s | P50 | P95 | P99 | errors |\n\
+             |---|---|---|---|---|---|---|\n",
+            self.model, self.requests
+        );
+        for row in &self.rows {
+            let f = &row.figures;
+            out.push_str(&format!(
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |\n",
+                row.server,
+                or_dash(row.batch_wait_us, |w| w.to_string()),
+                f.achieved_rps,
+                f.p50_ms,
+                f.p95_ms,
+                f.p99_ms,
+                f.errors
+            ));
         }
         out
     }
@@ -263,8 +378,9 @@ impl HttpSection {
         let mut out = format!(
             "\nHTTP, open loop, {} s per load, model {}: P50/P95/P99 ms from each request's due \
              time\nidle RSS MB: akidb-embed {:.0}, legacy {}\n\n\
-             | load | server | achieved req/s | P50 | P95 | P99 | errors | peak RSS MB |\n\
-             |---|---|---|---|---|---|---|---|\n",
+             | load | server | achieved req/s | P50 | P95 | P99 | errors | peak RSS MB | CPU ms/req \
+             server, oha |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
             self.seconds,
             self.model,
             self.idle_rss_mb.candle,
@@ -277,15 +393,18 @@ impl HttpSection {
             ];
             for (server, figures) in servers {
                 if let Some(f) = figures {
+                    let cpu = |v: Option<f64>| or_dash(v, |v| format!("{v:.2}"));
                     out.push_str(&format!(
-                        "| {} | {server} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+                        "| {} | {server} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {}, {} |\n",
                         load.name,
                         f.achieved_rps,
                         f.p50_ms,
                         f.p95_ms,
                         f.p99_ms,
                         f.errors,
-                        mb(f.peak_rss_mb)
+                        mb(f.peak_rss_mb),
+                        cpu(f.server_cpu_ms),
+                        cpu(f.client_cpu_ms),
                     ));
                 }
             }

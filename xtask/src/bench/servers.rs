@@ -82,8 +82,19 @@ impl BenchServer {
         kind: ServerKind,
         model: Option<&str>,
     ) -> anyhow::Result<(Self, Duration)> {
+        Self::start_with(setup, kind, model, &[])
+    }
+
+    /// As [`Self::start`], with `env` added to the server's environment (akidb-embed reads its
+    /// settings from `AKIDB_*` variables).
+    pub fn start_with(
+        setup: &ServerSetup,
+        kind: ServerKind,
+        model: Option<&str>,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<(Self, Duration)> {
         let port = free_port()?;
-        let command = match kind {
+        let mut command = match kind {
             ServerKind::Candle => {
                 let mut serve = Command::new(&setup.binary);
                 serve
@@ -113,6 +124,7 @@ impl BenchServer {
                 python
             }
         };
+        command.envs(env.iter().map(|(key, value)| (key, value)));
         let program = Path::new(command.get_program());
         if !program.exists() {
             bail!("{} is missing", program.display());
@@ -159,6 +171,12 @@ impl BenchServer {
         status_kib(self.process.pid(), "VmHWM:").map(kib_to_mb)
     }
 
+    /// CPU time (user + system) it has used since it started, seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.pid())).ok()?;
+        stat_cpu_seconds(&stat, StatTimes::Own)
+    }
+
     /// Starts the peak over from the current resident memory (Linux `clear_refs` 5), so that
     /// each load gets its own peak; without it the peak is the process's whole life's.
     pub fn reset_peak(&self) {
@@ -174,6 +192,38 @@ impl BenchServer {
     pub fn stop(mut self) -> anyhow::Result<()> {
         self.process.terminate(Duration::from_secs(10))
     }
+}
+
+/// CPU time (user + system) of the children this process has waited for, seconds: the load
+/// generator's, read before and after a run.
+pub fn waited_children_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stat_cpu_seconds(&stat, StatTimes::WaitedChildren)
+}
+
+/// Which times of /proc/PID/stat.
+#[derive(Clone, Copy)]
+enum StatTimes {
+    /// `utime` + `stime` (fields 14, 15).
+    Own,
+    /// `cutime` + `cstime` (fields 16, 17).
+    WaitedChildren,
+}
+
+/// Reads CPU seconds from a /proc/PID/stat line. The name field may hold spaces and
+/// parentheses, so fields are counted from after its last `)`; the kernel reports them in
+/// USER_HZ ticks, 100 a second on every Linux ABI.
+fn stat_cpu_seconds(stat: &str, times: StatTimes) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    // After the name, the first field is the state (field 3).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let first = match times {
+        StatTimes::Own => 14,
+        StatTimes::WaitedChildren => 16,
+    } - 3;
+    let user: f64 = fields.get(first)?.parse().ok()?;
+    let system: f64 = fields.get(first + 1)?.parse().ok()?;
+    Some((user + system) / USER_HZ)
 }
 
 fn kib_to_mb(kib: u64) -> f64 {
@@ -202,6 +252,16 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmRSS:"), Some(102_400));
         assert_eq!(parse_status_kib(status, "VmSwap:"), None);
         assert_eq!(kib_to_mb(1_000_000), 1024.0);
+    }
+
+    #[test]
+    fn reads_cpu_times_after_a_name_with_spaces_and_parentheses() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        // utime stime cutime cstime ...
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 10 0 0 0 250 50 700 100 20 0 3";
+        assert_eq!(stat_cpu_seconds(stat, StatTimes::Own), Some(3.0));
+        assert_eq!(stat_cpu_seconds(stat, StatTimes::WaitedChildren), Some(8.0));
+        assert_eq!(stat_cpu_seconds("42 (x) S 1", StatTimes::Own), None);
     }
 
     #[test]
