@@ -93,7 +93,7 @@ pub struct EngineRun {
     pub threads: usize,
     /// Where the model ran (`cpu`, `cuda:0`).
     pub device: String,
-    /// Weights' and activations' precision (`f32`, `f16`, `bf16`).
+    /// Weights' and activations' precision (`f32`, `f16`, `bf16`, `int8`).
     pub precision: String,
 }
 

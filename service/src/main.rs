@@ -161,7 +161,7 @@ struct EmbedArgs {
     /// Where to run: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Precision: f32 (default), f16 or bf16.
+    /// Precision: f32 (default), f16, bf16 or int8.
     #[arg(long, default_value = "f32")]
     precision: engine::Precision,
     /// Texts to embed.
@@ -238,7 +238,7 @@ struct BenchEngineArgs {
     /// Where to run: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Precision: f32 (default), f16 or bf16.
+    /// Precision: f32 (default), f16, bf16 or int8.
     #[arg(long, default_value = "f32")]
     precision: engine::Precision,
 }

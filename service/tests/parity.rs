@@ -193,3 +193,67 @@ fn reduced_precision_stays_close_to_the_reference_vectors() {
         );
     }
 }
+
+/// Lowest cosine to the reference vectors that int8 must keep on every item of both models
+/// (it checks itself at load against the f32 vectors, `engine::quantization`). Measured on the
+/// CPU, all 36 items of each model (`-- --nocapture` prints them).
+const MIN_COSINE_INT8: f64 = 0.99;
+
+#[test]
+fn int8_stays_close_to_the_reference_vectors() {
+    use akidb_embed::engine::{LoadOptions, ModelLayout, Precision};
+    for model_name in ["all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"] {
+        let golden = golden(model_name);
+        let texts: Vec<&str> = golden.items.iter().map(|i| i.text.as_str()).collect();
+        let layout = ModelLayout::read(common::real_model(model_name)).unwrap();
+        let options = LoadOptions {
+            precision: Precision::Int8,
+            ..LoadOptions::default()
+        };
+        let model = EmbeddingModel::load_with(layout, &candle_core::Device::Cpu, options).unwrap();
+        assert_eq!(model.precision(), Precision::Int8);
+        assert!(model.skips_padding(), "int8 runs on the packed encoder");
+        let out = model.embed(&texts, EmbedOptions::default()).unwrap();
+        let cosines: Vec<f64> = out
+            .vectors
+            .iter()
+            .zip(&golden.items)
+            .map(|(v, item)| cosine(v, &item.embedding))
+            .collect();
+        assert!(cosines.iter().all(|c| c.is_finite()), "{model_name}: NaN");
+        let min = cosines.iter().cloned().fold(f64::INFINITY, f64::min);
+        let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+        println!(
+            "{model_name} int8: min cosine {min:.6}, mean {mean:.6} over {} items",
+            cosines.len()
+        );
+        assert!(
+            min >= MIN_COSINE_INT8,
+            "{model_name} int8: min cosine {min}"
+        );
+        assert!(min < 0.99999, "{model_name}: int8 gave f32's vectors");
+        assert_eq!(
+            out.token_counts,
+            golden.items.iter().map(|i| i.tokens).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn int8_is_refused_on_candles_encoder() {
+    use akidb_embed::engine::{LoadOptions, ModelLayout, Precision};
+    let layout = ModelLayout::read(common::real_model("paraphrase-MiniLM-L3-v2")).unwrap();
+    let options = LoadOptions {
+        precision: Precision::Int8,
+        encoder: Implementation::Candle,
+    };
+    let refused = EmbeddingModel::load_with(layout, &candle_core::Device::Cpu, options)
+        .err()
+        .expect("int8 on Candle's encoder is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("int8 runs on the packed encoder"),
+        "{refused}"
+    );
+}

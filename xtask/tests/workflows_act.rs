@@ -340,7 +340,10 @@ fn scale_ratios(value: &mut Value, by: f64) -> usize {
     match value {
         Value::Object(map) => {
             for (key, field) in map.iter_mut() {
-                if matches!(key.as_str(), "ratio" | "faster_than_legacy") {
+                if matches!(
+                    key.as_str(),
+                    "ratio" | "faster_than_legacy" | "int8_over_f32"
+                ) {
                     if let Some(x) = field.as_f64() {
                         *field = serde_json::json!(x * by);
                         scaled += 1;

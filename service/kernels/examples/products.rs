@@ -1,6 +1,7 @@
 //! Matrix-product throughput on the shapes of a MiniLM layer: the `gemm` crate (repacking the
 //! weight each call) against the weight packed once into panels, on each micro-kernel this CPU
-//! runs. Prints GFLOP/s.
+//! runs, and the int8 product (inputs quantized per call, included in its time). Prints GFLOP/s
+//! (for int8: multiply-adds × 2 per second, the same count).
 //!
 //! `cargo run --release -p akidb-kernels --example products` (`BUDGET_MS`: time per figure;
 //! `COPIES`: cycle through that many different weights of each shape, as a model's layers do,
@@ -10,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use akidb_kernels::{
+    int8::{Int8Micro, Int8Panels, Int8Rows},
     panel::{Micro, Panels},
     threads,
 };
@@ -96,8 +98,17 @@ fn main() {
     for name in &names {
         print!(" panels/{name} GFLOP/s | / gemm |");
     }
+    let int8 = Int8Micro::best();
+    print!(
+        " int8/{} | / panels/{} |",
+        int8.name(),
+        names.first().copied().unwrap_or("-")
+    );
     println!();
-    println!("|---|---|---|---|---|{}", "---|---|".repeat(names.len()));
+    println!(
+        "|---|---|---|---|---|{}---|---|",
+        "---|---|".repeat(names.len())
+    );
     for m in [10, 320, 4096] {
         for (k, n) in [(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
             let x = values(m * k, 1);
@@ -111,6 +122,11 @@ fn main() {
                         .collect()
                 })
                 .collect();
+            let quantized: Vec<Int8Panels> = weights
+                .iter()
+                .map(|w| Int8Panels::pack_for(w, k, n, int8))
+                .collect();
+            let mut rows = Int8Rows::default();
             let mut y = vec![0f32; m * n];
             let flops = 2.0 * (m * n * k) as f64;
             for t in [1, pool] {
@@ -123,6 +139,7 @@ fn main() {
                     })
                 });
                 print!("| {m} | {k} | {n} | {t} | {g:.1} |");
+                let mut first = None;
                 for panels in &packed {
                     let p = threads::run(parallel, || {
                         rate(flops, budget, || {
@@ -130,8 +147,19 @@ fn main() {
                             panels[i % copies].accumulate(&x, &mut y, parallel)
                         })
                     });
+                    first.get_or_insert(p);
                     print!(" {p:.1} | {:.2}× |", p / g);
                 }
+                let q = threads::run(parallel, || {
+                    rate(flops, budget, || {
+                        i += 1;
+                        quantized[i % copies].forward(&x, &mut y, &mut rows, parallel)
+                    })
+                });
+                print!(
+                    " {q:.1} | {} |",
+                    first.map_or("-".into(), |p| format!("{:.2}×", q / p))
+                );
                 println!();
                 if pool == 1 {
                     break;

@@ -6,7 +6,8 @@
 //! element-wise work around them — GELU, softmax, LayerNorm — runs in loops that are compiled
 //! once per instruction set (AVX-512, AVX2 + FMA, baseline) and chosen at run time, with
 //! branch-free `exp`/`erf` approximations so that they vectorise. Attention works on *packed*
-//! sequences: every input keeps its own length, so no work is spent on padding.
+//! sequences: every input keeps its own length, so no work is spent on padding. [`int8`] holds
+//! dense layers quantized to 8 bits (AVX-512 VNNI, or portable), for an opt-in int8 precision.
 //!
 //! The `portable` feature leaves only the code other CPUs than x86-64 run (a portable
 //! micro-kernel, `gemm`, element-wise loops for the baseline), so that it is built and tested
@@ -19,6 +20,7 @@ pub mod activation;
 pub mod attention;
 pub mod choice;
 pub mod config;
+pub mod int8;
 pub mod linear;
 pub mod math;
 pub mod norm;

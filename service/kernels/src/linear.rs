@@ -4,6 +4,7 @@
 use crate::skinny;
 use crate::{
     activation::Activation,
+    int8::{Int8Micro, Int8Panels, Int8Rows},
     panel::{Finish, Micro, Panels},
     rows, threads,
 };
@@ -27,6 +28,8 @@ pub enum Kernel {
     /// present), with the skinny kernel for a few rows where AVX2 is present: the choice
     /// elsewhere (its NEON kernels on aarch64).
     Gemm,
+    /// The weight quantized to int8 ([`crate::int8`]): opt-in, never chosen by itself.
+    Int8(Int8Micro),
 }
 
 impl Kernel {
@@ -45,11 +48,12 @@ impl Kernel {
         }
     }
 
-    /// Its name: `gemm`, or `panels/` and the micro-kernel's.
+    /// Its name: `gemm`, or `panels/` or `int8/` and the micro-kernel's.
     pub fn name(self) -> String {
         match self {
             Self::Gemm => "gemm".into(),
             Self::Panels(micro) => format!("panels/{}", micro.name()),
+            Self::Int8(micro) => format!("int8/{}", micro.name()),
         }
     }
 }
@@ -61,6 +65,8 @@ enum Weight {
     /// PyTorch's layout: one row of `inputs` per output. Measured against the transposed
     /// layout, `gemm` packs this one into its panels ~20% faster on single inputs.
     Torch(Vec<f32>),
+    /// Quantized to int8.
+    Int8(Int8Panels),
 }
 
 /// A dense layer.
@@ -98,6 +104,9 @@ impl Linear {
                 Weight::Panels(Panels::pack_for(weight, inputs, outputs, micro))
             }
             Kernel::Gemm => Weight::Torch(weight.to_vec()),
+            Kernel::Int8(micro) => {
+                Weight::Int8(Int8Panels::pack_for(weight, inputs, outputs, micro))
+            }
         };
         Self {
             weight,
@@ -112,7 +121,19 @@ impl Linear {
         match &self.weight {
             Weight::Panels(p) => Kernel::Panels(p.micro()),
             Weight::Torch(_) => Kernel::Gemm,
+            Weight::Int8(q) => Kernel::Int8(q.micro()),
         }
+    }
+
+    /// The same layer with its weight quantized to int8, for the fastest int8 micro-kernel
+    /// here (from the f32 weight: quantize a layer once, after [`Linear::concat`]).
+    pub fn to_int8(&self) -> Self {
+        Self::with_kernel(
+            &self.torch_weight(),
+            self.bias.clone(),
+            self.inputs,
+            Kernel::Int8(Int8Micro::best()),
+        )
     }
 
     /// The weight in PyTorch's layout.
@@ -120,6 +141,7 @@ impl Linear {
         match &self.weight {
             Weight::Panels(p) => p.unpack(),
             Weight::Torch(w) => w.clone(),
+            Weight::Int8(q) => q.unpack(),
         }
     }
 
@@ -190,6 +212,13 @@ impl Linear {
                 return panels.accumulate_then(x, y, true, finish);
             }
             Weight::Torch(weight) => weight,
+            Weight::Int8(quantized) => {
+                quantized.forward(x, y, &mut Int8Rows::default(), true);
+                if let Some(activation) = activation {
+                    activation.apply_split(y);
+                }
+                return;
+            }
         };
         self.forward_gemm(weight, x, y);
         if let Some(activation) = activation {
@@ -461,6 +490,44 @@ mod tests {
             for (a, b) in serial.iter().zip(&parallel) {
                 assert!((a - b).abs() < 1e-4, "{kernel:?}");
             }
+        }
+    }
+
+    #[test]
+    fn an_int8_layer_overwrites_accumulates_and_activates_as_its_f32_one_within_quantization() {
+        let (m, k, n) = (9, 384, 200);
+        let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
+        let f32_layer = Linear::with_kernel(&w, b.clone(), k, Kernel::best());
+        let int8 = f32_layer.to_int8();
+        assert_eq!(int8.kernel(), Kernel::Int8(Int8Micro::best()));
+        assert_eq!((int8.inputs(), int8.outputs()), (k, n));
+        let residual = values(m * n, 4);
+        for (output, activation) in [
+            (Output::Overwrite, None),
+            (Output::Accumulate, None),
+            (Output::Overwrite, Some(Activation::Gelu)),
+        ] {
+            let (mut want, mut got) = (residual.clone(), residual.clone());
+            threads::run(true, || {
+                f32_layer.forward_activated(&x, &mut want, output, activation);
+                int8.forward_activated(&x, &mut got, output, activation);
+            });
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 0.02 * scale,
+                    "{output:?} {activation:?}: {g} vs {w}"
+                );
+            }
+            assert_ne!(got, want, "{output:?}: the int8 product is not the f32 one");
+        }
+        // Dequantized, the weight is within half a step of the original everywhere.
+        for (q, o) in int8.torch_weight().chunks_exact(k).zip(w.chunks_exact(k)) {
+            let step = o.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+            assert!(q
+                .iter()
+                .zip(o)
+                .all(|(q, o)| (q - o).abs() <= step / 2.0 + 1e-6));
         }
     }
 }

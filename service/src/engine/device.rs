@@ -1,5 +1,5 @@
-//! Where a model runs and at what precision: `cpu` or `cuda[:N]`, `f32` (default), `f16` or
-//! `bf16`.
+//! Where a model runs and at what precision: `cpu` or `cuda[:N]`, `f32` (default), `f16`,
+//! `bf16` or `int8`.
 
 use std::{fmt, str::FromStr};
 
@@ -18,6 +18,10 @@ pub enum Precision {
     F16,
     /// bfloat16 (opt-in; for GPUs and CPUs with native bf16).
     Bf16,
+    /// The dense layers' products in 8-bit integers, everything else in f32 (opt-in; the
+    /// packed encoder on the CPU). A model whose int8 vectors fall short of
+    /// [`crate::engine::quantization::INT8_MIN_COSINE`] to its f32 ones is refused at load.
+    Int8,
 }
 
 impl Precision {
@@ -27,6 +31,8 @@ impl Precision {
             Precision::F32 => DType::F32,
             Precision::F16 => DType::F16,
             Precision::Bf16 => DType::BF16,
+            // Activations and every other weight stay in f32.
+            Precision::Int8 => DType::F32,
         }
     }
 
@@ -36,6 +42,7 @@ impl Precision {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 }
@@ -48,7 +55,7 @@ impl fmt::Display for Precision {
 
 /// The error for a precision name that is not one of ours.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown precision {0:?}: expected \"f32\", \"f16\" or \"bf16\"")]
+#[error("unknown precision {0:?}: expected \"f32\", \"f16\", \"bf16\" or \"int8\"")]
 pub struct UnknownPrecision(pub String);
 
 impl FromStr for Precision {
@@ -59,6 +66,7 @@ impl FromStr for Precision {
             "f32" | "fp32" | "float32" => Ok(Precision::F32),
             "f16" | "fp16" | "float16" => Ok(Precision::F16),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            "int8" | "i8" => Ok(Precision::Int8),
             _ => Err(UnknownPrecision(s.to_string())),
         }
     }

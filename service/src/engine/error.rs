@@ -43,6 +43,19 @@ pub enum EngineError {
     /// Loading from the HuggingFace Hub failed or is not available in this build.
     #[error("hub: {0}")]
     Hub(String),
+    /// A model's int8 vectors fall short of the parity the int8 precision promises.
+    #[error(
+        "model {model}: its int8 vectors reach a cosine of {cosine:.4} to its f32 ones on the \
+         calibration texts, below the {promised} that int8 promises; serve it in f32"
+    )]
+    QuantizationParity {
+        /// The model.
+        model: String,
+        /// The lowest cosine measured.
+        cosine: f32,
+        /// The lowest cosine promised.
+        promised: f32,
+    },
     /// The device asked for cannot be used.
     #[error("device {spec:?}: {reason}")]
     Device { spec: String, reason: String },

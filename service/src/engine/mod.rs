@@ -9,6 +9,7 @@ pub mod hub;
 pub mod layout;
 pub mod model;
 pub mod pooling;
+pub mod quantization;
 pub mod registry;
 pub mod tokenizer;
 pub mod tokenizing;

@@ -10,6 +10,7 @@ use super::{
     error::{EngineError, Result},
     layout::{ModelLayout, TOKENIZER_FILE},
     pooling::{l2_normalize, Pooling},
+    quantization,
     tokenizer::{TextTokenizer, TokenBatch},
 };
 
@@ -127,14 +128,28 @@ impl EmbeddingModel {
             normalize: layout.normalize,
             architecture: layout.model_type.clone(),
         };
-        Ok(Self {
+        let mut model = Self {
             info,
             tokenizer,
             encoder,
             device: device.clone(),
             precision,
             load_duration: started.elapsed(),
-        })
+        };
+        if precision == Precision::Int8 {
+            // The f32 model, only to check the int8 one against it, then dropped.
+            let reference = Self::load_as(layout, device, implementation, Precision::F32)?;
+            let lowest = quantization::lowest_cosine(&model, &reference)?;
+            tracing::info!(
+                model = %model.info.name,
+                lowest_cosine = lowest,
+                promised = quantization::INT8_MIN_COSINE,
+                "int8 against f32 on the calibration texts"
+            );
+            quantization::keep_promise(&model.info.name, lowest, quantization::INT8_MIN_COSINE)?;
+            model.load_duration = started.elapsed();
+        }
+        Ok(model)
     }
 
     /// What this model is.

@@ -64,6 +64,16 @@ pub fn metrics(report: &BenchReport) -> Vec<Metric> {
             if let Some(ratio) = row.ratio {
                 out.push(metric(format!("{shape} candle/ort"), ratio, Gate::Ratio));
             }
+            if let Some(int8) = &row.int8 {
+                out.push(metric(
+                    format!("{shape} candle int8 sentences/s"),
+                    int8.sentences_per_s,
+                    HIGHER,
+                ));
+            }
+            if let Some(ratio) = row.int8_over_f32 {
+                out.push(metric(format!("{shape} int8/f32"), ratio, Gate::Ratio));
+            }
         }
     }
     if let Some(http) = &report.http {
@@ -309,6 +319,8 @@ mod tests {
                     candle: figures(candle_sps),
                     ort: Some(figures(ort_sps)),
                     ratio: Some(candle_sps / ort_sps),
+                    int8: None,
+                    int8_over_f32: None,
                 }],
             }),
             http: Some(HttpSection {
@@ -459,5 +471,27 @@ mod tests {
             max.candle = None;
         }
         assert_eq!(nothing_held.serving_ratio(), None);
+    }
+
+    #[test]
+    fn an_int8_speed_up_that_shrinks_fails() {
+        let with_int8 = |speed_up: f64| {
+            let mut r = report(500.0, 1000.0, 0, 2.5);
+            if let Some(row) = r.engine.as_mut().map(|e| &mut e.rows[0]) {
+                row.int8 = Some(figures(500.0 * speed_up));
+                row.int8_over_f32 = Some(speed_up);
+            }
+            r
+        };
+        let comparison = compare(&with_int8(1.7), &with_int8(1.2), 10.0);
+        let regressions = comparison.regressions();
+        assert_eq!(regressions.len(), 1, "{regressions:?}");
+        assert!(
+            regressions[0].starts_with("engine m 32x10 int8/f32"),
+            "{regressions:?}"
+        );
+        assert!(compare(&with_int8(1.7), &with_int8(1.65), 10.0)
+            .regressions()
+            .is_empty());
     }
 }

@@ -79,6 +79,8 @@ pub struct EngineLine {
 enum Engine {
     Candle,
     OnnxRuntime,
+    /// Candle at `embedding.precision = "int8"`.
+    CandleInt8,
 }
 
 impl EngineBench {
@@ -102,16 +104,22 @@ impl EngineBench {
             ));
             let mut candle = Vec::new();
             let mut ort = Vec::new();
+            let mut int8 = Vec::new();
             for repetition in 0..self.repetitions.max(1) {
-                // The first Candle run writes the texts the peer reads, so it goes first.
+                // The first Candle run writes the texts the others read, so it goes first.
                 let order = if repetition % 2 == 0 {
-                    [Engine::Candle, Engine::OnnxRuntime]
+                    [Engine::Candle, Engine::OnnxRuntime, Engine::CandleInt8]
                 } else {
-                    [Engine::OnnxRuntime, Engine::Candle]
+                    [Engine::CandleInt8, Engine::OnnxRuntime, Engine::Candle]
                 };
                 for engine in order {
                     match engine {
-                        Engine::Candle => candle.push(self.run_candle(model_dir, shape, &texts)?),
+                        Engine::Candle => {
+                            candle.push(self.run_candle(model_dir, shape, &texts, "f32")?)
+                        }
+                        Engine::CandleInt8 => {
+                            int8.push(self.run_candle(model_dir, shape, &texts, "int8")?)
+                        }
                         Engine::OnnxRuntime if has_peer => {
                             ort.push(self.run_ort(model_dir, &texts)?)
                         }
@@ -119,15 +127,17 @@ impl EngineBench {
                     }
                 }
             }
-            let row = row(&name, shape, &candle, &ort)?;
+            let row = with_int8(row(&name, shape, &candle, &ort)?, &int8);
+            let rate = |f: Option<&EngineFigures>| {
+                f.map_or("-".to_string(), |f| format!("{:.1}/s", f.sentences_per_s))
+            };
             println!(
-                "bench: engine {name} {}×{}: candle {:.1}/s, onnxruntime {}",
+                "bench: engine {name} {}×{}: candle {:.1}/s, onnxruntime {}, candle int8 {}",
                 shape.batch,
                 shape.tokens,
                 row.candle.sentences_per_s,
-                row.ort
-                    .as_ref()
-                    .map_or("-".to_string(), |o| format!("{:.1}/s", o.sentences_per_s))
+                rate(row.ort.as_ref()),
+                rate(row.int8.as_ref()),
             );
             rows.push(row);
         }
@@ -148,6 +158,7 @@ impl EngineBench {
         model_dir: &Path,
         shape: Shape,
         texts: &Path,
+        precision: &str,
     ) -> anyhow::Result<EngineLine> {
         let mut command = Command::new(&self.binary);
         command
@@ -157,6 +168,7 @@ impl EngineBench {
             .args(["--batch", &shape.batch.to_string()])
             .args(["--tokens", &shape.tokens.to_string()])
             .args(["--seconds", &self.seconds.to_string()])
+            .args(["--precision", precision])
             .arg("--texts-out")
             .arg(texts)
             // The service's thread knob (`embedding.threads`).
@@ -238,7 +250,20 @@ fn row(
         candle: candle_figures,
         ort: ort_figures,
         ratio,
+        int8: None,
+        int8_over_f32: None,
     })
+}
+
+/// `row` with Candle's int8 figures (medians of `int8`) and their ratio to its f32 ones.
+fn with_int8(mut row: EngineRow, int8: &[EngineLine]) -> EngineRow {
+    row.int8 = figures(int8);
+    row.int8_over_f32 = row
+        .int8
+        .as_ref()
+        .filter(|_| row.candle.sentences_per_s > 0.0)
+        .map(|f| f.sentences_per_s / row.candle.sentences_per_s);
+    row
 }
 
 fn figures(runs: &[EngineLine]) -> Option<EngineFigures> {
@@ -300,6 +325,22 @@ mod tests {
         assert_eq!(row.ratio, Some(0.5));
         let alone = super::row("m", shape, &candle, &[]).expect("row");
         assert_eq!(alone.ratio, None);
+    }
+
+    #[test]
+    fn int8_is_set_beside_f32_as_a_ratio_of_medians() {
+        let candle = [line("candle", 200.0, 10.0)];
+        let plain = row("m", SHAPES[1], &candle, &[]).expect("row");
+        let int8 = [
+            line("candle", 500.0, 10.0),
+            line("candle", 300.0, 10.0),
+            line("candle", 400.0, 10.0),
+        ];
+        let with = with_int8(plain.clone(), &int8);
+        assert_eq!(with.int8.as_ref().map(|f| f.sentences_per_s), Some(400.0));
+        assert_eq!(with.int8_over_f32, Some(2.0));
+        let without = with_int8(plain, &[]);
+        assert_eq!((without.int8, without.int8_over_f32), (None, None));
     }
 
     #[test]

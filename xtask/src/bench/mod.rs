@@ -339,6 +339,9 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
                 if row.model == PEER_MODEL && !row.ratio.is_some_and(|r| r.is_finite() && r > 0.0) {
                     problems.push(format!("{shape}: no Candle/ONNX Runtime ratio"));
                 }
+                if !row.int8_over_f32.is_some_and(|r| r.is_finite() && r > 0.0) {
+                    problems.push(format!("{shape}: no int8/f32 ratio"));
+                }
             }
         }
         _ => problems.push("engine: no rows".into()),

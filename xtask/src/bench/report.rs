@@ -81,6 +81,12 @@ pub struct EngineRow {
     pub ort: Option<EngineFigures>,
     /// Candle's sentences/s over ONNX Runtime's (above 1: Candle is faster).
     pub ratio: Option<f64>,
+    /// Candle at `embedding.precision = "int8"` on the same texts.
+    #[serde(default)]
+    pub int8: Option<EngineFigures>,
+    /// Its sentences/s over Candle's f32 ones.
+    #[serde(default)]
+    pub int8_over_f32: Option<f64>,
 }
 
 /// One engine's figures for a shape: medians over the repetitions.
@@ -351,14 +357,15 @@ impl EngineSection {
     fn table(&self) -> String {
         let mut out = format!(
             "\nEngine, in process: sentences/s (p50 ms per call), median of {} × {:.1} s\n\n\
-             | model | batch × tokens (mean) | Candle | ONNX Runtime | Candle / ORT |\n\
-             |---|---|---|---|---|\n",
+             | model | batch × tokens (mean) | Candle | ONNX Runtime | Candle / ORT | Candle int8 \
+             | int8 / f32 |\n\
+             |---|---|---|---|---|---|---|\n",
             self.repetitions, self.seconds
         );
         let cell = |f: &EngineFigures| format!("{:.1} ({:.2})", f.sentences_per_s, f.p50_ms);
         for row in &self.rows {
             out.push_str(&format!(
-                "| {} | {} × {} ({:.1}) | {} | {} | {} |\n",
+                "| {} | {} × {} ({:.1}) | {} | {} | {} | {} | {} |\n",
                 row.model,
                 row.batch,
                 row.tokens,
@@ -366,6 +373,8 @@ impl EngineSection {
                 cell(&row.candle),
                 or_dash(row.ort.as_ref(), cell),
                 or_dash(row.ratio, |r| format!("{r:.2}×")),
+                or_dash(row.int8.as_ref(), cell),
+                or_dash(row.int8_over_f32, |r| format!("{r:.2}×")),
             ));
         }
         out

@@ -94,17 +94,38 @@ pub fn load(
     match layout.model_type.as_str() {
         "bert" => Ok(match implementation {
             bert::Implementation::Packed => {
-                if !device.is_cpu() || precision != Precision::F32 {
+                if !device.is_cpu() || !matches!(precision, Precision::F32 | Precision::Int8) {
                     return Err(EngineError::Device {
                         spec: describe(device),
                         reason: format!(
-                            "the packed encoder runs on the CPU in f32 only, not {precision}"
+                            "the packed encoder runs on the CPU in f32 or int8 only, not {precision}"
                         ),
                     });
                 }
-                Box::new(bert::packed::PackedBert::load(layout)?)
+                let encoder = bert::packed::PackedBert::load(layout)?;
+                Box::new(if precision == Precision::Int8 {
+                    let micro = akidb_kernels::int8::Int8Micro::best();
+                    if micro == akidb_kernels::int8::Int8Micro::Portable {
+                        tracing::warn!(
+                            model = %layout.name,
+                            "this CPU has no AVX-512 VNNI: int8 runs on the portable kernel, \
+                             slower than f32 here"
+                        );
+                    }
+                    encoder.into_int8()
+                } else {
+                    encoder
+                })
             }
             bert::Implementation::Candle => {
+                if precision == Precision::Int8 {
+                    return Err(EngineError::Device {
+                        spec: describe(device),
+                        reason: "int8 runs on the packed encoder on the CPU only \
+                                 (embedding.encoder = \"packed\", device cpu)"
+                            .into(),
+                    });
+                }
                 Box::new(bert::candle_bert::Bert::load(layout, device, precision)?)
             }
         }),

@@ -37,9 +37,10 @@ impl Implementation {
 
     /// The implementation for `device` at `precision`: the `requested` one where it runs, and
     /// Candle's where the packed encoder does not (devices other than the CPU, precisions other
-    /// than f32).
+    /// than f32 and int8; int8 runs on the packed encoder only, so loading it elsewhere fails).
     pub fn choose(device: &Device, precision: Precision, requested: Implementation) -> Self {
-        if requested == Implementation::Packed && device.is_cpu() && precision == Precision::F32 {
+        let packed_precision = matches!(precision, Precision::F32 | Precision::Int8);
+        if requested == Implementation::Packed && device.is_cpu() && packed_precision {
             Implementation::Packed
         } else {
             Implementation::Candle

@@ -101,6 +101,25 @@ impl PackedBert {
         Ok(built)
     }
 
+    /// The same encoder with the attention output's and the feed-forward's weights quantized
+    /// to int8 ([`akidb_kernels::int8`]): three quarters of the dense layers' work. The query,
+    /// key and value projection stays in f32, as do embeddings, LayerNorms and attention: its
+    /// input, a LayerNorm's output, has a few channels far larger than the rest, which one
+    /// scale per row quantizes badly. Measured on all-MiniLM-L6-v2's 36 reference items, the
+    /// lowest cosine to the reference is 0.9836 with it quantized and 0.9906 without.
+    pub fn into_int8(mut self) -> Self {
+        for layer in &mut self.layers {
+            for linear in [
+                &mut layer.attention_out,
+                &mut layer.intermediate,
+                &mut layer.output,
+            ] {
+                *linear = linear.to_int8();
+            }
+        }
+        self
+    }
+
     fn build(vb: &VarBuilder, config: &Config) -> candle_core::Result<Self> {
         let hidden = config.hidden_size;
         let eps = config.layer_norm_eps;

@@ -1,0 +1,167 @@
+use super::*;
+use crate::threads;
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}
+
+/// `x·Wᵀ + b` in f64, rounded once.
+fn plain(x: &[f32], w: &[f32], b: &[f32], k: usize) -> Vec<f32> {
+    x.chunks_exact(k)
+        .flat_map(|row| {
+            w.chunks_exact(k).zip(b).map(move |(col, bias)| {
+                (row.iter()
+                    .zip(col)
+                    .map(|(a, w)| f64::from(a * w))
+                    .sum::<f64>()
+                    + f64::from(*bias)) as f32
+            })
+        })
+        .collect()
+}
+
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 4, 1),
+    (1, 7, 16),
+    (5, 12, 17),
+    (6, 384, 64),
+    (7, 33, 65),
+    (13, 384, 130),
+    (40, 64, 200),
+    (3, 1536, 384),
+];
+
+fn run(micro: Int8Micro, m: usize, k: usize, n: usize, parallel: bool) -> Vec<f32> {
+    let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
+    let packed = Int8Panels::pack_for(&w, k, n, micro);
+    // The product is added to what `y` holds: here, the bias.
+    let mut y: Vec<f32> = b.iter().copied().cycle().take(m * n).collect();
+    let mut rows = Int8Rows::default();
+    threads::run(parallel, || packed.forward(&x, &mut y, &mut rows, parallel));
+    y
+}
+
+#[test]
+fn vnni_and_portable_give_the_same_bits() {
+    if !Int8Micro::Vnni.available() {
+        println!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    for (m, k, n) in SHAPES {
+        let portable = run(Int8Micro::Portable, m, k, n, false);
+        let vnni = run(Int8Micro::Vnni, m, k, n, false);
+        let same = portable
+            .iter()
+            .zip(&vnni)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{m}×{k}×{n}: {portable:?} against {vnni:?}");
+    }
+}
+
+#[test]
+fn split_across_the_pool_it_computes_the_same_bits() {
+    for micro in Int8Micro::ALL.into_iter().filter(|m| m.available()) {
+        for (m, k, n) in [(13, 384, 1536), (200, 384, 384), (2, 1536, 384)] {
+            let serial = run(micro, m, k, n, false);
+            let split = run(micro, m, k, n, true);
+            assert!(
+                serial
+                    .iter()
+                    .zip(&split)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{} {m}×{k}×{n}",
+                micro.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn values_that_quantize_exactly_give_the_exact_product() {
+    // Every row of x and of W holds ±127 and integers: both scales are 1, nothing is rounded.
+    let (m, k, n) = (7, 20, 33);
+    let int = |i: usize, seed: usize| ((i * 7 + seed * 13) % 255) as f32 - 127.0;
+    let mut x: Vec<f32> = (0..m * k).map(|i| int(i, 1)).collect();
+    let mut w: Vec<f32> = (0..n * k).map(|i| int(i, 2)).collect();
+    for row in x.chunks_exact_mut(k).chain(w.chunks_exact_mut(k)) {
+        row[0] = 127.0;
+    }
+    let b: Vec<f32> = (0..n).map(|j| j as f32).collect();
+    let expected = plain(&x, &w, &b, k);
+    for micro in Int8Micro::ALL.into_iter().filter(|m| m.available()) {
+        let packed = Int8Panels::pack_for(&w, k, n, micro);
+        let mut y: Vec<f32> = b.iter().copied().cycle().take(m * n).collect();
+        packed.forward(&x, &mut y, &mut Int8Rows::default(), false);
+        assert_eq!(y, expected, "{}", micro.name());
+    }
+}
+
+#[test]
+fn the_product_is_within_the_quantization_error_of_f32() {
+    for (m, k, n) in SHAPES {
+        let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
+        let expected = plain(&x, &w, &b, k);
+        let y = run(Int8Micro::best(), m, k, n, false);
+        let error: f64 = y
+            .iter()
+            .zip(&expected)
+            .map(|(a, e)| f64::from(a - e).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm: f64 = expected
+            .iter()
+            .map(|e| f64::from(*e).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        // Two roundings of at most half a step (1/254 of the largest value) per product.
+        assert!(
+            error <= 0.02 * norm.max(1.0),
+            "{m}×{k}×{n}: {error} against {norm}"
+        );
+    }
+}
+
+#[test]
+fn zero_rows_and_zero_weights_add_nothing() {
+    let (m, k, n) = (3, 8, 20);
+    let mut w = values(n * k, 2);
+    w[..k].fill(0.0);
+    let b = values(n, 3);
+    let start: Vec<f32> = b.iter().copied().cycle().take(m * n).collect();
+    let packed = Int8Panels::pack(&w, k, n);
+    let mut y = start.clone();
+    packed.forward(&vec![0f32; m * k], &mut y, &mut Int8Rows::default(), false);
+    assert_eq!(y, start);
+    packed.forward(&values(m * k, 1), &mut y, &mut Int8Rows::default(), false);
+    assert!(
+        y.chunks_exact(n).all(|row| row[0] == b[0]),
+        "a zero weight row adds nothing"
+    );
+    assert_ne!(y, start);
+}
+
+#[test]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+fn both_quantizations_give_the_same_bytes() {
+    if !Int8Micro::Vnni.available() {
+        println!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    // Lengths around a vector's 16 lanes; values on and between the rounding steps, ties too.
+    for n in [1, 15, 16, 17, 33, 384] {
+        let mut row = values(n, 5);
+        row[0] = 2.5 / 127.0 * row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+        let sa = portable::quantize_row(&row, &mut a);
+        // SAFETY: VNNI available implies AVX-512F and BW.
+        let sb = unsafe { vnni::quantize_row(&row, &mut b) };
+        assert_eq!((sa.to_bits(), &a), (sb.to_bits(), &b), "{n} values");
+    }
+    let (mut a, mut b) = (vec![7u8; 20], vec![7u8; 20]);
+    assert_eq!(portable::quantize_row(&[0.0; 20], &mut a), 1.0);
+    // SAFETY: as above.
+    assert_eq!(unsafe { vnni::quantize_row(&[0.0; 20], &mut b) }, 1.0);
+    assert_eq!((a.clone(), b), (vec![ZERO; 20], vec![ZERO; 20]));
+}
