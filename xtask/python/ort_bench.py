@@ -7,6 +7,9 @@ packaged export and in those `safetensors_to_onnx.py` makes), or else its only f
 rank 2.
 
     python xtask/python/ort_bench.py --model-dir DIR --texts TEXTS.json --seconds 3 --threads 2
+
+`--onnx FILE` runs another export of the same model (the int8 one, `onnx/model-int8.onnx`)
+instead of `onnx/model.onnx`.
 """
 
 import argparse
@@ -24,14 +27,12 @@ from model_folder import load_tokenizer, normalizes
 EMBEDDING_OUTPUT = "461"  # the exports' mean-pooled sentence embedding
 
 
-def load_session(model_dir: Path, threads: int) -> ort.InferenceSession:
-    """A CPU session on the model's ONNX export with `threads` intra-op threads."""
+def load_session(onnx_path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session on an ONNX export with `threads` intra-op threads."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(
-        str(model_dir / "onnx" / "model.onnx"), options, providers=["CPUExecutionProvider"]
-    )
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
 def embedding_output(session: ort.InferenceSession) -> str:
@@ -83,11 +84,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ORT's default)")
+    parser.add_argument("--onnx", type=Path, help="the export to run (default: onnx/model.onnx)")
     args = parser.parse_args()
 
     texts = json.loads(args.texts.read_text())
     tokenizer = load_tokenizer(args.model_dir)
-    session = load_session(args.model_dir, args.threads)
+    session = load_session(args.onnx or args.model_dir / "onnx" / "model.onnx", args.threads)
     output = embedding_output(session)
     normalize = normalizes(args.model_dir)
     tokens = 0

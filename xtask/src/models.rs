@@ -35,6 +35,13 @@ enum Source {
     /// by `xtask/python/safetensors_to_onnx.py`; the export must embed the texts of `golden` (a
     /// project file of reference embeddings) as the reference does, or it is not written.
     ExportedOnnx { golden: &'static str },
+    /// ONNX Runtime's dynamic int8 quantization of the fp32 ONNX file `from`, laid out before
+    /// it, by `xtask/python/quantize_onnx.py` (the peer of `embedding.precision = "int8"`); it
+    /// reports its cosines to the reference vectors of `golden`.
+    QuantizedOnnx {
+        from: &'static str,
+        golden: &'static str,
+    },
 }
 
 struct File {
@@ -102,6 +109,14 @@ const MODELS: &[Model] = &[
                 },
                 sha256: "44775767f18d0eced0b7b05a46a01d1a6a8c542d2dd729e2feeaa8d8aecb1e95",
             },
+            File {
+                dest: "onnx/model-int8.onnx",
+                source: Source::QuantizedOnnx {
+                    from: "onnx/model.onnx",
+                    golden: "tests/golden/all-MiniLM-L6-v2.json",
+                },
+                sha256: "8a885a8df35059b823aef2fa1968088943da8e1878ad5636bf37d0eb19ea6a6d",
+            },
         ],
     },
     Model {
@@ -147,6 +162,14 @@ const MODELS: &[Model] = &[
                 dest: "1_Pooling/config.json",
                 source: Source::FromProject("1_Pooling/config.json"),
                 sha256: "",
+            },
+            File {
+                dest: "onnx/model-int8.onnx",
+                source: Source::QuantizedOnnx {
+                    from: "onnx/model.onnx",
+                    golden: "tests/golden/paraphrase-MiniLM-L3-v2.json",
+                },
+                sha256: "b753c37811a72afea1a0cc24657e9c981c5bdaad0c5fe94adbbfef8ba9f670c7",
             },
         ],
     },
@@ -283,6 +306,18 @@ fn produce(
                 .context("exporting the weights to ONNX (xtask/python/safetensors_to_onnx.py)")?;
             Ok(())
         }
+        Source::QuantizedOnnx { from, golden } => {
+            let py = python::ensure(sh)?;
+            let script = project::root().join("xtask/python/quantize_onnx.py");
+            let (from, golden) = (staging.join(from), project::root().join(golden));
+            cmd!(
+                sh,
+                "{py} {script} {staging} {from} {dest} --golden {golden}"
+            )
+            .run()
+            .context("quantizing the ONNX export (xtask/python/quantize_onnx.py)")?;
+            Ok(())
+        }
     }
 }
 
@@ -403,16 +438,19 @@ mod tests {
         for model in MODELS {
             let position = |dest: &str| model.files.iter().position(|f| f.dest == dest);
             for (at, file) in model.files.iter().enumerate() {
-                let inputs: &[&str] = match file.source {
-                    Source::ConvertedOnnx(onnx) => &[onnx],
-                    Source::ExportedOnnx { .. } => &[
+                let inputs: Vec<&str> = match file.source {
+                    Source::ConvertedOnnx(onnx) => vec![onnx],
+                    Source::QuantizedOnnx { from, .. } => {
+                        vec![from, "tokenizer.json", "modules.json"]
+                    }
+                    Source::ExportedOnnx { .. } => vec![
                         "config.json",
                         "model.safetensors",
                         "tokenizer.json",
                         "sentence_bert_config.json",
                         "modules.json",
                     ],
-                    _ => &[],
+                    _ => Vec::new(),
                 };
                 for input in inputs {
                     let before = position(input).is_some_and(|p| p < at);

@@ -74,6 +74,13 @@ pub fn metrics(report: &BenchReport) -> Vec<Metric> {
             if let Some(ratio) = row.int8_over_f32 {
                 out.push(metric(format!("{shape} int8/f32"), ratio, Gate::Ratio));
             }
+            if let Some(ratio) = row.int8_over_ort_int8 {
+                out.push(metric(
+                    format!("{shape} int8 candle/ort"),
+                    ratio,
+                    Gate::Ratio,
+                ));
+            }
         }
     }
     if let Some(http) = &report.http {
@@ -321,6 +328,8 @@ mod tests {
                     ratio: Some(candle_sps / ort_sps),
                     int8: None,
                     int8_over_f32: None,
+                    ort_int8: None,
+                    int8_over_ort_int8: None,
                 }],
             }),
             http: Some(HttpSection {

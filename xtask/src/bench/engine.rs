@@ -81,7 +81,12 @@ enum Engine {
     OnnxRuntime,
     /// Candle at `embedding.precision = "int8"`.
     CandleInt8,
+    /// ONNX Runtime on its own int8 quantization of the export.
+    OnnxRuntimeInt8,
 }
+
+/// The int8 export ONNX Runtime runs beside Candle's int8 (`cargo xtask models` makes it).
+const ORT_INT8: &str = "onnx/model-int8.onnx";
 
 impl EngineBench {
     /// Measures `model_dir` at every shape; with ONNX Runtime beside Candle when the folder has
@@ -96,6 +101,8 @@ impl EngineBench {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let has_peer = model_dir.join("onnx").join("model.onnx").is_file();
+        let int8_peer = model_dir.join(ORT_INT8);
+        let has_int8_peer = int8_peer.is_file();
         let mut rows = Vec::new();
         for &shape in shapes {
             let texts = self.work_dir.join(format!(
@@ -105,13 +112,18 @@ impl EngineBench {
             let mut candle = Vec::new();
             let mut ort = Vec::new();
             let mut int8 = Vec::new();
+            let mut ort_int8 = Vec::new();
             for repetition in 0..self.repetitions.max(1) {
                 // The first Candle run writes the texts the others read, so it goes first.
-                let order = if repetition % 2 == 0 {
-                    [Engine::Candle, Engine::OnnxRuntime, Engine::CandleInt8]
-                } else {
-                    [Engine::CandleInt8, Engine::OnnxRuntime, Engine::Candle]
-                };
+                let mut order = [
+                    Engine::Candle,
+                    Engine::OnnxRuntime,
+                    Engine::CandleInt8,
+                    Engine::OnnxRuntimeInt8,
+                ];
+                if repetition % 2 == 1 {
+                    order.reverse();
+                }
                 for engine in order {
                     match engine {
                         Engine::Candle => {
@@ -121,23 +133,28 @@ impl EngineBench {
                             int8.push(self.run_candle(model_dir, shape, &texts, "int8")?)
                         }
                         Engine::OnnxRuntime if has_peer => {
-                            ort.push(self.run_ort(model_dir, &texts)?)
+                            ort.push(self.run_ort(model_dir, &texts, None)?)
                         }
-                        Engine::OnnxRuntime => {}
+                        Engine::OnnxRuntimeInt8 if has_int8_peer => {
+                            ort_int8.push(self.run_ort(model_dir, &texts, Some(&int8_peer))?)
+                        }
+                        Engine::OnnxRuntime | Engine::OnnxRuntimeInt8 => {}
                     }
                 }
             }
-            let row = with_int8(row(&name, shape, &candle, &ort)?, &int8);
+            let row = with_int8(row(&name, shape, &candle, &ort)?, &int8, &ort_int8);
             let rate = |f: Option<&EngineFigures>| {
                 f.map_or("-".to_string(), |f| format!("{:.1}/s", f.sentences_per_s))
             };
             println!(
-                "bench: engine {name} {}×{}: candle {:.1}/s, onnxruntime {}, candle int8 {}",
+                "bench: engine {name} {}×{}: candle {:.1}/s, onnxruntime {}, candle int8 {}, \
+                 onnxruntime int8 {}",
                 shape.batch,
                 shape.tokens,
                 row.candle.sentences_per_s,
                 rate(row.ort.as_ref()),
                 rate(row.int8.as_ref()),
+                rate(row.ort_int8.as_ref()),
             );
             rows.push(row);
         }
@@ -176,7 +193,12 @@ impl EngineBench {
         run_line(command, "akidb-embed bench-engine")
     }
 
-    fn run_ort(&self, model_dir: &Path, texts: &Path) -> anyhow::Result<EngineLine> {
+    fn run_ort(
+        &self,
+        model_dir: &Path,
+        texts: &Path,
+        onnx: Option<&Path>,
+    ) -> anyhow::Result<EngineLine> {
         let mut command = Command::new(&self.python);
         command
             .arg(&self.script)
@@ -186,6 +208,9 @@ impl EngineBench {
             .arg(texts)
             .args(["--seconds", &self.seconds.to_string()])
             .args(["--threads", &self.threads.to_string()]);
+        if let Some(onnx) = onnx {
+            command.arg("--onnx").arg(onnx);
+        }
         run_line(command, "ort_bench.py")
     }
 }
@@ -252,17 +277,22 @@ fn row(
         ratio,
         int8: None,
         int8_over_f32: None,
+        ort_int8: None,
+        int8_over_ort_int8: None,
     })
 }
 
-/// `row` with Candle's int8 figures (medians of `int8`) and their ratio to its f32 ones.
-fn with_int8(mut row: EngineRow, int8: &[EngineLine]) -> EngineRow {
+/// `row` with Candle's int8 figures (medians of `int8`), their ratio to its f32 ones, and
+/// ONNX Runtime's int8 ones (medians of `ort_int8`) with Candle int8's ratio to them.
+fn with_int8(mut row: EngineRow, int8: &[EngineLine], ort_int8: &[EngineLine]) -> EngineRow {
+    let over = |a: Option<&EngineFigures>, b: Option<&EngineFigures>| {
+        let (a, b) = (a?, b?);
+        (b.sentences_per_s > 0.0).then(|| a.sentences_per_s / b.sentences_per_s)
+    };
     row.int8 = figures(int8);
-    row.int8_over_f32 = row
-        .int8
-        .as_ref()
-        .filter(|_| row.candle.sentences_per_s > 0.0)
-        .map(|f| f.sentences_per_s / row.candle.sentences_per_s);
+    row.ort_int8 = figures(ort_int8);
+    row.int8_over_f32 = over(row.int8.as_ref(), Some(&row.candle));
+    row.int8_over_ort_int8 = over(row.int8.as_ref(), row.ort_int8.as_ref());
     row
 }
 
@@ -336,11 +366,14 @@ mod tests {
             line("candle", 300.0, 10.0),
             line("candle", 400.0, 10.0),
         ];
-        let with = with_int8(plain.clone(), &int8);
+        let ort_int8 = [line("onnxruntime", 250.0, 10.0)];
+        let with = with_int8(plain.clone(), &int8, &ort_int8);
         assert_eq!(with.int8.as_ref().map(|f| f.sentences_per_s), Some(400.0));
         assert_eq!(with.int8_over_f32, Some(2.0));
-        let without = with_int8(plain, &[]);
+        assert_eq!(with.int8_over_ort_int8, Some(1.6));
+        let without = with_int8(plain, &[], &[]);
         assert_eq!((without.int8, without.int8_over_f32), (None, None));
+        assert_eq!((without.ort_int8, without.int8_over_ort_int8), (None, None));
     }
 
     #[test]

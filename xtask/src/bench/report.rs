@@ -87,6 +87,12 @@ pub struct EngineRow {
     /// Its sentences/s over Candle's f32 ones.
     #[serde(default)]
     pub int8_over_f32: Option<f64>,
+    /// ONNX Runtime on its own int8 quantization of the export (`onnx/model-int8.onnx`).
+    #[serde(default)]
+    pub ort_int8: Option<EngineFigures>,
+    /// Candle int8's sentences/s over ONNX Runtime int8's.
+    #[serde(default)]
+    pub int8_over_ort_int8: Option<f64>,
 }
 
 /// One engine's figures for a shape: medians over the repetitions.
@@ -358,14 +364,14 @@ impl EngineSection {
         let mut out = format!(
             "\nEngine, in process: sentences/s (p50 ms per call), median of {} × {:.1} s\n\n\
              | model | batch × tokens (mean) | Candle | ONNX Runtime | Candle / ORT | Candle int8 \
-             | int8 / f32 |\n\
-             |---|---|---|---|---|---|---|\n",
+             | int8 / f32 | ORT int8 | int8: Candle / ORT |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
             self.repetitions, self.seconds
         );
         let cell = |f: &EngineFigures| format!("{:.1} ({:.2})", f.sentences_per_s, f.p50_ms);
         for row in &self.rows {
             out.push_str(&format!(
-                "| {} | {} × {} ({:.1}) | {} | {} | {} | {} | {} |\n",
+                "| {} | {} × {} ({:.1}) | {} | {} | {} | {} | {} | {} | {} |\n",
                 row.model,
                 row.batch,
                 row.tokens,
@@ -375,6 +381,8 @@ impl EngineSection {
                 or_dash(row.ratio, |r| format!("{r:.2}×")),
                 or_dash(row.int8.as_ref(), cell),
                 or_dash(row.int8_over_f32, |r| format!("{r:.2}×")),
+                or_dash(row.ort_int8.as_ref(), cell),
+                or_dash(row.int8_over_ort_int8, |r| format!("{r:.2}×")),
             ));
         }
         out
