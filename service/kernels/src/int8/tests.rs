@@ -1,3 +1,6 @@
+//! The int8 products against plain f32 ones, VNNI against portable bit for bit, serial against
+//! split across the pool, and the quantization of rows on both paths.
+
 use super::*;
 use crate::threads;
 
