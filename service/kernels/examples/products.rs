@@ -6,7 +6,8 @@
 //! `cargo run --release -p akidb-kernels --example products` (`BUDGET_MS`: time per figure;
 //! `COPIES`: cycle through that many different weights of each shape, as a model's layers do,
 //! so that they stop fitting in cache; `MICROS`: the micro-kernels to run, comma-separated,
-//! default every one this CPU runs but the portable one where another runs)
+//! default every one this CPU runs but the portable one where another runs; `INT8`: the int8
+//! micro-kernel, `avx512-vnni`, `avx2` or `portable`, default the fastest this CPU runs)
 
 use std::time::{Duration, Instant};
 
@@ -98,7 +99,15 @@ fn main() {
     for name in &names {
         print!(" panels/{name} GFLOP/s | / gemm |");
     }
-    let int8 = Int8Micro::best();
+    let int8 = std::env::var("INT8")
+        .ok()
+        .map(|name| {
+            Int8Micro::ALL
+                .into_iter()
+                .find(|m| m.name() == name && m.available())
+                .unwrap_or_else(|| panic!("no int8 micro-kernel {name} on this CPU"))
+        })
+        .unwrap_or_else(Int8Micro::best);
     print!(
         " int8/{} | / panels/{} |",
         int8.name(),

@@ -9,12 +9,15 @@
 //!   output's `128 · Σ w`, computed at load. Rows are padded to a multiple of four with the zero
 //!   point.
 //! - **Micro-kernels:** AVX-512 VNNI ([`Int8Micro::Vnni`], 6 rows × 64 outputs) where the CPU has
-//!   it, else a portable one that computes the very same integers and rounds the very same way,
-//!   so both give bit-identical outputs ([`tests`]).
+//!   it, AVX2 ([`Int8Micro::Avx2`], the same sums from `vpmaddubsw` on signed values) where it
+//!   does not, else a portable one. All compute the very same integers and round the very same
+//!   way, so they give bit-identical outputs ([`tests`]).
 //!
 //! Accuracy is the quantization's: about 1% of a row's largest product per output, before the
 //! model's own normalisations. What it does to embeddings is measured against the f32 ones.
 
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+mod avx2;
 mod portable;
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 mod vnni;
@@ -41,18 +44,21 @@ const MIN_PARALLEL_ROWS: usize = 1 << 15;
 pub enum Int8Micro {
     /// AVX-512 VNNI (`vpdpbusd`), 6 rows × 64 outputs.
     Vnni,
+    /// AVX2 + FMA (`vpmaddubsw`, `vpmaddwd`), 3 rows × 16 outputs.
+    Avx2,
     /// Plain Rust, any CPU.
     Portable,
 }
 
 impl Int8Micro {
     /// Every micro-kernel, fastest first.
-    pub const ALL: [Int8Micro; 2] = [Int8Micro::Vnni, Int8Micro::Portable];
+    pub const ALL: [Int8Micro; 3] = [Int8Micro::Vnni, Int8Micro::Avx2, Int8Micro::Portable];
 
     /// Its name, as the bench prints it.
     pub fn name(self) -> &'static str {
         match self {
             Int8Micro::Vnni => "avx512-vnni",
+            Int8Micro::Avx2 => "avx2",
             Int8Micro::Portable => "portable",
         }
     }
@@ -62,8 +68,10 @@ impl Int8Micro {
         match self {
             #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
             Int8Micro::Vnni => vnni::available(),
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Int8Micro::Avx2 => avx2::available(),
             #[cfg(not(all(target_arch = "x86_64", not(feature = "portable"))))]
-            Int8Micro::Vnni => false,
+            Int8Micro::Vnni | Int8Micro::Avx2 => false,
             Int8Micro::Portable => true,
         }
     }
@@ -312,6 +320,8 @@ impl Int8Panels {
                 match self.micro {
                     #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
                     Int8Micro::Vnni => vnni::tile(&tile),
+                    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+                    Int8Micro::Avx2 => avx2::tile(&tile),
                     _ => portable::tile(&tile),
                 }
             }

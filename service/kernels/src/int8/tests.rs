@@ -47,19 +47,28 @@ fn run(micro: Int8Micro, m: usize, k: usize, n: usize, parallel: bool) -> Vec<f3
 }
 
 #[test]
-fn vnni_and_portable_give_the_same_bits() {
-    if !Int8Micro::Vnni.available() {
-        println!("skipped: this CPU has no AVX-512 VNNI");
-        return;
-    }
-    for (m, k, n) in SHAPES {
-        let portable = run(Int8Micro::Portable, m, k, n, false);
-        let vnni = run(Int8Micro::Vnni, m, k, n, false);
-        let same = portable
-            .iter()
-            .zip(&vnni)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "{m}×{k}×{n}: {portable:?} against {vnni:?}");
+fn every_micro_kernel_gives_the_portable_ones_bits() {
+    for micro in [Int8Micro::Vnni, Int8Micro::Avx2] {
+        if !micro.available() {
+            println!(
+                "skipped: this CPU cannot run the {} int8 kernel",
+                micro.name()
+            );
+            continue;
+        }
+        for (m, k, n) in SHAPES {
+            let portable = run(Int8Micro::Portable, m, k, n, false);
+            let fast = run(micro, m, k, n, false);
+            let same = portable
+                .iter()
+                .zip(&fast)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{} {m}×{k}×{n}: {portable:?} against {fast:?}",
+                micro.name()
+            );
+        }
     }
 }
 

@@ -105,11 +105,12 @@ pub fn load(
                 let encoder = bert::packed::PackedBert::load(layout)?;
                 Box::new(if precision == Precision::Int8 {
                     let micro = akidb_kernels::int8::Int8Micro::best();
-                    if micro == akidb_kernels::int8::Int8Micro::Portable {
+                    if micro != akidb_kernels::int8::Int8Micro::Vnni {
                         tracing::warn!(
                             model = %layout.name,
-                            "this CPU has no AVX-512 VNNI: int8 runs on the portable kernel, \
-                             slower than f32 here"
+                            kernel = micro.name(),
+                            "this CPU has no AVX-512 VNNI: int8 runs, with the same vectors, \
+                             but no faster than f32 here"
                         );
                     }
                     encoder.into_int8()
