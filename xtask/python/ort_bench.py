@@ -22,9 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from model_folder import load_tokenizer, normalizes
-
-EMBEDDING_OUTPUT = "461"  # the exports' mean-pooled sentence embedding
+from model_folder import embedding_output, feeds, load_tokenizer, normalizes
 
 
 def load_session(onnx_path: Path, threads: int) -> ort.InferenceSession:
@@ -33,18 +31,6 @@ def load_session(onnx_path: Path, threads: int) -> ort.InferenceSession:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
-def embedding_output(session: ort.InferenceSession) -> str:
-    """The name of the session's mean-pooled sentence embedding output."""
-    outputs = session.get_outputs()
-    if any(o.name == EMBEDDING_OUTPUT for o in outputs):
-        return EMBEDDING_OUTPUT
-    pooled = [o.name for o in outputs if o.type == "tensor(float)" and len(o.shape) == 2]
-    if len(pooled) != 1:
-        names = ", ".join(f"{o.name} {o.type} {o.shape}" for o in outputs)
-        raise SystemExit(f"no single sentence-embedding output among: {names}")
-    return pooled[0]
 
 
 def embed(
@@ -57,16 +43,10 @@ def embed(
     """One call: tokenize as a padded batch, run and normalise if asked; returns the vectors and
     the real tokens."""
     encodings = tokenizer.encode_batch(texts)
-    ids = np.array([e.ids for e in encodings], dtype=np.int64)
-    mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-    feeds = {"input_ids": ids, "attention_mask": mask}
-    wanted = {i.name for i in session.get_inputs()}
-    if "token_type_ids" in wanted:
-        feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-    (vectors,) = session.run([output], {k: v for k, v in feeds.items() if k in wanted})
+    (vectors,) = session.run([output], feeds(session, encodings))
     if normalize:
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return vectors, int(mask.sum())
+    return vectors, sum(sum(e.attention_mask) for e in encodings)
 
 
 def quantile_ms(sorted_seconds: list[float], q: float) -> float:

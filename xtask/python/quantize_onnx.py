@@ -4,49 +4,19 @@
 `onnxruntime.quantization.quantize_dynamic` with int8 weights, one scale per output channel, and
 inputs quantized per call (`DynamicQuantizeLinear`, `MatMulInteger`): the recipe ONNX Runtime
 documents for transformers on CPUs, with per-channel weights because one scale per tensor is far
-worse here (all-MiniLM-L6-v2's reference texts: lowest cosine 0.84 against 0.98). The output is byte-identical from run to run, so its sha256 is pinned
-like every other model file. With `--golden FILE` it reports the lowest and mean cosine of its
+worse here (all-MiniLM-L6-v2's reference texts: lowest cosine 0.84 against 0.98). The output is
+byte-identical from run to run, so its sha256 is pinned like every other model file. With `--golden FILE` it reports the lowest and mean cosine of its
 sentence embeddings to the reference vectors and refuses to keep a file below `--min-cosine`.
 
 Usage: quantize_onnx.py MODEL_DIR IN.onnx OUT.onnx [--golden FILE] [--min-cosine 0.95]
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from model_folder import load_tokenizer, normalizes
-
-
-def cosines(model_dir: Path, onnx_path: Path, golden: Path) -> list[float]:
-    """Cosine of each reference text's embedding by `onnx_path` to the reference vector."""
-    import onnxruntime as ort
-
-    items = json.loads(golden.read_text())["items"]
-    tokenizer = load_tokenizer(model_dir)
-    encodings = tokenizer.encode_batch([item["text"] for item in items])
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    wanted = {i.name for i in session.get_inputs()}
-    feeds = {
-        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-    }
-    pooled = [o.name for o in session.get_outputs() if len(o.shape) == 2]
-    output = "461" if any(o.name == "461" for o in session.get_outputs()) else pooled[0]
-    (vectors,) = session.run([output], {k: v for k, v in feeds.items() if k in wanted})
-    normalize = normalizes(model_dir)
-    out = []
-    for item, got in zip(items, vectors.astype(np.float64)):
-        if normalize:
-            got = got / max(np.linalg.norm(got), 1e-12)
-        want = np.asarray(item["embedding"], dtype=np.float64)
-        out.append(float(got @ want / max(np.linalg.norm(got) * np.linalg.norm(want), 1e-12)))
-    return out
+from model_folder import reference_cosines
 
 
 def main() -> int:
@@ -66,7 +36,7 @@ def main() -> int:
             str(args.source), str(partial), weight_type=QuantType.QInt8, per_channel=True
         )
         if args.golden is not None:
-            found = cosines(args.model_dir, partial, args.golden)
+            found = [c for _, _, c in reference_cosines(args.model_dir, partial, args.golden)]
             lowest, mean = min(found), sum(found) / len(found)
             print(
                 f"ONNX Runtime int8 against {args.golden}: {len(found)} texts, "

@@ -29,7 +29,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 
-from model_folder import load_tokenizer, normalizes
+from model_folder import reference_cosines
 
 OPSET = 17
 IR_VERSION = 8
@@ -217,33 +217,12 @@ def build(model_dir: Path) -> onnx.ModelProto:
 def check(model_dir: Path, onnx_path: Path, golden: Path, min_cosine: float) -> tuple[float, int]:
     """Embeds the reference texts with ONNX Runtime; returns the lowest cosine and the number of
     texts, or raises ExportError naming every text that disagrees."""
-    import onnxruntime as ort
-
-    items = json.loads(golden.read_text())["items"]
-    if not items:
-        raise ExportError(f"{golden} has no items")
-    tokenizer = load_tokenizer(model_dir)
-    encodings = tokenizer.encode_batch([item["text"] for item in items])
-    feeds = {
-        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-    }
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    (vectors,) = session.run([SENTENCE_OUTPUT], feeds)
-    normalize = normalizes(model_dir)
+    try:
+        found = reference_cosines(model_dir, onnx_path, golden)
+    except ValueError as error:
+        raise ExportError(str(error)) from error
     failures = []
-    lowest = 1.0
-    for item, mask, got in zip(items, feeds["attention_mask"], vectors):
-        want = np.asarray(item["embedding"], dtype=np.float64)
-        got = got.astype(np.float64)
-        if normalize:
-            got = got / max(np.linalg.norm(got), 1e-12)
-        cosine = float(got @ want / max(np.linalg.norm(got) * np.linalg.norm(want), 1e-12))
-        lowest = min(lowest, cosine)
-        tokens = int(mask.sum())
+    for item, tokens, cosine in found:
         text = repr(item["text"][:40])
         if tokens != item["tokens"]:
             failures.append(f"{text}: {tokens} tokens, the reference has {item['tokens']}")
@@ -252,7 +231,7 @@ def check(model_dir: Path, onnx_path: Path, golden: Path, min_cosine: float) -> 
     if failures:
         listed = "\n  ".join(failures)
         raise ExportError(f"the export disagrees with {golden} ({len(failures)}):\n  {listed}")
-    return lowest, len(items)
+    return min(cosine for _, _, cosine in found), len(found)
 
 
 def main() -> int:
