@@ -176,11 +176,8 @@ impl Int8Panels {
         let mut shift = vec![0i32; padded];
         for (o, row) in weight.chunks_exact(inputs).enumerate() {
             let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let (s, inverse) = if max > 0.0 && max.is_finite() {
-                (max / 127.0, 127.0 / max)
-            } else {
-                (0.0, 0.0)
-            };
+            // An all-zero row quantizes to zeros whatever its scale.
+            let (s, inverse) = scales(max);
             scale[o] = s;
             let (panel, lane) = (o / NR, o % NR);
             let mut sum = 0i32;
