@@ -285,7 +285,7 @@ impl Linear {
             )
         };
         let threads = rayon::current_num_threads();
-        if rayon::current_thread_index().is_some() && threads > 1 {
+        if crate::threads::splitting() && threads > 1 {
             // Chunks of 48 outputs: a multiple of the kernel's 3, and enough chunks to balance.
             let chunks = n.div_ceil(48);
             rayon::prelude::ParallelIterator::for_each(

@@ -4,9 +4,34 @@
 //! it saves); larger passes run inside the pool, where matrix products split their columns and
 //! attention its (sequence, head) pairs across the workers.
 
-use std::sync::OnceLock;
+use std::{cell::Cell, sync::OnceLock};
 
 static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+
+thread_local! {
+    /// Set inside [`serial`]: kernels called on this thread keep their work to it.
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a kernel called here spreads its work over the pool: on a pool thread, outside
+/// [`serial`].
+pub fn splitting() -> bool {
+    rayon::current_thread_index().is_some() && !SERIAL.with(Cell::get)
+}
+
+/// Runs `f` with every kernel it calls kept on this thread: for one part of a pass whose parts
+/// already keep every pool thread busy.
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the flag back even when `f` unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
+}
 
 /// The configured size ([`crate::config`]), else the cores available.
 fn default_threads() -> usize {
@@ -53,7 +78,7 @@ pub fn run<R: Send>(parallel: bool, f: impl FnOnce() -> R + Send) -> R {
 /// `f` over `x` in pieces of `chunk` floats, spread over the pool's threads when called in the
 /// pool and `x` is longer than one piece; else `f(x)` on the calling thread.
 pub fn for_chunks(x: &mut [f32], chunk: usize, f: impl Fn(&mut [f32]) + Send + Sync) {
-    if x.len() > chunk && rayon::current_thread_index().is_some() {
+    if x.len() > chunk && splitting() {
         use rayon::prelude::*;
         x.par_chunks_mut(chunk).for_each(f);
     } else {
@@ -67,9 +92,31 @@ pub(crate) fn gemm_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelis
     // than it saves. Outside the pool, `rayon::current_thread_index` is `None`: stay serial.
     const MIN_PARALLEL_WORK: usize = 1 << 20;
     let threads = rayon::current_num_threads();
-    if m * n * k >= MIN_PARALLEL_WORK && threads > 1 && rayon::current_thread_index().is_some() {
+    if m * n * k >= MIN_PARALLEL_WORK && threads > 1 && splitting() {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_split_on_pool_threads_except_inside_serial() {
+        assert!(!splitting(), "outside the pool nothing splits");
+        if count() < 2 {
+            println!("notice: a one-thread pool runs every pass on the caller; skipped");
+            return;
+        }
+        run(true, || {
+            assert!(splitting());
+            assert!(serial(|| !splitting()));
+            assert!(splitting(), "the flag is put back");
+            let unwound = std::panic::catch_unwind(|| serial(|| panic!("a failing part")));
+            assert!(unwound.is_err());
+            assert!(splitting(), "the flag is put back when a part panics");
+        });
     }
 }

@@ -83,10 +83,10 @@ pub fn metrics(report: &BenchReport) -> Vec<Metric> {
             }
         }
     }
-    if let Some(http) = &report.http {
+    for http in &report.http {
         for load in &http.loads {
             let candle = &load.figures.candle;
-            let name = format!("http {}", load.name);
+            let name = format!("http {} {}", http.model, load.name);
             out.push(metric(
                 format!("{name} candle P95 ms"),
                 candle.p95_ms,
@@ -111,21 +111,21 @@ pub fn metrics(report: &BenchReport) -> Vec<Metric> {
         if let Some(max) = &http.max_rate {
             if let Some(rate) = max.candle {
                 out.push(metric(
-                    "http highest rate candle".into(),
+                    format!("http {} highest rate candle", http.model),
                     rate.into(),
                     HIGHER,
                 ));
             }
             if let Some(ratio) = max.faster_than_legacy {
                 out.push(metric(
-                    "http × faster than legacy".into(),
+                    format!("http {} × faster than legacy", http.model),
                     ratio,
                     Gate::Ratio,
                 ));
             }
         }
     }
-    if let Some(serving) = &report.serving {
+    for serving in &report.serving {
         out.push(metric(
             format!("serving / engine {}", serving.model),
             serving.ratio,
@@ -332,7 +332,7 @@ mod tests {
                     int8_over_ort_int8: None,
                 }],
             }),
-            http: Some(HttpSection {
+            http: vec![HttpSection {
                 model: "m".into(),
                 seconds: 1.0,
                 idle_rss_mb: Peers {
@@ -358,10 +358,11 @@ mod tests {
                     faster_than_legacy: Some(faster),
                     steps: Vec::new(),
                 }),
-            }),
+                short_text_tokens: Some(10.0),
+            }],
             cold_start: None,
             lone: None,
-            serving: None,
+            serving: Vec::new(),
         }
     }
 
@@ -414,7 +415,7 @@ mod tests {
     #[test]
     fn metrics_only_in_one_run_are_listed_not_gated() {
         let mut previous = report(1.0, 1.0, 0, 2.0);
-        previous.http = None;
+        previous.http.clear();
         let comparison = compare(&previous, &report(1.0, 1.0, 0, 1.0), 10.0);
         assert!(comparison.regressions().is_empty());
         assert!(comparison.rows.iter().any(|r| r.previous.is_none()));
@@ -423,13 +424,13 @@ mod tests {
     #[test]
     fn a_gated_metric_missing_from_this_run_fails_and_a_shown_one_does_not() {
         let mut current = report(1.0, 1.0, 0, 2.0);
-        current.http = None;
+        current.http.clear();
         let comparison = compare(&report(1.0, 1.0, 0, 2.0), &current, 10.0);
         let regressions = comparison.regressions();
         assert!(
             regressions
                 .iter()
-                .any(|r| r.starts_with("http × faster than legacy: missing from this run")),
+                .any(|r| r.starts_with("http m × faster than legacy: missing from this run")),
             "{regressions:?}"
         );
         // Only gated figures fail: the latencies and rates that went with them are shown.
@@ -447,11 +448,14 @@ mod tests {
     #[test]
     fn the_serving_path_is_held_against_its_own_engine() {
         let mut previous = report(500.0, 1000.0, 0, 2.5);
-        previous.serving = previous.serving_ratio();
-        assert_eq!(previous.serving.as_ref().map(|s| s.ratio), Some(2.0));
+        previous.serving = previous.serving_ratios();
+        assert_eq!(
+            previous.serving.iter().map(|s| s.ratio).collect::<Vec<_>>(),
+            [2.0]
+        );
         // The engine doubled and the serving path did not follow: every other ratio holds.
         let mut current = report(1000.0, 2000.0, 0, 2.5);
-        current.serving = current.serving_ratio();
+        current.serving = current.serving_ratios();
         let comparison = compare(&previous, &current, 10.0);
         let regressions = comparison.regressions();
         assert_eq!(regressions.len(), 1, "{regressions:?}");
@@ -461,7 +465,7 @@ mod tests {
         );
         // A head that no longer measures it fails as well.
         let mut missing = report(500.0, 1000.0, 0, 2.5);
-        missing.serving = None;
+        missing.serving.clear();
         assert!(compare(&previous, &missing, 10.0)
             .regressions()
             .iter()
@@ -471,15 +475,56 @@ mod tests {
     #[test]
     fn the_serving_ratio_needs_the_same_model_and_a_rate_held() {
         let mut other_model = report(500.0, 1000.0, 0, 2.5);
-        if let Some(http) = other_model.http.as_mut() {
-            http.model = "other".into();
-        }
-        assert_eq!(other_model.serving_ratio(), None);
+        other_model.http[0].model = "other".into();
+        assert_eq!(other_model.serving_ratios(), []);
         let mut nothing_held = report(500.0, 1000.0, 0, 2.5);
-        if let Some(max) = nothing_held.http.as_mut().and_then(|h| h.max_rate.as_mut()) {
+        if let Some(max) = nothing_held.http[0].max_rate.as_mut() {
             max.candle = None;
         }
-        assert_eq!(nothing_held.serving_ratio(), None);
+        assert_eq!(nothing_held.serving_ratios(), []);
+    }
+
+    #[test]
+    fn each_model_served_is_held_against_its_own_engine_row() {
+        let mut two = report(500.0, 1000.0, 0, 2.5);
+        let mut second = two.http[0].clone();
+        second.model = "n".into();
+        if let Some(max) = second.max_rate.as_mut() {
+            max.candle = Some(100);
+        }
+        two.http.push(second);
+        if let Some(engine) = two.engine.as_mut() {
+            let mut row = engine.rows[0].clone();
+            row.model = "n".into();
+            row.candle = figures(400.0);
+            engine.rows.push(row);
+        }
+        let ratios: Vec<(String, f64)> = two
+            .serving_ratios()
+            .into_iter()
+            .map(|s| (s.model, s.ratio))
+            .collect();
+        assert_eq!(ratios, [("m".to_string(), 2.0), ("n".to_string(), 0.25)]);
+        // Each model's HTTP figures are named after it: a second model adds rows, not clashes.
+        let names: Vec<String> = metrics(&two).into_iter().map(|m| m.name).collect();
+        assert!(names.contains(&"http n × faster than legacy".to_string()));
+        assert!(names.contains(&"http m short@200 candle P95 ms".to_string()));
+    }
+
+    #[test]
+    fn a_report_with_one_http_section_and_one_serving_ratio_still_reads() {
+        let mut current = report(500.0, 1000.0, 0, 2.5);
+        current.serving = current.serving_ratios();
+        let mut json = serde_json::to_value(&current).unwrap();
+        // The layout before the HTTP section became one per model.
+        json["http"] = json["http"][0].clone();
+        json["serving"] = json["serving"][0].clone();
+        let read: BenchReport = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read, current);
+        json["http"] = serde_json::Value::Null;
+        json["serving"] = serde_json::Value::Null;
+        let read: BenchReport = serde_json::from_value(json).unwrap();
+        assert!(read.http.is_empty() && read.serving.is_empty());
     }
 
     #[test]

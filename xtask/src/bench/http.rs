@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use super::{
     oha::{Load, Oha},
-    report::{HttpSection, LoadFigures, LoadRow, MaxRate, Peers, SearchStep},
+    report::{HttpSection, LoadFigures, LoadRow, MaxRate, Peers, SearchStep, SERVING_SHAPE},
     servers::{waited_children_cpu_seconds, BenchServer, ServerKind, ServerSetup},
 };
 
@@ -62,12 +62,13 @@ pub fn measure(
     work_dir: &Path,
     plan: &HttpPlan,
 ) -> anyhow::Result<HttpSection> {
-    let short = work_dir.join("bodies-short.jsonl");
-    let mixed = work_dir.join("bodies-mixed.jsonl");
+    let short = work_dir.join(format!("bodies-short-{}.jsonl", plan.model));
+    let mixed = work_dir.join(format!("bodies-mixed-{}.jsonl", plan.model));
     fs::write(&short, bodies(&plan.model, 0.0))?;
     fs::write(&mixed, bodies(&plan.model, MIXED_LONG_SHARE))?;
 
     let mut servers = vec![BenchServer::start(setup, ServerKind::Candle, Some(&plan.model))?.0];
+    let short_text_tokens = short_text_tokens(&servers[0], &plan.model)?;
     if plan.legacy {
         servers.push(BenchServer::start(setup, ServerKind::Legacy, Some(&plan.model))?.0);
     }
@@ -177,7 +178,29 @@ pub fn measure(
         },
         loads: rows,
         max_rate,
+        short_text_tokens: Some(short_text_tokens),
     })
+}
+
+/// Tokens per short text as the server counts them, checked equal to the engine shape the
+/// serving path is held against: `serving / engine` compares texts of the same length.
+fn short_text_tokens(server: &BenchServer, model: &str) -> anyhow::Result<f64> {
+    let texts: Vec<String> = (0..BODIES).map(short_text).collect();
+    let answer: serde_json::Value = ureq::post(&server.url("/v1/embeddings"))
+        .send_json(serde_json::json!({ "model": model, "input": texts }))
+        .context("counting the short texts' tokens")?
+        .into_json()?;
+    let tokens = answer["usage"]["prompt_tokens"]
+        .as_u64()
+        .context("no usage.prompt_tokens in the answer")?;
+    let per_text = tokens as f64 / texts.len() as f64;
+    let expected = SERVING_SHAPE.1 as f64;
+    anyhow::ensure!(
+        per_text == expected,
+        "the short texts are {per_text:.2} tokens each for {model}, the engine shape they are held \
+         against {expected}: serving / engine would not compare like with like"
+    );
+    Ok(per_text)
 }
 
 /// One load against one server, with the server's peak memory during it.
@@ -275,19 +298,21 @@ pub fn step_search(
     Ok((held, steps))
 }
 
-/// Short queries the bodies vary over.
+/// Short queries the bodies vary over: two tokens each in the uncased BERT vocabulary, so that
+/// with `(n).` and the special tokens every short text is 10 tokens, the engine shape
+/// ([`SERVING_SHAPE`]) the serving path is held against (checked at run time).
 const SUBJECTS: &[&str] = &[
     "The service",
-    "A vector database",
+    "A database",
     "Our customer",
-    "The embedding model",
+    "The model",
     "This query",
 ];
 const PREDICATES: &[&str] = &[
-    "returns results quickly",
-    "finds similar documents",
-    "answers billing questions",
-    "runs on one machine",
+    "returns results",
+    "finds documents",
+    "answers questions",
+    "runs locally",
 ];
 /// Words the long texts are made of (one token each, about 140 of them: cut at 128 tokens).
 const WORDS: &[&str] = &[
@@ -296,8 +321,17 @@ const WORDS: &[&str] = &[
 ];
 const LONG_WORDS: usize = 140;
 
+/// The `n`th short text: 10 tokens with the special ones.
+fn short_text(n: usize) -> String {
+    format!(
+        "{} {} ({n}).",
+        SUBJECTS[n % SUBJECTS.len()],
+        PREDICATES[(n / SUBJECTS.len()) % PREDICATES.len()]
+    )
+}
+
 /// One JSON body per line for `model`: each request embeds one text, a ~128-token one with
-/// probability `long_share` (spread evenly through the file), else a short one (~10 tokens).
+/// probability `long_share` (spread evenly through the file), else a short one (10 tokens).
 pub fn bodies(model: &str, long_share: f64) -> String {
     let longs = (long_share * BODIES as f64).round() as usize;
     (0..BODIES)
@@ -310,11 +344,7 @@ pub fn bodies(model: &str, long_share: f64) -> String {
                     .collect::<Vec<_>>()
                     .join(" ")
             } else {
-                format!(
-                    "{} {} ({n}).",
-                    SUBJECTS[n % SUBJECTS.len()],
-                    PREDICATES[(n / SUBJECTS.len()) % PREDICATES.len()]
-                )
+                short_text(n)
             };
             format!(
                 "{}\n",

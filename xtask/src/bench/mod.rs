@@ -170,10 +170,10 @@ pub fn run(sh: &Shell, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         threads,
         machine: machine::describe(),
         engine: None,
-        http: None,
+        http: Vec::new(),
         cold_start: None,
         lone: None,
-        serving: None,
+        serving: Vec::new(),
     };
 
     if args.wants(Section::Engine) {
@@ -195,32 +195,40 @@ pub fn run(sh: &Shell, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     }
     if args.wants(Section::Http) {
         let oha = oha::Oha::ensure(sh)?;
-        let plan = if args.quick {
-            HttpPlan {
-                model: PEER_MODEL.into(),
-                rates: vec![50],
-                mixed_rate: 20,
-                seconds: 2.0,
-                legacy: true,
-                search: None,
-            }
+        // The quick smoke serves the peer model only; a full run both, as the engine section.
+        let models: Vec<&str> = if args.quick || !models_dir.join(DEFAULT_MODEL).is_dir() {
+            vec![PEER_MODEL]
         } else {
-            HttpPlan {
-                model: PEER_MODEL.into(),
-                rates: vec![200, 500, 1000],
-                mixed_rate: 200,
-                seconds: 10.0,
-                legacy: true,
-                search: Some(SearchPlan {
-                    start: 200,
-                    p95_limit_ms: P95_LIMIT_MS,
-                    step_seconds: 5.0,
-                    budget: Duration::from_secs(90),
-                }),
-            }
+            vec![PEER_MODEL, DEFAULT_MODEL]
         };
-        report.http = Some(http::measure(&setup, &oha, &work, &plan)?);
-        report.serving = report.serving_ratio();
+        for model in models {
+            let plan = if args.quick {
+                HttpPlan {
+                    model: model.into(),
+                    rates: vec![50],
+                    mixed_rate: 20,
+                    seconds: 2.0,
+                    legacy: true,
+                    search: None,
+                }
+            } else {
+                HttpPlan {
+                    model: model.into(),
+                    rates: vec![200, 500, 1000],
+                    mixed_rate: 200,
+                    seconds: 10.0,
+                    legacy: true,
+                    search: Some(SearchPlan {
+                        start: 200,
+                        p95_limit_ms: P95_LIMIT_MS,
+                        step_seconds: 5.0,
+                        budget: Duration::from_secs(90),
+                    }),
+                }
+            };
+            report.http.push(http::measure(&setup, &oha, &work, &plan)?);
+        }
+        report.serving = report.serving_ratios();
     }
     if args.wants(Section::Lone) {
         let oha = oha::Oha::ensure(sh)?;
@@ -346,31 +354,34 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
         }
         _ => problems.push("engine: no rows".into()),
     }
-    match &report.http {
-        Some(http) if !http.loads.is_empty() => {
-            for load in &http.loads {
-                let servers = [
-                    ("akidb-embed", Some(&load.figures.candle)),
-                    ("legacy", load.figures.legacy.as_ref()),
-                ];
-                for (server, figures) in servers {
-                    let Some(f) = figures else {
-                        problems.push(format!("http {}: {server} not measured", load.name));
-                        continue;
-                    };
-                    if f.achieved_rps <= 0.0 || f.p50_ms <= 0.0 {
-                        problems.push(format!("http {} {server}: no answers", load.name));
-                    }
-                    if f.errors > 0 {
-                        problems.push(format!("http {} {server}: {} errors", load.name, f.errors));
-                    }
-                    if !f.peak_rss_mb.is_some_and(|m| m > 0.0) {
-                        problems.push(format!("http {} {server}: no peak RSS", load.name));
-                    }
+    if report.http.iter().all(|http| http.loads.is_empty()) {
+        problems.push("http: no loads".into());
+    }
+    for http in &report.http {
+        if http.short_text_tokens.is_none() {
+            problems.push(format!("http {}: short texts not counted", http.model));
+        }
+        for load in &http.loads {
+            let servers = [
+                ("akidb-embed", Some(&load.figures.candle)),
+                ("legacy", load.figures.legacy.as_ref()),
+            ];
+            for (server, figures) in servers {
+                let Some(f) = figures else {
+                    problems.push(format!("http {}: {server} not measured", load.name));
+                    continue;
+                };
+                if f.achieved_rps <= 0.0 || f.p50_ms <= 0.0 {
+                    problems.push(format!("http {} {server}: no answers", load.name));
+                }
+                if f.errors > 0 {
+                    problems.push(format!("http {} {server}: {} errors", load.name, f.errors));
+                }
+                if !f.peak_rss_mb.is_some_and(|m| m > 0.0) {
+                    problems.push(format!("http {} {server}: no peak RSS", load.name));
                 }
             }
         }
-        _ => problems.push("http: no loads".into()),
     }
     match &report.lone {
         Some(lone) if !lone.rows.is_empty() => {

@@ -28,16 +28,38 @@ pub struct BenchReport {
     pub machine: Machine,
     /// In-process engine figures, Candle beside ONNX Runtime.
     pub engine: Option<EngineSection>,
-    /// Open-loop HTTP figures, akidb-embed beside the legacy stand-in.
-    pub http: Option<HttpSection>,
+    /// Open-loop HTTP figures, akidb-embed beside the legacy stand-in, one section per model
+    /// (reports from before the second model hold one section, read as a list of one).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub http: Vec<HttpSection>,
     /// Time from spawn to ready.
     pub cold_start: Option<ColdStartSection>,
     /// One request at a time, with and without the batch window.
     #[serde(default)]
     pub lone: Option<LoneSection>,
-    /// What the serving path delivers of its own engine (needs both `engine` and `http`).
-    #[serde(default)]
-    pub serving: Option<ServingRatio>,
+    /// What the serving path delivers of its own engine, per model measured by both `engine`
+    /// and `http` (older reports: one, read as a list of one).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub serving: Vec<ServingRatio>,
+}
+
+/// A list written as a list, or (reports from before it became one) as one value or `null`.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match Option::<OneOrMany<T>>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(one)) => vec![one],
+        Some(OneOrMany::Many(many)) => many,
+    })
 }
 
 /// The machine a run measured.
@@ -125,6 +147,10 @@ pub struct HttpSection {
     pub loads: Vec<LoadRow>,
     /// The step search for the highest rate held, when it ran.
     pub max_rate: Option<MaxRate>,
+    /// Tokens per short text as akidb-embed counted them (special tokens included), checked
+    /// equal to the engine shape's before any load; absent from reports before it was.
+    #[serde(default)]
+    pub short_text_tokens: Option<f64>,
 }
 
 /// A value for akidb-embed and for the legacy stand-in.
@@ -245,9 +271,17 @@ pub struct ServingRatio {
 pub const SERVING_SHAPE: (usize, usize) = (32, 10);
 
 impl BenchReport {
-    /// [`ServingRatio`] from this run's engine and HTTP sections, when both measured the model.
-    pub fn serving_ratio(&self) -> Option<ServingRatio> {
-        let http = self.http.as_ref()?;
+    /// [`ServingRatio`] of every model this run's engine and HTTP sections both measured.
+    pub fn serving_ratios(&self) -> Vec<ServingRatio> {
+        self.http
+            .iter()
+            .filter_map(|http| self.serving_ratio(http))
+            .collect()
+    }
+
+    /// [`ServingRatio`] of `http`'s model, when the engine section measured it and a rate was
+    /// held.
+    pub fn serving_ratio(&self, http: &HttpSection) -> Option<ServingRatio> {
         let highest_rate = http.max_rate.as_ref()?.candle?;
         let engine = self
             .engine
@@ -309,10 +343,10 @@ impl BenchReport {
         if let Some(engine) = &self.engine {
             out.push_str(&engine.table());
         }
-        if let Some(http) = &self.http {
+        for http in &self.http {
             out.push_str(&http.table());
         }
-        if let Some(serving) = &self.serving {
+        for serving in &self.serving {
             out.push_str(&format!(
                 "serving / engine ({}): {} req/s held over {:.0} sentences/s at batch {} × {} \
                  in process = {:.2}×\n",
@@ -394,12 +428,13 @@ impl HttpSection {
         let mb = |v: Option<f64>| or_dash(v, |v| format!("{v:.0}"));
         let mut out = format!(
             "\nHTTP, open loop, {} s per load, model {}: P50/P95/P99 ms from each request's due \
-             time\nidle RSS MB: akidb-embed {:.0}, legacy {}\n\n\
+             time\nshort texts: {} tokens each; idle RSS MB: akidb-embed {:.0}, legacy {}\n\n\
              | load | server | achieved req/s | P50 | P95 | P99 | errors | peak RSS MB | CPU ms/req \
              server, oha |\n\
              |---|---|---|---|---|---|---|---|---|\n",
             self.seconds,
             self.model,
+            or_dash(self.short_text_tokens, |t| format!("{t:.1}")),
             self.idle_rss_mb.candle,
             mb(self.idle_rss_mb.legacy)
         );

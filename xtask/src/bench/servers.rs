@@ -158,7 +158,12 @@ impl BenchServer {
 
     /// `POST /api/v1/embed` on it.
     pub fn embed_url(&self) -> String {
-        format!("http://{}/api/v1/embed", self.address)
+        self.url("/api/v1/embed")
+    }
+
+    /// `path` on it.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
     }
 
     /// Resident memory now, MB.

@@ -130,7 +130,7 @@ impl Int8Rows {
         let one = |(row, (out, scale)): (&[f32], (&mut [u8], &mut f32))| {
             *scale = quantize_row(micro, row, &mut out[..inputs]);
         };
-        if parallel && rayon::current_thread_index().is_some() && x.len() >= MIN_PARALLEL_ROWS {
+        if parallel && crate::threads::splitting() && x.len() >= MIN_PARALLEL_ROWS {
             use rayon::prelude::*;
             x.par_chunks_exact(inputs)
                 .zip(
@@ -259,7 +259,7 @@ impl Int8Panels {
             "output rows do not match input rows"
         );
         let panels = self.outputs.div_ceil(NR);
-        let threads = if parallel && rayon::current_thread_index().is_some() {
+        let threads = if parallel && crate::threads::splitting() {
             rayon::current_num_threads()
         } else {
             1

@@ -253,7 +253,7 @@ impl Panels {
         assert_eq!(x.len(), m * k, "input rows are not `inputs` wide");
         assert_eq!(y.len(), m * n, "output rows do not match input rows");
         let panels = n.div_ceil(NR);
-        let threads = if parallel && rayon::current_thread_index().is_some() {
+        let threads = if parallel && crate::threads::splitting() {
             rayon::current_num_threads()
         } else {
             1
