@@ -47,7 +47,7 @@ JSON = "application/json"
 
 
 class Embedder:
-    """Tokenizer and ONNX Runtime session for the packaged paraphrase-MiniLM-L3-v2 export."""
+    """Tokenizer and ONNX Runtime session for a model folder's ONNX export."""
 
     def __init__(self, model_dir: Path, threads: int):
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -63,6 +63,10 @@ class Embedder:
         )
         output = next(o for o in self.session.get_outputs() if o.name == EMBEDDING_OUTPUT)
         self.dimension = output.shape[-1]
+        # Some exports (all-MiniLM-L6-v2's) take token types too: all zeros for one segment.
+        self.takes_token_types = any(
+            i.name == "token_type_ids" for i in self.session.get_inputs()
+        )
 
     def embed(self, texts: list[str], normalize: bool) -> tuple[np.ndarray, int]:
         """Embeds texts as one batch padded to its longest; returns vectors and real token count."""
@@ -73,9 +77,10 @@ class Embedder:
         for row, (encoding, length) in enumerate(zip(encodings, lengths)):
             input_ids[row, :length] = encoding.ids
             attention_mask[row, :length] = 1
-        (vectors,) = self.session.run(
-            [EMBEDDING_OUTPUT], {"input_ids": input_ids, "attention_mask": attention_mask}
-        )
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.takes_token_types:
+            feed["token_type_ids"] = np.zeros_like(input_ids)
+        (vectors,) = self.session.run([EMBEDDING_OUTPUT], feed)
         if normalize:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)

@@ -39,10 +39,10 @@ if not (MODEL_DIR / "onnx" / "model.onnx").is_file() or not GOLDEN_FILE.is_file(
 GOLDEN = json.loads(GOLDEN_FILE.read_text())["items"]
 
 
-def start_server(*options: str) -> tuple[subprocess.Popen, int]:
+def start_server(*options: str, model_dir: Path = MODEL_DIR) -> tuple[subprocess.Popen, int]:
     """Starts the stand-in on a free port; returns the process and the port it printed."""
     process = subprocess.Popen(
-        [sys.executable, str(SERVER), "--model-dir", str(MODEL_DIR), "--port", "0", *options],
+        [sys.executable, str(SERVER), "--model-dir", str(model_dir), "--port", "0", *options],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -344,3 +344,21 @@ def test_sigterm_finishes_the_request_in_progress():
     assert received.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nConnection: close\r\n" in received
     assert process.wait(timeout=10) == 0
+
+
+def test_serves_an_export_that_takes_token_types_too():
+    """all-MiniLM-L6-v2's export has a `token_type_ids` input, which the L3 export lacks."""
+    model_dir = REPO / "models" / "all-MiniLM-L6-v2"
+    golden = json.loads((REPO / "tests" / "golden" / "all-MiniLM-L6-v2.json").read_text())
+    if not (model_dir / "onnx" / "model.onnx").is_file():
+        pytest.skip(f"needs {model_dir}/onnx/model.onnx: run `cargo xtask models`")
+    process, port = start_server("--name", "all-MiniLM-L6-v2", model_dir=model_dir)
+    try:
+        items = golden["items"][:4]
+        body = embed(port, [item["text"] for item in items])
+        for item, vector in zip(items, body["embeddings"]):
+            want = np.asarray(item["embedding"])
+            cosine = float(np.dot(vector, want) / np.linalg.norm(vector) / np.linalg.norm(want))
+            assert cosine > 0.9999, (item["text"], cosine)
+    finally:
+        assert stop_server(process) == 0
