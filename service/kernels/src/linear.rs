@@ -136,6 +136,24 @@ impl Linear {
         )
     }
 
+    /// As [`Linear::to_int8`], smoothed for inputs whose largest magnitudes per input are
+    /// `input_max` ([`Int8Panels::pack_smoothed`]).
+    pub fn to_int8_smoothed(&self, input_max: &[f32], alpha: f32) -> Self {
+        Self {
+            weight: Weight::Int8(Int8Panels::pack_smoothed(
+                &self.torch_weight(),
+                self.inputs,
+                self.outputs,
+                input_max,
+                alpha,
+                Int8Micro::best(),
+            )),
+            bias: self.bias.clone(),
+            inputs: self.inputs,
+            outputs: self.outputs,
+        }
+    }
+
     /// The weight in PyTorch's layout.
     fn torch_weight(&self) -> Vec<f32> {
         match &self.weight {

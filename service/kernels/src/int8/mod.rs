@@ -99,6 +99,9 @@ pub struct Int8Panels {
     /// Each output's `ZERO · Σ w` (padded).
     shift: Vec<i32>,
     micro: Int8Micro,
+    /// Per input, the factor each input row is multiplied by before it is quantized, when the
+    /// layer was smoothed ([`Int8Panels::pack_smoothed`]).
+    input_scale: Option<Vec<f32>>,
 }
 
 /// Input rows quantized for [`Int8Panels::forward_quantized`].
@@ -197,7 +200,53 @@ impl Int8Panels {
             scale,
             shift,
             micro,
+            input_scale: None,
         }
+    }
+
+    /// As [`Int8Panels::pack_for`], smoothed for inputs whose largest magnitudes per input are
+    /// `input_max` (measured on calibration text): SmoothQuant's migration, which moves part of
+    /// an outlying input channel's range into the weight's column (`x_j / s_j`, `w_j · s_j`,
+    /// `s_j = input_max_j^alpha / weight_max_j^(1 - alpha)`), so that one scale per row
+    /// quantizes the rest of the row finely. The product is the same before rounding.
+    ///
+    /// # Panics
+    /// As [`Int8Panels::pack_for`], and when `input_max` is not one value per input.
+    pub fn pack_smoothed(
+        weight: &[f32],
+        inputs: usize,
+        outputs: usize,
+        input_max: &[f32],
+        alpha: f32,
+        micro: Int8Micro,
+    ) -> Self {
+        assert_eq!(input_max.len(), inputs, "one maximum per input");
+        let mut weight_max = vec![0f32; inputs];
+        for row in weight.chunks_exact(inputs) {
+            for (m, w) in weight_max.iter_mut().zip(row) {
+                *m = m.max(w.abs());
+            }
+        }
+        let factor: Vec<f32> = input_max
+            .iter()
+            .zip(&weight_max)
+            .map(|(&x, &w)| {
+                let s = x.powf(alpha) / w.powf(1.0 - alpha);
+                // A channel never seen, or a zero column: nothing to move.
+                if s.is_finite() && s > 0.0 {
+                    s
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let moved: Vec<f32> = weight
+            .chunks_exact(inputs)
+            .flat_map(|row| row.iter().zip(&factor).map(|(w, s)| w * s))
+            .collect();
+        let mut packed = Self::pack_for(&moved, inputs, outputs, micro);
+        packed.input_scale = Some(factor.iter().map(|s| 1.0 / s).collect());
+        packed
     }
 
     /// Inputs per row.
@@ -223,7 +272,8 @@ impl Int8Panels {
             let (panel, lane) = (o / NR, o % NR);
             for (i, v) in row.iter_mut().enumerate() {
                 let at = ((panel * self.groups + i / GROUP) * NR + lane) * GROUP + i % GROUP;
-                *v = f32::from(self.weight[at]) * self.scale[o];
+                let smoothed = self.input_scale.as_ref().map_or(1.0, |s| s[i]);
+                *v = f32::from(self.weight[at]) * self.scale[o] * smoothed;
             }
         }
         out
@@ -231,13 +281,22 @@ impl Int8Panels {
 
     /// Bytes the packed weight and its per-output tables take.
     pub fn bytes(&self) -> usize {
-        self.weight.len() + 8 * self.scale.len()
+        self.weight.len() + 8 * self.scale.len() + 4 * self.input_scale.as_ref().map_or(0, Vec::len)
     }
 
     /// `y += x·Wᵀ`: quantizes `x`'s rows into `rows` (a buffer to reuse),
     /// then [`Int8Panels::forward_quantized`].
     pub fn forward(&self, x: &[f32], y: &mut [f32], rows: &mut Int8Rows, parallel: bool) {
-        rows.quantize(x, self.inputs, self.micro, parallel);
+        match &self.input_scale {
+            Some(factor) => {
+                let scaled: Vec<f32> = x
+                    .chunks_exact(self.inputs)
+                    .flat_map(|row| row.iter().zip(factor).map(|(v, s)| v * s))
+                    .collect();
+                rows.quantize(&scaled, self.inputs, self.micro, parallel);
+            }
+            None => rows.quantize(x, self.inputs, self.micro, parallel),
+        }
         self.forward_quantized(rows, y, parallel);
     }
 

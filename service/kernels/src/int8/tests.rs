@@ -177,3 +177,88 @@ fn both_quantizations_give_the_same_bytes() {
     assert_eq!(unsafe { vnni::quantize_row(&[0.0; 20], &mut b) }, 1.0);
     assert_eq!((a.clone(), b), (vec![ZERO; 20], vec![ZERO; 20]));
 }
+
+/// Relative error of `y` against `expected`.
+fn relative_error(y: &[f32], expected: &[f32]) -> f64 {
+    let error: f64 = y
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| f64::from(a - e).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = expected
+        .iter()
+        .map(|e| f64::from(*e).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    error / norm
+}
+
+#[test]
+fn smoothing_an_outlying_input_channel_shrinks_the_error_and_keeps_the_product() {
+    let (m, k, n) = (12, 384, 96);
+    // Rows like a LayerNorm's output in BERT: one channel 60 times larger than the rest.
+    let mut x = values(m * k, 1);
+    for row in x.chunks_exact_mut(k) {
+        row[17] *= 60.0;
+    }
+    let (w, b) = (values(n * k, 2), vec![0f32; n]);
+    let expected = plain(&x, &w, &b, k);
+    let mut input_max = vec![0f32; k];
+    for row in x.chunks_exact(k) {
+        for (m, v) in input_max.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    let micro = Int8Micro::best();
+    let product = |packed: &Int8Panels| {
+        let mut y = vec![0f32; m * n];
+        packed.forward(&x, &mut y, &mut Int8Rows::default(), false);
+        y
+    };
+    let plain_error = relative_error(&product(&Int8Panels::pack_for(&w, k, n, micro)), &expected);
+    let smoothed = Int8Panels::pack_smoothed(&w, k, n, &input_max, 0.5, micro);
+    let smoothed_error = relative_error(&product(&smoothed), &expected);
+    assert!(
+        smoothed_error < plain_error / 3.0,
+        "smoothed {smoothed_error} against {plain_error}"
+    );
+    assert!(smoothed_error < 0.02, "{smoothed_error}");
+    // Unpacked, the weight is the original one within its rounding (the migration undone).
+    let unpacked = smoothed.unpack();
+    let worst = unpacked
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 0.05, "{worst}");
+    // Every micro-kernel gives the same bits smoothed too.
+    let reference = product(&Int8Panels::pack_smoothed(
+        &w,
+        k,
+        n,
+        &input_max,
+        0.5,
+        Int8Micro::Portable,
+    ));
+    for micro in Int8Micro::ALL.into_iter().filter(|m| m.available()) {
+        let packed = Int8Panels::pack_smoothed(&w, k, n, &input_max, 0.5, micro);
+        assert_eq!(product(&packed), reference, "{}", micro.name());
+    }
+}
+
+#[test]
+fn a_channel_never_seen_or_a_zero_column_is_left_as_it_is() {
+    let (k, n) = (8, 16);
+    let mut w = values(n * k, 2);
+    for row in w.chunks_exact_mut(k) {
+        row[3] = 0.0;
+    }
+    let mut input_max = vec![1f32; k];
+    input_max[5] = 0.0;
+    let packed = Int8Panels::pack_smoothed(&w, k, n, &input_max, 0.5, Int8Micro::Portable);
+    let factor = packed.input_scale.clone().unwrap_or_default();
+    assert_eq!(factor[3], 1.0);
+    assert_eq!(factor[5], 1.0);
+    assert!(factor.iter().all(|f| f.is_finite() && *f > 0.0));
+}

@@ -7,9 +7,10 @@ use candle_core::{DType, Device, Tensor};
 use super::{
     device::{describe, Precision},
     error::{EngineError, Result},
-    layout::{ModelLayout, CONFIG_FILE},
+    layout::{ModelLayout, CONFIG_FILE, TOKENIZER_FILE},
     pooling::Pooling,
-    tokenizer::TokenBatch,
+    quantization,
+    tokenizer::{TextTokenizer, TokenBatch},
 };
 
 /// Architectures this engine implements, by `config.json` `model_type`.
@@ -113,7 +114,14 @@ pub fn load(
                              but no faster than f32 here"
                         );
                     }
-                    encoder.into_int8()
+                    let tokenizer = TextTokenizer::load(
+                        &layout.file(TOKENIZER_FILE),
+                        layout.max_seq_length,
+                        encoder.vocab_size(),
+                    )?;
+                    let rows = tokenizer.encode_rows(&quantization::SMOOTHING_TEXTS)?;
+                    let batch = TokenBatch::from_rows(rows.iter(), encoder.pad_token_id());
+                    encoder.into_int8(&batch)?
                 } else {
                     encoder
                 })
