@@ -112,7 +112,13 @@ impl PackedBert {
     /// to model: each of [`SMOOTHING_ALPHAS`] is tried on `calibration` and the one whose
     /// vectors stay closest to f32 is kept, unless they stay further than
     /// [`SMOOTHING_MIN_COSINE`], where the projection stays in f32.
-    pub fn into_int8(mut self, calibration: &TokenBatch) -> Result<Self> {
+    pub fn into_int8(self, calibration: &TokenBatch) -> Result<Self> {
+        self.into_int8_keeping(calibration, SMOOTHING_MIN_COSINE)
+    }
+
+    /// [`PackedBert::into_int8`], quantizing the query/key/value projection only when its
+    /// vectors keep `min_cosine` to f32.
+    fn into_int8_keeping(mut self, calibration: &TokenBatch, min_cosine: f32) -> Result<Self> {
         let (reference, input_max) = self.calibrate(calibration)?;
         for layer in &mut self.layers {
             for linear in [
@@ -138,7 +144,7 @@ impl PackedBert {
             }
         }
         match best {
-            Some((alpha, lowest)) if lowest >= SMOOTHING_MIN_COSINE => {
+            Some((alpha, lowest)) if lowest >= min_cosine => {
                 for (layer, (qkv, input_max)) in
                     self.layers.iter_mut().zip(f32_qkv.iter().zip(&input_max))
                 {
@@ -162,7 +168,7 @@ impl PackedBert {
     /// One vector per input of `batch` (its token states' mean, in this encoder's precision),
     /// and, per layer, the largest magnitude of each channel of the query/key/value
     /// projection's input over the batch's tokens.
-    fn calibrate(&self, batch: &TokenBatch) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    fn calibrate(&self, batch: &TokenBatch) -> Result<Calibration> {
         let hidden = self.config.hidden_size;
         let (mut x, ranges) = self.embedded(batch)?;
         let mut input_max = vec![vec![0f32; hidden]; self.layers.len()];
@@ -358,6 +364,10 @@ impl PackedBert {
     }
 }
 
+/// What [`PackedBert::calibrate`] measures: one vector per input, and per layer the largest
+/// magnitude of each channel of the query/key/value projection's input.
+type Calibration = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// SmoothQuant's migration strengths tried for the query/key/value input: 0.5 moves half of
 /// each channel's range (in log scale) into the weight, 0.9 nearly all of it.
 const SMOOTHING_ALPHAS: [f32; 5] = [0.5, 0.6, 0.7, 0.8, 0.9];
@@ -384,7 +394,9 @@ fn lowest_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 }
 
 /// The inputs of a pass cut into one contiguous part per pool thread, of about equal tokens;
-/// one part, the whole pass, when there are fewer inputs than threads.
+/// one part, the whole pass, when there are fewer inputs than threads or the inputs cannot be
+/// shared out evenly (one long text among short ones would run on one thread alone, at half
+/// the speed the whole pass runs split product by product).
 ///
 /// Measured on 2 cores (`docs/BENCHMARKS.md`): parts that each run every layer on one thread
 /// beat every product split across the threads by 13–15% at 8 and 32 inputs of 10 tokens in
@@ -398,17 +410,24 @@ fn parts(ranges: &[Range<usize>], threads: usize) -> Vec<Range<usize>> {
     let total = ranges.last().map_or(0, |r| r.end);
     let mut parts = Vec::with_capacity(threads);
     let mut start = 0;
-    for (i, range) in ranges.iter().enumerate() {
-        // Close a part once its tokens reach its share of the pass, leaving an input for each
-        // part still to come.
-        let target = total * (parts.len() + 1) / threads;
-        let left = ranges.len() - (i + 1);
-        if parts.len() + 1 < threads && (range.end >= target || left < threads - parts.len()) {
-            parts.push(start..i + 1);
-            start = i + 1;
-        }
+    for k in 1..threads {
+        // The cut (after `end` inputs) nearest an even share, leaving an input for each part
+        // still to come.
+        let target = total * k / threads;
+        let end = (start + 1..=ranges.len() - (threads - k))
+            .min_by_key(|&end| ranges[end - 1].end.abs_diff(target))
+            .unwrap_or(start + 1);
+        parts.push(start..end);
+        start = end;
     }
     parts.push(start..ranges.len());
+    let tokens = |part: &Range<usize>| ranges[part.end - 1].end - ranges[part.start].start;
+    let largest = parts.iter().map(tokens).max().unwrap_or(0);
+    // Parts at most a quarter over an even share; else the threads would wait for one.
+    if 4 * threads * largest > 5 * total {
+        #[allow(clippy::single_range_in_vec_init)] // one part: the whole pass
+        return vec![0..ranges.len()];
+    }
     parts
 }
 
@@ -505,8 +524,8 @@ mod tests {
             (vec![10; 32], 2),
             (vec![10; 8], 4),
             (vec![128, 10, 10, 10, 10, 128], 2),
-            (vec![3, 5, 7], 3),
-            (vec![1, 1, 500], 2),
+            (vec![4, 5, 6], 3),
+            (vec![10, 10, 10, 10, 10, 10, 128, 128, 128], 2),
         ] {
             let ranges = ranges(&lengths);
             let parts = parts(&ranges, threads);
@@ -523,9 +542,127 @@ mod tests {
         assert_eq!(parts(&long_ends, 2), [0..3, 3..6]);
     }
 
+    /// A two-layer BERT of width 32 with weights drawn from a fixed sequence.
+    fn tiny_bert() -> PackedBert {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": 16, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "classifier_dropout": null, "model_type": "bert"
+        }))
+        .unwrap();
+        let mut tensors = std::collections::HashMap::new();
+        let mut seed = 1u64;
+        let mut put = |name: String, shape: &[usize], around: f32| {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    around + ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.4
+                })
+                .collect();
+            tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap());
+        };
+        let (h, i) = (32, 64);
+        put("embeddings.word_embeddings.weight".into(), &[40, h], 0.0);
+        put(
+            "embeddings.position_embeddings.weight".into(),
+            &[16, h],
+            0.0,
+        );
+        put(
+            "embeddings.token_type_embeddings.weight".into(),
+            &[2, h],
+            0.0,
+        );
+        for layer in 0..2 {
+            let p = format!("encoder.layer.{layer}");
+            for part in ["query", "key", "value"] {
+                put(format!("{p}.attention.self.{part}.weight"), &[h, h], 0.0);
+                put(format!("{p}.attention.self.{part}.bias"), &[h], 0.0);
+            }
+            put(format!("{p}.attention.output.dense.weight"), &[h, h], 0.0);
+            put(format!("{p}.attention.output.dense.bias"), &[h], 0.0);
+            put(format!("{p}.intermediate.dense.weight"), &[i, h], 0.0);
+            put(format!("{p}.intermediate.dense.bias"), &[i], 0.0);
+            put(format!("{p}.output.dense.weight"), &[h, i], 0.0);
+            put(format!("{p}.output.dense.bias"), &[h], 0.0);
+        }
+        let norms = ["embeddings.LayerNorm".to_string()]
+            .into_iter()
+            .chain((0..2).flat_map(|l| {
+                [
+                    format!("encoder.layer.{l}.attention.output.LayerNorm"),
+                    format!("encoder.layer.{l}.output.LayerNorm"),
+                ]
+            }));
+        for norm in norms {
+            put(format!("{norm}.weight"), &[h], 1.0);
+            put(format!("{norm}.bias"), &[h], 0.0);
+        }
+        let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
+        PackedBert::build(&vb, &config).unwrap()
+    }
+
+    /// Three inputs of 3, 5 and 2 tokens.
+    fn batch() -> TokenBatch {
+        let lengths = vec![3, 5, 2];
+        let seq_len = 5;
+        let mut ids = vec![0u32; lengths.len() * seq_len];
+        let mut mask = vec![0u32; ids.len()];
+        for (b, &len) in lengths.iter().enumerate() {
+            for t in 0..len {
+                ids[b * seq_len + t] = (1 + 7 * b + 3 * t) as u32 % 40;
+                mask[b * seq_len + t] = 1;
+            }
+        }
+        TokenBatch {
+            type_ids: vec![0; ids.len()],
+            ids,
+            mask,
+            lengths,
+            seq_len,
+        }
+    }
+
+    fn qkv_in_int8(bert: &PackedBert) -> Vec<bool> {
+        bert.layers
+            .iter()
+            .map(|l| matches!(l.qkv.kernel(), akidb_kernels::linear::Kernel::Int8(_)))
+            .collect()
+    }
+
     #[test]
-    fn fewer_inputs_than_threads_or_one_thread_make_one_part() {
-        for (lengths, threads) in [(vec![10; 3], 4), (vec![10; 32], 1), (vec![10], 2)] {
+    fn int8_quantizes_the_query_key_value_projection_only_when_smoothing_keeps_the_cosine() {
+        let kept = tiny_bert().into_int8_keeping(&batch(), -1.0).unwrap();
+        assert_eq!(qkv_in_int8(&kept), [true, true]);
+        let refused = tiny_bert().into_int8_keeping(&batch(), 1.5).unwrap();
+        assert_eq!(qkv_in_int8(&refused), [false, false]);
+        for bert in [&kept, &refused] {
+            assert!(bert
+                .layers
+                .iter()
+                .all(|l| matches!(l.output.kernel(), akidb_kernels::linear::Kernel::Int8(_))));
+        }
+        // Either way the vectors stay close to f32's.
+        let reference = tiny_bert().calibrate(&batch()).unwrap().0;
+        for bert in [&kept, &refused] {
+            let lowest = lowest_cosine(&bert.calibrate(&batch()).unwrap().0, &reference);
+            assert!(lowest > 0.99 && lowest < 1.0, "{lowest}");
+        }
+    }
+
+    #[test]
+    fn fewer_inputs_than_threads_one_thread_or_uneven_inputs_make_one_part() {
+        for (lengths, threads) in [
+            (vec![10; 3], 4),
+            (vec![10; 32], 1),
+            (vec![10], 2),
+            // One long text among short ones: it would hold one thread while the other idles.
+            (vec![10, 10, 128], 2),
+            (vec![1, 1, 500], 2),
+        ] {
             let whole = parts(&ranges(&lengths), threads);
             assert_eq!(whole.len(), 1, "{lengths:?} on {threads}");
             assert_eq!(whole[0], 0..lengths.len());
