@@ -110,23 +110,29 @@ fn values_that_quantize_exactly_give_the_exact_product() {
     }
 }
 
+/// The Euclidean norms of `y − expected` and of `expected`.
+fn error_and_norm(y: &[f32], expected: &[f32]) -> (f64, f64) {
+    let error = y
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| f64::from(a - e).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm = expected
+        .iter()
+        .map(|e| f64::from(*e).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    (error, norm)
+}
+
 #[test]
 fn the_product_is_within_the_quantization_error_of_f32() {
     for (m, k, n) in SHAPES {
         let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
         let expected = plain(&x, &w, &b, k);
         let y = run(Int8Micro::best(), m, k, n, false);
-        let error: f64 = y
-            .iter()
-            .zip(&expected)
-            .map(|(a, e)| f64::from(a - e).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let norm: f64 = expected
-            .iter()
-            .map(|e| f64::from(*e).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let (error, norm) = error_and_norm(&y, &expected);
         // Two roundings of at most half a step (1/254 of the largest value) per product.
         assert!(
             error <= 0.02 * norm.max(1.0),
@@ -180,17 +186,7 @@ fn both_quantizations_give_the_same_bytes() {
 
 /// Relative error of `y` against `expected`.
 fn relative_error(y: &[f32], expected: &[f32]) -> f64 {
-    let error: f64 = y
-        .iter()
-        .zip(expected)
-        .map(|(a, e)| f64::from(a - e).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let norm: f64 = expected
-        .iter()
-        .map(|e| f64::from(*e).powi(2))
-        .sum::<f64>()
-        .sqrt();
+    let (error, norm) = error_and_norm(y, expected);
     error / norm
 }
 
