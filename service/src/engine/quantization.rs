@@ -52,11 +52,15 @@ pub fn lowest_cosine(quantized: &EmbeddingModel, reference: &EmbeddingModel) -> 
     let options = EmbedOptions::default();
     let a = quantized.embed(&CALIBRATION_TEXTS, options)?;
     let b = reference.embed(&CALIBRATION_TEXTS, options)?;
-    Ok(a.vectors
-        .iter()
-        .zip(&b.vectors)
+    Ok(lowest_between(&a.vectors, &b.vectors))
+}
+
+/// The lowest cosine between corresponding vectors of `a` and `b` (a zero vector counts 0).
+pub(crate) fn lowest_between(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .zip(b)
         .map(|(a, b)| cosine(a, b))
-        .fold(f32::INFINITY, f32::min))
+        .fold(f32::INFINITY, f32::min)
 }
 
 /// Fails unless `lowest` keeps the promise of `promised` for `model`.
@@ -80,7 +84,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| f64::from(*x) * f64::from(*y))
         .sum();
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    (dot / (norm(a) * norm(b))) as f32
+    (dot / (norm(a) * norm(b)).max(f64::MIN_POSITIVE)) as f32
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::engine::{
     error::{EngineError, Result},
     layout::{ModelLayout, CONFIG_FILE},
     pooling::Pooling,
+    quantization::lowest_between,
     tokenizer::TokenBatch,
 };
 
@@ -130,37 +131,36 @@ impl PackedBert {
             }
         }
         let f32_qkv: Vec<Linear> = self.layers.iter().map(|l| l.qkv.clone()).collect();
-        let mut best: Option<(f32, f32)> = None;
+        // The closest so far: its strength, its lowest cosine, its projections.
+        let mut best: Option<(f32, f32, Vec<Linear>)> = None;
         for &alpha in &SMOOTHING_ALPHAS {
             for (layer, (qkv, input_max)) in
                 self.layers.iter_mut().zip(f32_qkv.iter().zip(&input_max))
             {
                 layer.qkv = qkv.to_int8_smoothed(input_max, alpha);
             }
-            let lowest = lowest_cosine(&self.calibrate(calibration)?.0, &reference);
+            let lowest = lowest_between(&self.calibrate(calibration)?.0, &reference);
             tracing::debug!(alpha, lowest, "int8 query/key/value smoothing tried");
-            if best.is_none_or(|(_, b)| lowest > b) {
-                best = Some((alpha, lowest));
+            if best.as_ref().is_none_or(|(_, b, _)| lowest > *b) {
+                let tried = self.layers.iter().map(|l| l.qkv.clone()).collect();
+                best = Some((alpha, lowest, tried));
             }
         }
-        match best {
-            Some((alpha, lowest)) if lowest >= min_cosine => {
-                for (layer, (qkv, input_max)) in
-                    self.layers.iter_mut().zip(f32_qkv.iter().zip(&input_max))
-                {
-                    layer.qkv = qkv.to_int8_smoothed(input_max, alpha);
-                }
+        let kept = match best {
+            Some((alpha, lowest, smoothed)) if lowest >= min_cosine => {
                 tracing::info!(alpha, lowest, "int8 query/key/value projection smoothed");
+                smoothed
             }
-            _ => {
-                for (layer, qkv) in self.layers.iter_mut().zip(f32_qkv) {
-                    layer.qkv = qkv;
-                }
+            other => {
                 tracing::info!(
-                    lowest = best.map(|(_, l)| l),
+                    lowest = other.map(|(_, l, _)| l),
                     "int8: the query/key/value projection stays in f32 (smoothing fell short)"
                 );
+                f32_qkv
             }
+        };
+        for (layer, qkv) in self.layers.iter_mut().zip(kept) {
+            layer.qkv = qkv;
         }
         Ok(self)
     }
@@ -376,22 +376,6 @@ const SMOOTHING_ALPHAS: [f32; 5] = [0.5, 0.6, 0.7, 0.8, 0.9];
 /// keep to be quantized: what int8 promises (which the model is checked against again, on other
 /// texts, once loaded).
 const SMOOTHING_MIN_COSINE: f32 = 0.99;
-
-/// The lowest cosine between corresponding vectors of `a` and `b`.
-fn lowest_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| {
-            let dot: f64 = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                .sum();
-            let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-            (dot / (norm(a) * norm(b)).max(f64::MIN_POSITIVE)) as f32
-        })
-        .fold(f32::INFINITY, f32::min)
-}
 
 /// The inputs of a pass cut into one contiguous part per pool thread, of about equal tokens;
 /// one part, the whole pass, when there are fewer inputs than threads or the inputs cannot be
@@ -648,7 +632,7 @@ mod tests {
         // Either way the vectors stay close to f32's.
         let reference = tiny_bert().calibrate(&batch()).unwrap().0;
         for bert in [&kept, &refused] {
-            let lowest = lowest_cosine(&bert.calibrate(&batch()).unwrap().0, &reference);
+            let lowest = lowest_between(&bert.calibrate(&batch()).unwrap().0, &reference);
             assert!(lowest > 0.99 && lowest < 1.0, "{lowest}");
         }
     }
