@@ -30,6 +30,9 @@ pub struct EmbedCall {
     pub pooling: Option<String>,
     /// L2-normalise; `None` for the caller's default.
     pub normalize: Option<bool>,
+    /// When the transport accepted the request (REST: its headers were read). A request
+    /// accepted before draining began is served in full, even if its body arrives after.
+    pub arrived: Instant,
 }
 
 /// The answer to an [`EmbedCall`].
@@ -176,7 +179,8 @@ pub struct Infer {
     served: OnceLock<ServedModels>,
     failure: OnceLock<String>,
     warmed: AtomicBool,
-    draining: AtomicBool,
+    /// When draining began.
+    draining: OnceLock<Instant>,
     limits: Limits,
     timeout: Duration,
     /// Metrics of the service.
@@ -203,7 +207,7 @@ impl Infer {
             served: OnceLock::new(),
             failure: OnceLock::new(),
             warmed: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
+            draining: OnceLock::new(),
             limits,
             timeout,
             metrics,
@@ -231,14 +235,20 @@ impl Infer {
         self.warmed.store(true, Ordering::Release);
     }
 
-    /// Stops taking new work (readiness false).
+    /// Stops taking new work (readiness false): requests accepted from now on are refused;
+    /// those accepted before are still served.
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+        let _ = self.draining.set(Instant::now());
     }
 
     /// Whether the service is draining.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.draining.get().is_some()
+    }
+
+    /// Whether a request accepted at `arrived` comes too late: after draining began.
+    fn refuses(&self, arrived: Instant) -> bool {
+        self.draining.get().is_some_and(|began| arrived >= *began)
     }
 
     /// Records why start-up could not serve the default model (the first reason wins).
@@ -277,7 +287,7 @@ impl Infer {
         default_normalize: Option<bool>,
     ) -> Result<EmbedReply, ServiceError> {
         let started = Instant::now();
-        if self.is_draining() {
+        if self.refuses(call.arrived) {
             return Err(ServiceError::NotReady("the service is shutting down"));
         }
         if self.failure.get().is_some() {
@@ -345,5 +355,28 @@ impl Infer {
                     .set(depth as i64);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draining_refuses_only_requests_that_arrive_after_it_began() {
+        let infer = Infer::new(
+            Limits::default(),
+            Duration::from_secs(1),
+            Arc::new(Metrics::new("test", "test")),
+        );
+        let before = Instant::now();
+        assert!(!infer.refuses(before));
+        infer.start_draining();
+        assert!(infer.is_draining());
+        assert!(!infer.refuses(before), "accepted before the drain: served");
+        assert!(
+            infer.refuses(Instant::now()),
+            "arrived during the drain: refused"
+        );
     }
 }

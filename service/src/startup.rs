@@ -126,6 +126,7 @@ pub async fn start(infer: Arc<Infer>, settings: Settings, health: HealthReporter
             model: Some(name.clone()),
             pooling: None,
             normalize: None,
+            arrived: std::time::Instant::now(),
         };
         if let Err(e) = infer.embed(warm, None).await {
             let message = format!("warm-up of {name} failed: {e}");

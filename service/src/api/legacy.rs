@@ -9,7 +9,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{error::LegacyError, AppState, ServedModel};
+use super::{error::LegacyError, AppState, Arrival, ServedModel};
 use crate::failure::FailureKind;
 use crate::infer::{EmbedCall, ServiceError};
 
@@ -97,6 +97,7 @@ pub(super) fn reject(state: &AppState, rejection: JsonRejection) -> Response {
 )]
 pub async fn embed(
     State(state): State<AppState>,
+    Arrival(arrived): Arrival,
     payload: Result<Json<LegacyEmbedRequest>, JsonRejection>,
 ) -> Response {
     let Json(request) = match payload {
@@ -108,6 +109,7 @@ pub async fn embed(
         model: request.model,
         pooling: request.pooling,
         normalize: request.normalize,
+        arrived,
     };
     match state.infer.embed(call, Some(true)).await {
         Ok(reply) => {

@@ -51,6 +51,27 @@ impl AppState {
     }
 }
 
+/// When a request was accepted: stamped by the outermost middleware as soon as its headers
+/// are read, so that a request accepted before draining began is served even if its body
+/// arrives after.
+#[derive(Clone, Copy)]
+pub struct Arrival(pub std::time::Instant);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Arrival {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Arrival>()
+            .copied()
+            .unwrap_or_else(|| Arrival(std::time::Instant::now())))
+    }
+}
+
 /// The model that served a response, for the request metrics.
 #[derive(Clone)]
 pub struct ServedModel(pub String);

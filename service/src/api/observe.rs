@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{AppState, ServedModel, REQUEST_ID};
+use super::{AppState, Arrival, ServedModel, REQUEST_ID};
 
 /// `GET /metrics`: Prometheus text format.
 #[utoipa::path(
@@ -30,7 +30,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Middleware: counts every request by route, model and status, and times it.
-pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Stamps the request's [`Arrival`].
+pub async fn record(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    request
+        .extensions_mut()
+        .insert(Arrival(std::time::Instant::now()));
     let route = request
         .extensions()
         .get::<MatchedPath>()

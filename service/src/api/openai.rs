@@ -1,6 +1,8 @@
 //! The OpenAI-compatible API: `POST /v1/embeddings` and `GET /v1/models`, so OpenAI SDKs,
 //! LangChain and LlamaIndex work unchanged.
 
+use std::time::Instant;
+
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, State},
@@ -14,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::{
     error::{OpenAiError, OpenAiErrorBody},
-    AppState, ServedModel,
+    AppState, Arrival, ServedModel,
 };
 use crate::{
     engine::pooling::l2_normalize,
@@ -224,9 +226,10 @@ pub fn shorten(vectors: &mut [Vec<f32>], dimensions: usize, normalized: bool) {
 )]
 pub async fn embeddings(
     State(state): State<AppState>,
+    Arrival(arrived): Arrival,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match serve(&state, body).await {
+    match serve(&state, arrived, body).await {
         Ok(response) => response,
         Err(Failure { kind, error }) => {
             state.count_error(kind);
@@ -261,7 +264,11 @@ impl From<OpenAiError> for Failure {
     }
 }
 
-async fn serve(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, Failure> {
+async fn serve(
+    state: &AppState,
+    arrived: Instant,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
     let bytes = body.map_err(|r| OpenAiError {
         status: r.status(),
         message: r.body_text(),
@@ -296,6 +303,7 @@ async fn serve(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<
         model: request.model,
         pooling: None,
         normalize: None,
+        arrived,
     };
     // `dimensions` is checked against the model before any inference is spent on the request.
     let dimensions = match (request.dimensions, state.infer.served()) {

@@ -1,7 +1,7 @@
 //! The gRPC transport: `akidb.embedding.v1.EmbeddingService` (the v1.x contract), gRPC health
 //! checking and server reflection.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use tonic::{Request, Response, Status};
 
@@ -64,12 +64,14 @@ impl proto::embedding_service_server::EmbeddingService for EmbeddingGrpc {
         &self,
         request: Request<proto::EmbedRequest>,
     ) -> Result<Response<proto::EmbedResponse>, Status> {
+        let arrived = Instant::now();
         let req = request.into_inner();
         let call = EmbedCall {
             texts: req.texts,
             model: req.model,
             pooling: req.pooling,
             normalize: req.normalize,
+            arrived,
         };
         let metrics = &self.infer.metrics;
         let observation = metrics.start_request("grpc.Embed");
