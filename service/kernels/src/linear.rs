@@ -5,7 +5,7 @@ use crate::skinny;
 use crate::{
     activation::Activation,
     int8::{Int8Micro, Int8Panels, Int8Rows},
-    panel::{Finish, Micro, Panels},
+    panel::{Base, Finish, Micro, Panels},
     rows, threads,
 };
 
@@ -217,20 +217,23 @@ impl Linear {
             m * self.outputs,
             "output rows do not match input rows"
         );
-        for row in y.chunks_exact_mut(self.outputs) {
-            match output {
-                Output::Overwrite => row.copy_from_slice(&self.bias),
-                Output::Accumulate => row.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b),
-            }
-        }
         let weight = match &self.weight {
             Weight::Panels(panels) => {
+                // The bias goes in with the product's first k-block: no pass of its own.
+                let base = match output {
+                    Output::Overwrite => Base::Bias(&self.bias),
+                    Output::Accumulate => Base::OutputAndBias(&self.bias),
+                };
                 let finish = activation.map(|a| move |piece: &mut [f32]| a.apply(piece));
                 let finish = finish.as_ref().map(|f| f as Finish<'_>);
-                return panels.accumulate_then(x, y, true, finish);
+                return panels.product(x, y, base, true, finish);
             }
-            Weight::Torch(weight) => weight,
+            Weight::Torch(weight) => {
+                self.write_bias(y, output);
+                weight
+            }
             Weight::Int8(quantized) => {
+                self.write_bias(y, output);
                 quantized.forward(x, y, &mut Int8Rows::default(), true);
                 if let Some(activation) = activation {
                     activation.apply_split(y);
@@ -241,6 +244,16 @@ impl Linear {
         self.forward_gemm(weight, x, y);
         if let Some(activation) = activation {
             activation.apply_split(y);
+        }
+    }
+
+    /// Writes the bias into each output row (`Overwrite`) or adds it (`Accumulate`).
+    fn write_bias(&self, y: &mut [f32], output: Output) {
+        for row in y.chunks_exact_mut(self.outputs) {
+            match output {
+                Output::Overwrite => row.copy_from_slice(&self.bias),
+                Output::Accumulate => row.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b),
+            }
         }
     }
 

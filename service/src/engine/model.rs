@@ -8,7 +8,7 @@ use super::{
     arch::{self, bert::Implementation, Encoder},
     device::Precision,
     error::{EngineError, Result},
-    layout::{ModelLayout, TOKENIZER_FILE},
+    layout::ModelLayout,
     pooling::{l2_normalize, Pooling},
     quantization,
     tokenizer::{TextTokenizer, TokenBatch},
@@ -113,12 +113,7 @@ impl EmbeddingModel {
         precision: Precision,
     ) -> Result<Self> {
         let started = std::time::Instant::now();
-        let encoder = arch::load(&layout, device, implementation, precision)?;
-        let tokenizer = TextTokenizer::load(
-            &layout.file(TOKENIZER_FILE),
-            layout.max_seq_length,
-            encoder.vocab_size(),
-        )?;
+        let (encoder, tokenizer) = arch::load(&layout, device, implementation, precision)?;
         let info = ModelInfo {
             name: layout.name.clone(),
             hub_id: layout.hub_id.clone(),

@@ -15,12 +15,14 @@ pub(super) fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// `c[r][j] += Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`]) and
-/// first `cols` columns (at most [`NR`]) of a tile; `a`'s rows are `lda` apart, `c`'s `ldc`.
+/// `c[r][j] = base + Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`])
+/// and first `cols` columns (at most [`NR`]) of a tile, where `base` is `c[r][j]` when `load`,
+/// plus `bias[j]` when `bias` is not null; `a`'s rows are `lda` apart, `c`'s `ldc`.
 ///
 /// # Safety
 /// AVX2 and FMA are present; `a` holds `rows` rows of `depth` floats, `b` `depth × NR`
-/// (aligned to 32 bytes), and `c` the tile's rows and columns.
+/// (aligned to 32 bytes), `c` the tile's rows and columns, and `bias`, when not null, `cols`
+/// floats.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn tile(
     rows: usize,
@@ -32,14 +34,17 @@ pub(super) unsafe fn tile(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    bias: *const f32,
+    load: bool,
 ) {
+    let out = (c, ldc, cols, bias, load);
     match rows {
-        6 => rows_of::<6>(a, lda, b, depth, c, ldc, cols),
-        5 => rows_of::<5>(a, lda, b, depth, c, ldc, cols),
-        4 => rows_of::<4>(a, lda, b, depth, c, ldc, cols),
-        3 => rows_of::<3>(a, lda, b, depth, c, ldc, cols),
-        2 => rows_of::<2>(a, lda, b, depth, c, ldc, cols),
-        _ => rows_of::<1>(a, lda, b, depth, c, ldc, cols),
+        6 => rows_of::<6>(a, lda, b, depth, out),
+        5 => rows_of::<5>(a, lda, b, depth, out),
+        4 => rows_of::<4>(a, lda, b, depth, out),
+        3 => rows_of::<3>(a, lda, b, depth, out),
+        2 => rows_of::<2>(a, lda, b, depth, out),
+        _ => rows_of::<1>(a, lda, b, depth, out),
     }
 }
 
@@ -51,14 +56,14 @@ unsafe fn rows_of<const R: usize>(
     lda: usize,
     mut b: *const f32,
     depth: usize,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
+    (c, ldc, cols, bias, load): (*mut f32, usize, usize, *const f32, bool),
 ) {
-    for r in 0..R {
-        let p = c.add(r * ldc);
-        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-        _mm_prefetch::<_MM_HINT_T0>(p.add(NR - 1) as *const i8);
+    if load {
+        for r in 0..R {
+            let p = c.add(r * ldc);
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.add(NR - 1) as *const i8);
+        }
     }
     let mut rows = [a; R];
     for r in 0..R {
@@ -76,13 +81,22 @@ unsafe fn rows_of<const R: usize>(
         b = b.add(NR);
     }
     if cols == NR {
+        let start = if bias.is_null() {
+            [_mm256_setzero_ps(); 2]
+        } else {
+            [_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8))]
+        };
         for r in 0..R {
             let p = c.add(r * ldc);
-            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[r][0]));
-            _mm256_storeu_ps(
-                p.add(8),
-                _mm256_add_ps(_mm256_loadu_ps(p.add(8)), acc[r][1]),
-            );
+            for h in 0..2 {
+                let q = p.add(8 * h);
+                let base = if load {
+                    _mm256_add_ps(_mm256_loadu_ps(q), start[h])
+                } else {
+                    start[h]
+                };
+                _mm256_storeu_ps(q, _mm256_add_ps(base, acc[r][h]));
+            }
         }
     } else {
         let mut tile = [0f32; MR * NR];
@@ -92,7 +106,10 @@ unsafe fn rows_of<const R: usize>(
         }
         for r in 0..R {
             for j in 0..cols {
-                *c.add(r * ldc + j) += tile[r * NR + j];
+                let y = c.add(r * ldc + j);
+                let base = if load { *y } else { 0.0 };
+                let bias = if bias.is_null() { 0.0 } else { *bias.add(j) };
+                *y = base + bias + tile[r * NR + j];
             }
         }
     }

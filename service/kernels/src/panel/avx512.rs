@@ -17,14 +17,15 @@ pub(super) fn available() -> bool {
     is_x86_feature_detected!("avx512f")
 }
 
-/// `c[r][j] += Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`]) and
-/// first `cols` columns (at most `PANELS × NR`) of a tile; `a`'s rows are `lda` apart, `c`'s
-/// `ldc`; panel `p` of the tile starts `p × panel_stride` floats after `b`.
+/// `c[r][j] = base + Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`])
+/// and first `cols` columns (at most `PANELS × NR`) of a tile, where `base` is `c[r][j]` when
+/// `load`, plus `bias[j]` when `bias` is not null; `a`'s rows are `lda` apart, `c`'s `ldc`;
+/// panel `p` of the tile starts `p × panel_stride` floats after `b`.
 ///
 /// # Safety
 /// AVX-512F is present; `a` holds `rows` rows of `depth` floats; each of the
 /// `cols.div_ceil(NR)` panels holds `depth × NR` floats aligned to 64 bytes; `c` holds the
-/// tile's rows and columns.
+/// tile's rows and columns; `bias`, when not null, `cols` floats.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn tile(
     rows: usize,
@@ -36,15 +37,17 @@ pub(super) unsafe fn tile(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    bias: *const f32,
+    load: bool,
 ) {
     macro_rules! dispatch {
         ($($r:literal),*) => {
             match (rows, cols.div_ceil(NR)) {
                 $(
-                    ($r, 4) => rows_of::<$r, 4>(a, lda, b, panel_stride, depth, c, ldc, cols),
-                    ($r, 3) => rows_of::<$r, 3>(a, lda, b, panel_stride, depth, c, ldc, cols),
-                    ($r, 2) => rows_of::<$r, 2>(a, lda, b, panel_stride, depth, c, ldc, cols),
-                    ($r, _) => rows_of::<$r, 1>(a, lda, b, panel_stride, depth, c, ldc, cols),
+                    ($r, 4) => rows_of::<$r, 4>(a, lda, b, panel_stride, depth, c, ldc, cols, bias, load),
+                    ($r, 3) => rows_of::<$r, 3>(a, lda, b, panel_stride, depth, c, ldc, cols, bias, load),
+                    ($r, 2) => rows_of::<$r, 2>(a, lda, b, panel_stride, depth, c, ldc, cols, bias, load),
+                    ($r, _) => rows_of::<$r, 1>(a, lda, b, panel_stride, depth, c, ldc, cols, bias, load),
                 )*
                 _ => unreachable!("a tile has 1 to {MR} rows"),
             }
@@ -65,11 +68,15 @@ unsafe fn rows_of<const R: usize, const P: usize>(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    bias: *const f32,
+    load: bool,
 ) {
-    for r in 0..R {
-        let p = c.add(r * ldc);
-        for q in 0..P {
-            _mm_prefetch::<_MM_HINT_T0>(p.add(q * NR) as *const i8);
+    if load {
+        for r in 0..R {
+            let p = c.add(r * ldc);
+            for q in 0..P {
+                _mm_prefetch::<_MM_HINT_T0>(p.add(q * NR) as *const i8);
+            }
         }
     }
     let mut rows = [a; R];
@@ -93,18 +100,31 @@ unsafe fn rows_of<const R: usize, const P: usize>(
             }
         }
     }
+    // In the order of a bias written first and the sums added to it.
+    let mut start = [_mm512_setzero_ps(); P];
+    if !bias.is_null() {
+        for q in 0..P {
+            start[q] = _mm512_maskz_loadu_ps(lanes_of(cols, q), bias.add(q * NR));
+        }
+    }
     for r in 0..R {
         let row = c.add(r * ldc);
         for q in 0..P {
             let p = row.add(q * NR);
-            let lanes = (cols - q * NR).min(NR);
-            if lanes == NR {
-                _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), acc[r][q]));
+            let mask = lanes_of(cols, q);
+            let base = if load {
+                _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), start[q])
             } else {
-                let mask = ((1u32 << lanes) - 1) as __mmask16;
-                let sum = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), acc[r][q]);
-                _mm512_mask_storeu_ps(p, mask, sum);
-            }
+                start[q]
+            };
+            _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(base, acc[r][q]));
         }
     }
+}
+
+/// The lanes of panel `q` that hold one of the tile's `cols` columns.
+#[inline(always)]
+fn lanes_of(cols: usize, q: usize) -> __mmask16 {
+    let lanes = (cols - q * NR).min(NR);
+    ((1u32 << lanes) - 1) as __mmask16
 }

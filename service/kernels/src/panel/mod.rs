@@ -134,6 +134,8 @@ impl Micro {
         c: *mut f32,
         ldc: usize,
         cols: usize,
+        bias: *const f32,
+        load: bool,
     ) {
         let kernel = match self {
             #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
@@ -142,7 +144,43 @@ impl Micro {
             Micro::Avx2 => avx2::tile,
             _ => portable::tile,
         };
-        kernel(rows, a, lda, b, panel_stride, depth, c, ldc, cols)
+        kernel(
+            rows,
+            a,
+            lda,
+            b,
+            panel_stride,
+            depth,
+            c,
+            ldc,
+            cols,
+            bias,
+            load,
+        )
+    }
+}
+
+/// What a product is added to.
+#[derive(Debug, Clone, Copy)]
+pub enum Base<'a> {
+    /// The output's own values: `y += x·Wᵀ`.
+    Output,
+    /// A bias, overwriting the output: `y = b + x·Wᵀ`, `y` not read.
+    Bias(&'a [f32]),
+    /// The output's values and a bias: `y += b + x·Wᵀ` (a residual sum).
+    OutputAndBias(&'a [f32]),
+}
+
+impl<'a> Base<'a> {
+    fn bias(self) -> Option<&'a [f32]> {
+        match self {
+            Base::Output => None,
+            Base::Bias(b) | Base::OutputAndBias(b) => Some(b),
+        }
+    }
+
+    fn reads_output(self) -> bool {
+        !matches!(self, Base::Bias(_))
     }
 }
 
@@ -232,19 +270,21 @@ impl Panels {
     /// # Panics
     /// When the buffers' rows do not match.
     pub fn accumulate(&self, x: &[f32], y: &mut [f32], parallel: bool) {
-        self.accumulate_then(x, y, parallel, None)
+        self.product(x, y, Base::Output, parallel, None)
     }
 
-    /// As [`Panels::accumulate`], then `finish` on each piece of an output row as soon as its
-    /// block is complete, while it is still in L2 (an activation, on every thread, without a
-    /// pass of its own over the whole output).
+    /// `y = base + x·Wᵀ` (see [`Base`]: a bias is added as the first k-block is written, not
+    /// in a pass of its own over the output), then `finish` on each piece of an output row as
+    /// soon as its block is complete, while it is still in L2 (an activation, on every thread,
+    /// without a pass of its own over the whole output).
     ///
     /// # Panics
-    /// As [`Panels::accumulate`].
-    pub fn accumulate_then(
+    /// As [`Panels::accumulate`]; when a bias is not `outputs` long.
+    pub fn product(
         &self,
         x: &[f32],
         y: &mut [f32],
+        base: Base<'_>,
         parallel: bool,
         finish: Option<Finish<'_>>,
     ) {
@@ -252,6 +292,9 @@ impl Panels {
         let m = x.len() / k;
         assert_eq!(x.len(), m * k, "input rows are not `inputs` wide");
         assert_eq!(y.len(), m * n, "output rows do not match input rows");
+        if let Some(bias) = base.bias() {
+            assert_eq!(bias.len(), n, "the bias is not `outputs` long");
+        }
         let panels = n.div_ceil(NR);
         let threads = if parallel && crate::threads::splitting() {
             rayon::current_num_threads()
@@ -267,6 +310,7 @@ impl Panels {
                 rows,
                 panels,
                 y_addr as *mut f32,
+                base,
                 finish,
             )
         };
@@ -301,13 +345,14 @@ impl Panels {
     ///
     /// # Safety
     /// `x` is `m × inputs` and `y` is `m × outputs` with `rows` in
-    /// `0..m`; no other thread writes this rectangle of `y`.
+    /// `0..m`; no other thread writes this rectangle of `y`; a bias is `outputs` long.
     unsafe fn block(
         &self,
         x: *const f32,
         rows: Range<usize>,
         panels: Range<usize>,
         y: *mut f32,
+        base: Base<'_>,
         finish: Option<Finish<'_>>,
     ) {
         let (k, n, micro) = (self.inputs, self.outputs, self.micro);
@@ -317,14 +362,25 @@ impl Panels {
         let mut start = 0;
         while start < k {
             let depth = (k - start).min(block_depth);
+            // The base goes in with the first k-block; later ones add to what is written.
+            let (bias, load) = match (start, base.bias()) {
+                (0, Some(bias)) => (bias.as_ptr(), base.reads_output()),
+                (0, None) => (std::ptr::null(), base.reads_output()),
+                _ => (std::ptr::null(), true),
+            };
             for panel in panels.clone().step_by(per_tile) {
                 let b = packed.add((panel * k + start) * NR);
                 let tile_panels = (panels.end - panel).min(per_tile);
                 let cols = (n - panel * NR).min(tile_panels * NR);
+                let bias = if bias.is_null() {
+                    bias
+                } else {
+                    bias.add(panel * NR)
+                };
                 for row in rows.clone().step_by(mr) {
                     let valid = (rows.end - row).min(mr);
                     let (a, c) = (x.add(row * k + start), y.add(row * n + panel * NR));
-                    micro.tile(valid, a, k, b, k * NR, depth, c, n, cols);
+                    micro.tile(valid, a, k, b, k * NR, depth, c, n, cols, bias, load);
                 }
             }
             start += depth;
@@ -397,7 +453,7 @@ mod tests {
             for parallel in [false, true] {
                 let mut y = vec![0f32; m * n];
                 crate::threads::run(parallel, || {
-                    panels.accumulate_then(&x, &mut y, parallel, Some(square))
+                    panels.product(&x, &mut y, Base::Output, parallel, Some(square))
                 });
                 for (g, w) in y.iter().zip(&want) {
                     assert!(
@@ -412,7 +468,7 @@ mod tests {
 
     #[test]
     fn products_of_every_edge_shape_match_a_plain_product() {
-        // Rows not a multiple of a tile's, outputs not a multiple of NR nor of a tile's panels
+        // On every base (the output, a bias instead of it, both). Rows not a multiple of a tile's, outputs not a multiple of NR nor of a tile's panels
         // (1, 2, 3 panels left over), depth over one k-block and not a multiple of it, and
         // blocks enough to split across threads, by rows and by panels.
         let shapes = [
@@ -434,15 +490,30 @@ mod tests {
                 let panels = Panels::pack_for(&w, k, n, micro);
                 assert_eq!(panels.unpack(), w);
                 let want = naive(&x, &w, k, n);
-                let start = values(m * n, 3);
-                for parallel in [false, true] {
-                    let mut y = start.clone();
-                    crate::threads::run(parallel, || panels.accumulate(&x, &mut y, parallel));
-                    for (i, ((g, w), s)) in y.iter().zip(&want).zip(&start).enumerate() {
+                let (start, bias) = (values(m * n, 3), values(n, 8));
+                let bases = [Base::Output, Base::Bias(&bias), Base::OutputAndBias(&bias)];
+                for (base, parallel) in bases.into_iter().flat_map(|b| [(b, false), (b, true)]) {
+                    // An output that is overwritten starts as NaN: reading it would show.
+                    let mut y = if base.reads_output() {
+                        start.clone()
+                    } else {
+                        vec![f32::NAN; m * n]
+                    };
+                    crate::threads::run(parallel, || {
+                        panels.product(&x, &mut y, base, parallel, None)
+                    });
+                    for (i, g) in y.iter().enumerate() {
+                        let mut expected = want[i];
+                        if base.reads_output() {
+                            expected += start[i];
+                        }
+                        if let Some(bias) = base.bias() {
+                            expected += bias[i % n];
+                        }
                         assert!(
-                            (g - (w + s)).abs() < 1e-3,
-                            "{micro:?} m={m} k={k} n={n} parallel={parallel} at {i}: {g} vs {}",
-                            w + s
+                            (g - expected).abs() < 1e-3,
+                            "{micro:?} {base:?} m={m} k={k} n={n} parallel={parallel} at {i}: \
+                             {g} vs {expected}"
                         );
                     }
                 }

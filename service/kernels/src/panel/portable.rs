@@ -8,12 +8,13 @@ pub(super) const MR: usize = 4;
 /// Panels per tile.
 pub(super) const PANELS: usize = 1;
 
-/// `c[r][j] += Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`]) and
-/// first `cols` columns (at most [`NR`]) of a tile; `a`'s rows are `lda` apart, `c`'s `ldc`.
+/// `c[r][j] = base + Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`])
+/// and first `cols` columns (at most [`NR`]) of a tile, where `base` is `c[r][j]` when `load`,
+/// plus `bias[j]` when `bias` is not null; `a`'s rows are `lda` apart, `c`'s `ldc`.
 ///
 /// # Safety
-/// `a` holds `rows` rows of `depth` floats, `b` `depth × NR`, and `c` the tile's rows and
-/// columns.
+/// `a` holds `rows` rows of `depth` floats, `b` `depth × NR`, `c` the tile's rows and
+/// columns, and `bias`, when not null, `cols` floats.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn tile(
     rows: usize,
@@ -25,12 +26,15 @@ pub(super) unsafe fn tile(
     c: *mut f32,
     ldc: usize,
     cols: usize,
+    bias: *const f32,
+    load: bool,
 ) {
+    let out = (c, ldc, cols, bias, load);
     match rows {
-        4 => rows_of::<4>(a, lda, b, depth, c, ldc, cols),
-        3 => rows_of::<3>(a, lda, b, depth, c, ldc, cols),
-        2 => rows_of::<2>(a, lda, b, depth, c, ldc, cols),
-        _ => rows_of::<1>(a, lda, b, depth, c, ldc, cols),
+        4 => rows_of::<4>(a, lda, b, depth, out),
+        3 => rows_of::<3>(a, lda, b, depth, out),
+        2 => rows_of::<2>(a, lda, b, depth, out),
+        _ => rows_of::<1>(a, lda, b, depth, out),
     }
 }
 
@@ -40,9 +44,7 @@ unsafe fn rows_of<const R: usize>(
     lda: usize,
     b: *const f32,
     depth: usize,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
+    (c, ldc, cols, bias, load): (*mut f32, usize, usize, *const f32, bool),
 ) {
     let weights = std::slice::from_raw_parts(b, depth * NR);
     let mut acc = [[0f32; NR]; R];
@@ -56,8 +58,10 @@ unsafe fn rows_of<const R: usize>(
     }
     for r in 0..R {
         let row = std::slice::from_raw_parts_mut(c.add(r * ldc), cols);
-        for (y, v) in row.iter_mut().zip(&acc[r]) {
-            *y += v;
+        for (j, (y, v)) in row.iter_mut().zip(&acc[r]).enumerate() {
+            let base = if load { *y } else { 0.0 };
+            let bias = if bias.is_null() { 0.0 } else { *bias.add(j) };
+            *y = base + bias + v;
         }
     }
 }

@@ -85,13 +85,21 @@ pub(crate) fn batch_tensors(
     ))
 }
 
-/// Loads the encoder a model folder describes, in the given implementation.
+/// Loads the encoder a model folder describes, in the given implementation, and its tokenizer
+/// (checked against the encoder's vocabulary; int8 tokenizes its smoothing texts with it).
 pub fn load(
     layout: &ModelLayout,
     device: &Device,
     implementation: bert::Implementation,
     precision: Precision,
-) -> Result<Box<dyn Encoder>> {
+) -> Result<(Box<dyn Encoder>, TextTokenizer)> {
+    let tokenizer_for = |encoder: &dyn Encoder| {
+        TextTokenizer::load(
+            &layout.file(TOKENIZER_FILE),
+            layout.max_seq_length,
+            encoder.vocab_size(),
+        )
+    };
     match layout.model_type.as_str() {
         "bert" => Ok(match implementation {
             bert::Implementation::Packed => {
@@ -104,7 +112,8 @@ pub fn load(
                     });
                 }
                 let encoder = bert::packed::PackedBert::load(layout)?;
-                Box::new(if precision == Precision::Int8 {
+                let tokenizer = tokenizer_for(&encoder)?;
+                let encoder: Box<dyn Encoder> = Box::new(if precision == Precision::Int8 {
                     let micro = akidb_kernels::int8::Int8Micro::best();
                     if micro != akidb_kernels::int8::Int8Micro::Vnni {
                         tracing::warn!(
@@ -114,17 +123,15 @@ pub fn load(
                              but no faster than f32 here"
                         );
                     }
-                    let tokenizer = TextTokenizer::load(
-                        &layout.file(TOKENIZER_FILE),
-                        layout.max_seq_length,
-                        encoder.vocab_size(),
-                    )?;
+                    // The quantization's own log lines name the model.
+                    let _model = tracing::info_span!("int8", model = %layout.name).entered();
                     let rows = tokenizer.encode_rows(&quantization::SMOOTHING_TEXTS)?;
                     let batch = TokenBatch::from_rows(rows.iter(), encoder.pad_token_id());
                     encoder.into_int8(&batch)?
                 } else {
                     encoder
-                })
+                });
+                (encoder, tokenizer)
             }
             bert::Implementation::Candle => {
                 if precision == Precision::Int8 {
@@ -135,7 +142,9 @@ pub fn load(
                             .into(),
                     });
                 }
-                Box::new(bert::candle_bert::Bert::load(layout, device, precision)?)
+                let encoder = bert::candle_bert::Bert::load(layout, device, precision)?;
+                let tokenizer = tokenizer_for(&encoder)?;
+                (Box::new(encoder), tokenizer)
             }
         }),
         other => Err(EngineError::UnsupportedArchitecture {
