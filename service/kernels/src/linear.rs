@@ -9,6 +9,11 @@ use crate::{
     rows, threads,
 };
 
+thread_local! {
+    /// Each thread's buffer of quantized input rows, reused from product to product.
+    static QUANTIZED_ROWS: std::cell::RefCell<Int8Rows> = std::cell::RefCell::default();
+}
+
 /// How a layer writes its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -217,28 +222,27 @@ impl Linear {
             m * self.outputs,
             "output rows do not match input rows"
         );
+        // On panels (f32 and int8) the bias goes in as the product is written and the
+        // activation runs on each block of rows while it is in L2: no passes of their own.
+        let base = match output {
+            Output::Overwrite => Base::Bias(&self.bias),
+            Output::Accumulate => Base::OutputAndBias(&self.bias),
+        };
+        let finish = activation.map(|a| move |piece: &mut [f32]| a.apply(piece));
+        let finish = finish.as_ref().map(|f| f as Finish<'_>);
         let weight = match &self.weight {
-            Weight::Panels(panels) => {
-                // The bias goes in with the product's first k-block: no pass of its own.
-                let base = match output {
-                    Output::Overwrite => Base::Bias(&self.bias),
-                    Output::Accumulate => Base::OutputAndBias(&self.bias),
-                };
-                let finish = activation.map(|a| move |piece: &mut [f32]| a.apply(piece));
-                let finish = finish.as_ref().map(|f| f as Finish<'_>);
-                return panels.product(x, y, base, true, finish);
+            Weight::Panels(panels) => return panels.product(x, y, base, true, finish),
+            Weight::Int8(quantized) => {
+                // Taken out while in use, not borrowed: a thread waiting in the pool may run
+                // another product meanwhile.
+                let mut rows = QUANTIZED_ROWS.take();
+                quantized.product(x, y, base, &mut rows, true, finish);
+                QUANTIZED_ROWS.set(rows);
+                return;
             }
             Weight::Torch(weight) => {
                 self.write_bias(y, output);
                 weight
-            }
-            Weight::Int8(quantized) => {
-                self.write_bias(y, output);
-                quantized.forward(x, y, &mut Int8Rows::default(), true);
-                if let Some(activation) = activation {
-                    activation.apply_split(y);
-                }
-                return;
             }
         };
         self.forward_gemm(weight, x, y);

@@ -70,14 +70,22 @@ unsafe fn rows_of<const R: usize>(t: &Tile, first_row: usize, panel: *const i8, 
             let c = t.c.add(row * t.ldc + at);
             let n = lanes.saturating_sub(h * 8).min(8);
             if n == 8 {
-                _mm256_storeu_ps(c, _mm256_fmadd_ps(sums, scale, _mm256_loadu_ps(c)));
+                let mut base = if t.load {
+                    _mm256_loadu_ps(c)
+                } else {
+                    _mm256_setzero_ps()
+                };
+                if !t.bias.is_null() {
+                    base = _mm256_add_ps(base, _mm256_loadu_ps(t.bias.add(at)));
+                }
+                _mm256_storeu_ps(c, _mm256_fmadd_ps(sums, scale, base));
             } else if n > 0 {
                 let mut out = [0f32; 8];
                 _mm256_storeu_ps(out.as_mut_ptr(), sums);
                 let mut s = [0f32; 8];
                 _mm256_storeu_ps(s.as_mut_ptr(), scale);
                 for j in 0..n {
-                    *c.add(j) = out[j].mul_add(s[j], *c.add(j));
+                    *c.add(j) = out[j].mul_add(s[j], t.base(row, at + j));
                 }
             }
         }

@@ -24,12 +24,16 @@ mod vnni;
 
 use std::ops::Range;
 
+use crate::panel::{Base, Finish};
+
 /// Outputs per panel.
 pub const NR: usize = 16;
 /// Inputs per group: one 32-bit lane of `vpdpbusd` holds four products.
 const GROUP: usize = 4;
 /// Rows per tile.
 const MR: usize = 6;
+/// Rows of a block: finished (bias, activation) while they are in L2.
+const MC: usize = 48;
 /// Panels per tile (64 outputs).
 const PANELS: usize = 4;
 /// The zero point of quantized inputs.
@@ -119,6 +123,19 @@ impl Int8Rows {
     /// Quantizes the rows of `x` (each `inputs` wide) for `micro`, reusing this buffer; in the
     /// kernel pool (`parallel`) rows are shared out across its threads.
     pub fn quantize(&mut self, x: &[f32], inputs: usize, micro: Int8Micro, parallel: bool) {
+        self.quantize_scaled(x, inputs, None, micro, parallel)
+    }
+
+    /// As [`Int8Rows::quantize`], each row multiplied by `factor` (one per input) first, a row
+    /// at a time.
+    fn quantize_scaled(
+        &mut self,
+        x: &[f32],
+        inputs: usize,
+        factor: Option<&[f32]>,
+        micro: Int8Micro,
+        parallel: bool,
+    ) {
         assert!(
             inputs > 0 && x.len().is_multiple_of(inputs),
             "rows are not `inputs` wide"
@@ -130,7 +147,15 @@ impl Int8Rows {
         self.scale.clear();
         self.scale.resize(rows, 0.0);
         let width = self.width;
-        let one = |(row, (out, scale)): (&[f32], (&mut [u8], &mut f32))| {
+        let one = |scaled: &mut Vec<f32>, (row, (out, scale)): (&[f32], (&mut [u8], &mut f32))| {
+            let row = match factor {
+                Some(factor) => {
+                    scaled.clear();
+                    scaled.extend(row.iter().zip(factor).map(|(v, f)| v * f));
+                    &scaled[..]
+                }
+                None => row,
+            };
             *scale = quantize_row(micro, row, &mut out[..inputs]);
         };
         if parallel && crate::threads::splitting() && x.len() >= MIN_PARALLEL_ROWS {
@@ -142,11 +167,12 @@ impl Int8Rows {
                         .zip(self.scale.par_iter_mut()),
                 )
                 .with_min_len(8)
-                .for_each(one);
+                .for_each_init(Vec::new, one);
         } else {
+            let mut scaled = Vec::new();
             x.chunks_exact(inputs)
                 .zip(self.data.chunks_exact_mut(width).zip(self.scale.iter_mut()))
-                .for_each(one);
+                .for_each(|item| one(&mut scaled, item));
         }
     }
 
@@ -284,28 +310,56 @@ impl Int8Panels {
         self.weight.len() + 8 * self.scale.len() + 4 * self.input_scale.as_ref().map_or(0, Vec::len)
     }
 
-    /// `y += x·Wᵀ`: quantizes `x`'s rows into `rows` (a buffer to reuse),
-    /// then [`Int8Panels::forward_quantized`].
+    /// `y += x·Wᵀ`: quantizes `x`'s rows into `rows` (a buffer to reuse), then multiplies.
     pub fn forward(&self, x: &[f32], y: &mut [f32], rows: &mut Int8Rows, parallel: bool) {
-        match &self.input_scale {
-            Some(factor) => {
-                let scaled: Vec<f32> = x
-                    .chunks_exact(self.inputs)
-                    .flat_map(|row| row.iter().zip(factor).map(|(v, s)| v * s))
-                    .collect();
-                rows.quantize(&scaled, self.inputs, self.micro, parallel);
-            }
-            None => rows.quantize(x, self.inputs, self.micro, parallel),
-        }
-        self.forward_quantized(rows, y, parallel);
+        self.product(x, y, Base::Output, rows, parallel, None)
     }
 
-    /// `y += x·Wᵀ` for rows already quantized. In the kernel pool (`parallel`) rows or
-    /// panels are split across its threads.
+    /// `y = base + x·Wᵀ` (see [`Base`]; the bias is added as each tile is written), then
+    /// `finish` on each piece of an output row as soon as its block of rows is complete, while
+    /// it is still in L2 (as [`crate::panel::Panels::product`]). `x`'s rows are quantized into
+    /// `rows`, a buffer to reuse (a smoothed layer's factors applied on the way). In the kernel
+    /// pool (`parallel`) rows or panels are split across its threads.
+    ///
+    /// # Panics
+    /// When `x` or `y` do not hold whole rows of the layer's widths, or a bias is not
+    /// `outputs` long.
+    pub fn product(
+        &self,
+        x: &[f32],
+        y: &mut [f32],
+        base: Base<'_>,
+        rows: &mut Int8Rows,
+        parallel: bool,
+        finish: Option<Finish<'_>>,
+    ) {
+        rows.quantize_scaled(
+            x,
+            self.inputs,
+            self.input_scale.as_deref(),
+            self.micro,
+            parallel,
+        );
+        self.product_quantized(rows, y, base, parallel, finish);
+    }
+
+    /// `y += x·Wᵀ` for rows already quantized.
     ///
     /// # Panics
     /// When `x` was quantized for another width or `y` does not hold its rows.
     pub fn forward_quantized(&self, x: &Int8Rows, y: &mut [f32], parallel: bool) {
+        self.product_quantized(x, y, Base::Output, parallel, None)
+    }
+
+    /// [`Int8Panels::product`] for rows already quantized.
+    fn product_quantized(
+        &self,
+        x: &Int8Rows,
+        y: &mut [f32],
+        base: Base<'_>,
+        parallel: bool,
+        finish: Option<Finish<'_>>,
+    ) {
         let m = x.rows();
         assert_eq!(
             x.width,
@@ -317,6 +371,9 @@ impl Int8Panels {
             m * self.outputs,
             "output rows do not match input rows"
         );
+        if let Some(bias) = base.bias() {
+            assert_eq!(bias.len(), self.outputs, "the bias is not `outputs` long");
+        }
         let panels = self.outputs.div_ceil(NR);
         let threads = if parallel && crate::threads::splitting() {
             rayon::current_num_threads()
@@ -327,7 +384,7 @@ impl Int8Panels {
         // SAFETY (every call below): items cover disjoint (rows × panels) rectangles of `y`;
         // sizes were checked above.
         let item = |rows: Range<usize>, panels: Range<usize>| unsafe {
-            self.block(x, rows, panels, y_addr as *mut f32)
+            self.block(x, rows, panels, y_addr as *mut f32, base, finish)
         };
         if threads == 1 || m * self.outputs * self.inputs < MIN_PARALLEL_WORK {
             item(0..m, 0..panels);
@@ -348,37 +405,65 @@ impl Int8Panels {
         }
     }
 
-    /// The outputs of `panels` for `rows`, tile by tile.
+    /// The outputs of `panels` for `rows`, tile by tile, [`MC`] rows at a time, each block of
+    /// rows finished while it is in L2.
     ///
     /// # Safety
-    /// `y` holds `x.rows()` rows of `self.outputs`; no other thread writes this rectangle.
-    unsafe fn block(&self, x: &Int8Rows, rows: Range<usize>, panels: Range<usize>, y: *mut f32) {
+    /// `y` holds `x.rows()` rows of `self.outputs`; no other thread writes this rectangle; a
+    /// bias is `outputs` long.
+    unsafe fn block(
+        &self,
+        x: &Int8Rows,
+        rows: Range<usize>,
+        panels: Range<usize>,
+        y: *mut f32,
+        base: Base<'_>,
+        finish: Option<Finish<'_>>,
+    ) {
         let panel_bytes = self.groups * NR * GROUP;
-        for r in rows.clone().step_by(MR) {
-            let tile_rows = (rows.end - r).min(MR);
-            for p in panels.clone().step_by(PANELS) {
-                let first = p * NR;
-                let cols = (panels.end.min(p + PANELS) * NR).min(self.outputs) - first;
-                let tile = Tile {
-                    rows: tile_rows,
-                    a: x.data.as_ptr().add(r * x.width),
-                    lda: x.width,
-                    a_scale: x.scale.as_ptr().add(r),
-                    b: self.weight.as_ptr().add(p * panel_bytes),
-                    panel_stride: panel_bytes,
-                    groups: self.groups,
-                    w_scale: self.scale.as_ptr().add(first),
-                    shift: self.shift.as_ptr().add(first),
-                    c: y.add(r * self.outputs + first),
-                    ldc: self.outputs,
-                    cols,
-                };
-                match self.micro {
-                    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-                    Int8Micro::Vnni => vnni::tile(&tile),
-                    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-                    Int8Micro::Avx2 => avx2::tile(&tile),
-                    _ => portable::tile(&tile),
+        let load = base.reads_output();
+        let bias = base.bias().map_or(std::ptr::null(), <[f32]>::as_ptr);
+        for start in rows.clone().step_by(MC) {
+            let block = start..(start + MC).min(rows.end);
+            for r in block.clone().step_by(MR) {
+                let tile_rows = (block.end - r).min(MR);
+                for p in panels.clone().step_by(PANELS) {
+                    let first = p * NR;
+                    let cols = (panels.end.min(p + PANELS) * NR).min(self.outputs) - first;
+                    let tile = Tile {
+                        rows: tile_rows,
+                        a: x.data.as_ptr().add(r * x.width),
+                        lda: x.width,
+                        a_scale: x.scale.as_ptr().add(r),
+                        b: self.weight.as_ptr().add(p * panel_bytes),
+                        panel_stride: panel_bytes,
+                        groups: self.groups,
+                        w_scale: self.scale.as_ptr().add(first),
+                        shift: self.shift.as_ptr().add(first),
+                        c: y.add(r * self.outputs + first),
+                        ldc: self.outputs,
+                        cols,
+                        bias: if bias.is_null() {
+                            bias
+                        } else {
+                            bias.add(first)
+                        },
+                        load,
+                    };
+                    match self.micro {
+                        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+                        Int8Micro::Vnni => vnni::tile(&tile),
+                        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+                        Int8Micro::Avx2 => avx2::tile(&tile),
+                        _ => portable::tile(&tile),
+                    }
+                }
+            }
+            if let Some(finish) = finish {
+                let cols = panels.start * NR..(panels.end * NR).min(self.outputs);
+                for row in block {
+                    let piece = y.add(row * self.outputs + cols.start);
+                    finish(std::slice::from_raw_parts_mut(piece, cols.len()));
                 }
             }
         }
@@ -406,6 +491,31 @@ struct Tile {
     ldc: usize,
     /// Outputs to write (at most `PANELS × NR`).
     cols: usize,
+    /// The bias of the tile's first output, or null: added to what the sums are added to.
+    bias: *const f32,
+    /// Whether the sums are added to the output's values (else to the bias or zero alone).
+    load: bool,
+}
+
+impl Tile {
+    /// What output `j` of row `r` of the tile starts from: its value when `load`, plus its
+    /// bias; in that order, as if the bias had been added to the output first.
+    ///
+    /// # Safety
+    /// `r` and `j` are inside the tile.
+    #[inline(always)]
+    unsafe fn base(&self, r: usize, j: usize) -> f32 {
+        let value = if self.load {
+            *self.c.add(r * self.ldc + j)
+        } else {
+            0.0
+        };
+        if self.bias.is_null() {
+            value
+        } else {
+            value + *self.bias.add(j)
+        }
+    }
 }
 
 /// A row's scale and its inverse for its largest magnitude `max` (an all-zero row: scale 1).

@@ -21,8 +21,9 @@ pub(super) unsafe fn tile(tile: &Tile) {
                     sum += i32::from(av) * i32::from(*w.add(i));
                 }
             }
-            let c = tile.c.add(r * tile.ldc + j);
-            *c = accumulate(sum, *tile.shift.add(j), a_scale, *tile.w_scale.add(j), *c);
+            let base = tile.base(r, j);
+            *tile.c.add(r * tile.ldc + j) =
+                accumulate(sum, *tile.shift.add(j), a_scale, *tile.w_scale.add(j), base);
         }
     }
 }

@@ -258,3 +258,54 @@ fn a_channel_never_seen_or_a_zero_column_is_left_as_it_is() {
     assert_eq!(factor[5], 1.0);
     assert!(factor.iter().all(|f| f.is_finite() && *f > 0.0));
 }
+
+#[test]
+fn a_bias_and_a_finishing_step_give_the_bits_of_separate_passes() {
+    // A bias written first and the product added, then the activation over the whole output
+    // (what the layers did before): the same bits on every base, micro-kernel and split, with
+    // blocks of rows over one `MC` and panels left over.
+    let (m, k, n) = (MC + 13, 128, 200);
+    let (x, w, b, start) = (
+        values(m * k, 1),
+        values(n * k, 2),
+        values(n, 3),
+        values(m * n, 4),
+    );
+    let square: Finish<'_> = &|p| p.iter_mut().for_each(|v| *v *= *v);
+    for micro in Int8Micro::ALL.into_iter().filter(|m| m.available()) {
+        let packed = Int8Panels::pack_for(&w, k, n, micro);
+        for base in [Base::Output, Base::Bias(&b), Base::OutputAndBias(&b)] {
+            let mut want = if base.reads_output() {
+                start.clone()
+            } else {
+                vec![0.0; m * n]
+            };
+            if let Some(bias) = base.bias() {
+                for row in want.chunks_exact_mut(n) {
+                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                }
+            }
+            packed.forward(&x, &mut want, &mut Int8Rows::default(), false);
+            want.iter_mut().for_each(|v| *v *= *v);
+            for parallel in [false, true] {
+                // An output that is overwritten starts as NaN: reading it would show.
+                let mut y = if base.reads_output() {
+                    start.clone()
+                } else {
+                    vec![f32::NAN; m * n]
+                };
+                threads::run(parallel, || {
+                    packed.product(
+                        &x,
+                        &mut y,
+                        base,
+                        &mut Int8Rows::default(),
+                        parallel,
+                        Some(square),
+                    )
+                });
+                assert_eq!(y, want, "{micro:?} {base:?} parallel={parallel}");
+            }
+        }
+    }
+}

@@ -72,12 +72,24 @@ unsafe fn rows_of<const R: usize, const P: usize>(t: &Tile) {
         } else {
             ((1u32 << lanes) - 1) as __mmask16
         };
+        let bias = if t.bias.is_null() {
+            None
+        } else {
+            Some(_mm512_maskz_loadu_ps(mask, t.bias.add(first)))
+        };
         for r in 0..R {
             let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][q], shift));
             let scale = _mm512_mul_ps(w_scale, _mm512_set1_ps(*t.a_scale.add(r)));
             let c = t.c.add(r * t.ldc + first);
-            let out = _mm512_fmadd_ps(sums, scale, _mm512_maskz_loadu_ps(mask, c));
-            _mm512_mask_storeu_ps(c, mask, out);
+            let mut base = if t.load {
+                _mm512_maskz_loadu_ps(mask, c)
+            } else {
+                _mm512_setzero_ps()
+            };
+            if let Some(bias) = bias {
+                base = _mm512_add_ps(base, bias);
+            }
+            _mm512_mask_storeu_ps(c, mask, _mm512_fmadd_ps(sums, scale, base));
         }
     }
 }

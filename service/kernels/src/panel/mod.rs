@@ -172,14 +172,16 @@ pub enum Base<'a> {
 }
 
 impl<'a> Base<'a> {
-    fn bias(self) -> Option<&'a [f32]> {
+    /// The bias, if any.
+    pub(crate) fn bias(self) -> Option<&'a [f32]> {
         match self {
             Base::Output => None,
             Base::Bias(b) | Base::OutputAndBias(b) => Some(b),
         }
     }
 
-    fn reads_output(self) -> bool {
+    /// Whether the output's values are read (added to).
+    pub(crate) fn reads_output(self) -> bool {
         !matches!(self, Base::Bias(_))
     }
 }
