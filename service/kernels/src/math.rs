@@ -5,8 +5,8 @@
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split in a part exact in f32 and the rest (Cody–Waite reduction).
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
+pub(crate) const LN2_HI: f32 = 0.693_145_75;
+pub(crate) const LN2_LO: f32 = 1.428_606_8e-6;
 
 /// `e^x` for `x` in [-87, 88], relative error below 2e-7; outside, the value at the nearer
 /// end (e^-87 ≈ 1.6e-38 is as good as 0 for softmax and `erf`).

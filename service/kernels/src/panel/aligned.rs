@@ -23,6 +23,15 @@ impl Aligned {
         Self { data, offset, len }
     }
 
+    /// Holds `len` floats from now on, reallocating only to grow; the contents are left as
+    /// they were (zeros where new).
+    pub(super) fn resize(&mut self, len: usize) {
+        if self.data.len() < len + LINE {
+            *self = Self::zeroed(len);
+        }
+        self.len = len;
+    }
+
     pub(super) fn as_slice(&self) -> &[f32] {
         &self.data[self.offset..self.offset + self.len]
     }

@@ -402,6 +402,117 @@ impl Panels {
 /// Work on finished pieces of output rows.
 pub type Finish<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 
+/// Panels packed per call from activations (attention's keys and values), in a buffer reused
+/// from call to call.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    data: Aligned,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Scratch {
+    /// Packs a weight whose `outputs` rows of `inputs` lie `stride` floats apart from `rows`
+    /// (the keys of a head: one row per token, a head's columns of each).
+    ///
+    /// # Safety
+    /// `rows` holds `outputs` rows `stride` apart of `inputs` floats each.
+    pub(crate) unsafe fn pack_rows(
+        &mut self,
+        rows: *const f32,
+        stride: usize,
+        outputs: usize,
+        inputs: usize,
+    ) {
+        self.shape(inputs, outputs);
+        let packed = self.data.as_mut_slice();
+        for o in 0..outputs {
+            let row = std::slice::from_raw_parts(rows.add(o * stride), inputs);
+            let base = (o / NR) * inputs * NR + o % NR;
+            for (i, &w) in row.iter().enumerate() {
+                packed[base + i * NR] = w;
+            }
+        }
+    }
+
+    /// Packs the transpose of `inputs` rows of `outputs` floats `stride` apart from `rows`
+    /// (the values of a head: the weight's outputs are the head's columns, its inputs the
+    /// tokens), [`NR`] floats at a time.
+    ///
+    /// # Safety
+    /// `rows` holds `inputs` rows `stride` apart of `outputs` floats each.
+    pub(crate) unsafe fn pack_columns(
+        &mut self,
+        rows: *const f32,
+        stride: usize,
+        outputs: usize,
+        inputs: usize,
+    ) {
+        self.shape(inputs, outputs);
+        let packed = self.data.as_mut_slice();
+        for panel in 0..outputs.div_ceil(NR) {
+            let width = (outputs - panel * NR).min(NR);
+            for i in 0..inputs {
+                let from = std::slice::from_raw_parts(rows.add(i * stride + panel * NR), width);
+                let at = (panel * inputs + i) * NR;
+                packed[at..at + width].copy_from_slice(from);
+            }
+        }
+    }
+
+    fn shape(&mut self, inputs: usize, outputs: usize) {
+        let len = outputs.div_ceil(NR) * inputs * NR;
+        self.data.resize(len);
+        // Lanes past the last output stay zero: only a partial last panel has them.
+        if !outputs.is_multiple_of(NR) {
+            let last = outputs / NR * inputs * NR;
+            self.data.as_mut_slice()[last..].fill(0.0);
+        }
+        (self.inputs, self.outputs) = (inputs, outputs);
+    }
+
+    /// `c = a·Wᵀ` for `m` rows of `a` (`lda` apart; `c`'s `ldc` apart) on `micro`, on this
+    /// thread.
+    ///
+    /// # Safety
+    /// `micro` is available; `a` holds `m` rows of the packed weight's inputs, `c` `m` rows of
+    /// its outputs; `c` does not overlap `a` or the scratch.
+    pub(crate) unsafe fn multiply(
+        &self,
+        micro: Micro,
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let (k, n) = (self.inputs, self.outputs);
+        let (mr, per_tile) = (micro.rows(), micro.panels());
+        let packed = self.data.as_slice().as_ptr();
+        for panel in (0..n.div_ceil(NR)).step_by(per_tile) {
+            let cols = (n - panel * NR).min(per_tile * NR);
+            let b = packed.add(panel * k * NR);
+            for row in (0..m).step_by(mr) {
+                let rows = (m - row).min(mr);
+                let (a, c) = (a.add(row * lda), c.add(row * ldc + panel * NR));
+                micro.tile(
+                    rows,
+                    a,
+                    lda,
+                    b,
+                    k * NR,
+                    k,
+                    c,
+                    ldc,
+                    cols,
+                    std::ptr::null(),
+                    false,
+                );
+            }
+        }
+    }
+}
+
 /// Below this many multiply-adds a product stays on one thread (tens of microseconds).
 const MIN_PARALLEL_WORK: usize = 1 << 18;
 
