@@ -5,9 +5,11 @@
 //! (the one Candle uses) on other CPUs ([`linear::Kernel`]); [`choice`] names what runs. The
 //! element-wise work around them — GELU, softmax, LayerNorm — runs in loops that are compiled
 //! once per instruction set (AVX-512, AVX2 + FMA, baseline) and chosen at run time, with
-//! branch-free `exp`/`erf` approximations so that they vectorise. Attention works on *packed*
-//! sequences: every input keeps its own length, so no work is spent on padding. [`int8`] holds
-//! dense layers quantized to 8 bits (AVX-512 VNNI, or portable), for an opt-in int8 precision.
+//! branch-free `exp`/`erf` approximations so that they vectorise (GELU in AVX-512 intrinsics
+//! where the CPU has it). Attention works on *packed* sequences: every input keeps its own
+//! length, so no work is spent on padding; short ones run on the panels' micro-kernels, long ones
+//! on `gemm`. [`int8`] holds dense layers quantized to 8 bits (AVX-512 VNNI, AVX2, or portable),
+//! for an opt-in int8 precision.
 //!
 //! The `portable` feature leaves only the code other CPUs than x86-64 run (a portable
 //! micro-kernel, `gemm`, element-wise loops for the baseline), so that it is built and tested
