@@ -203,9 +203,9 @@ impl Linear {
         self.forward_activated(x, y, output, None)
     }
 
-    /// As [`Linear::forward`], then `activation` over the output: on panels, fused into the
-    /// product (each piece of output as soon as it is complete); on `gemm`, a pass split across
-    /// the pool's threads.
+    /// As [`Linear::forward`], then `activation` over the output: on panels (f32 and int8),
+    /// fused into the product (each piece of output as soon as it is complete); on `gemm`, a
+    /// pass split across the pool's threads.
     ///
     /// # Panics
     /// As [`Linear::forward`].
