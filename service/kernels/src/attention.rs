@@ -80,11 +80,12 @@ pub fn attention(
         "sequences overlap or are out of order"
     );
     let out = SharedOut(context.as_mut_ptr());
+    let micro = Micro::detect();
     let task = |(seq, head): (usize, usize)| {
         let range = sequences[seq].clone();
         // SAFETY: sequences are disjoint, in-bounds row ranges (checked above), and each task
         // writes only the columns of its own head in its own rows.
-        unsafe { attend(qkv, range, head, heads, out) };
+        unsafe { attend(qkv, range, head, heads, micro, out) };
     };
     let pairs = (0..sequences.len()).flat_map(|s| (0..heads.count).map(move |h| (s, h)));
     if parallel {
@@ -94,12 +95,19 @@ pub fn attention(
     }
 }
 
-/// One head of one sequence.
+/// One head of one sequence (a short one on `micro`).
 ///
 /// # Safety
 /// `rows` must be in bounds of `qkv` and of the context `out` points to, and no other thread may
-/// write the same rows and head columns at the same time.
-unsafe fn attend(qkv: &[f32], rows: Range<usize>, head: usize, heads: Heads, out: SharedOut) {
+/// write the same rows and head columns at the same time; `micro` is available.
+unsafe fn attend(
+    qkv: &[f32],
+    rows: Range<usize>,
+    head: usize,
+    heads: Heads,
+    micro: Micro,
+    out: SharedOut,
+) {
     let len = rows.len();
     if len == 0 {
         return;
@@ -116,7 +124,6 @@ unsafe fn attend(qkv: &[f32], rows: Range<usize>, head: usize, heads: Heads, out
         if len <= PANELS_UP_TO {
             // The keys and values as panels, so that both products run on the dense layers'
             // micro-kernel (reading the queries and the scores in place).
-            let micro = Micro::detect();
             keys.pack_rows(k, stride, len, heads.dim);
             values.pack_columns(v, stride, heads.dim, len);
             // scores = Q·Kᵀ (len × len), then softmax(scores/√d)

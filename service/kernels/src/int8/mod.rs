@@ -24,7 +24,7 @@ mod vnni;
 
 use std::ops::Range;
 
-use crate::panel::{Base, Finish};
+use crate::panel::{finish_rows, Base, Finish};
 
 /// Outputs per panel.
 pub const NR: usize = 16;
@@ -422,7 +422,6 @@ impl Int8Panels {
     ) {
         let panel_bytes = self.groups * NR * GROUP;
         let load = base.reads_output();
-        let bias = base.bias().map_or(std::ptr::null(), <[f32]>::as_ptr);
         for start in rows.clone().step_by(MC) {
             let block = start..(start + MC).min(rows.end);
             for r in block.clone().step_by(MR) {
@@ -443,11 +442,9 @@ impl Int8Panels {
                         c: y.add(r * self.outputs + first),
                         ldc: self.outputs,
                         cols,
-                        bias: if bias.is_null() {
-                            bias
-                        } else {
-                            bias.add(first)
-                        },
+                        bias: base
+                            .bias()
+                            .map_or(std::ptr::null(), |b| b[first..].as_ptr()),
                         load,
                     };
                     match self.micro {
@@ -461,10 +458,7 @@ impl Int8Panels {
             }
             if let Some(finish) = finish {
                 let cols = panels.start * NR..(panels.end * NR).min(self.outputs);
-                for row in block {
-                    let piece = y.add(row * self.outputs + cols.start);
-                    finish(std::slice::from_raw_parts_mut(piece, cols.len()));
-                }
+                finish_rows(finish, y, self.outputs, block, cols);
             }
         }
     }

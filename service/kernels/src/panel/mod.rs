@@ -224,11 +224,7 @@ impl Panels {
         let mut data = Aligned::zeroed(panels * inputs * NR);
         let packed = data.as_mut_slice();
         for (o, row) in weight.chunks_exact(inputs).enumerate() {
-            let (panel, lane) = (o / NR, o % NR);
-            let base = panel * inputs * NR + lane;
-            for (i, &w) in row.iter().enumerate() {
-                packed[base + i * NR] = w;
-            }
+            place_row(packed, o, row);
         }
         Self {
             data,
@@ -365,20 +361,13 @@ impl Panels {
         while start < k {
             let depth = (k - start).min(block_depth);
             // The base goes in with the first k-block; later ones add to what is written.
-            let (bias, load) = match (start, base.bias()) {
-                (0, Some(bias)) => (bias.as_ptr(), base.reads_output()),
-                (0, None) => (std::ptr::null(), base.reads_output()),
-                _ => (std::ptr::null(), true),
-            };
+            let first = start == 0;
+            let (bias, load) = (base.bias().filter(|_| first), !first || base.reads_output());
             for panel in panels.clone().step_by(per_tile) {
                 let b = packed.add((panel * k + start) * NR);
                 let tile_panels = (panels.end - panel).min(per_tile);
                 let cols = (n - panel * NR).min(tile_panels * NR);
-                let bias = if bias.is_null() {
-                    bias
-                } else {
-                    bias.add(panel * NR)
-                };
+                let bias = bias.map_or(std::ptr::null(), |b| b[panel * NR..].as_ptr());
                 for row in rows.clone().step_by(mr) {
                     let valid = (rows.end - row).min(mr);
                     let (a, c) = (x.add(row * k + start), y.add(row * n + panel * NR));
@@ -387,15 +376,43 @@ impl Panels {
             }
             start += depth;
         }
-        // The block's rows are complete (and still in L2): one call per row, not per tile,
-        // since a call costs a dispatch and a loop start.
+        // The block's rows are complete (and still in L2).
         if let Some(finish) = finish {
-            let cols = panels.start * NR..(panels.end * NR).min(n);
-            for row in rows {
-                let piece = y.add(row * n + cols.start);
-                finish(std::slice::from_raw_parts_mut(piece, cols.len()));
-            }
+            finish_rows(
+                finish,
+                y,
+                n,
+                rows,
+                panels.start * NR..(panels.end * NR).min(n),
+            );
         }
+    }
+}
+
+/// Writes output row `o`, its weights for each input in `row`, into a weight packed as
+/// [`Panels`] lays it out.
+fn place_row(packed: &mut [f32], o: usize, row: &[f32]) {
+    let base = (o / NR) * row.len() * NR + o % NR;
+    for (i, &w) in row.iter().enumerate() {
+        packed[base + i * NR] = w;
+    }
+}
+
+/// Runs `finish` on columns `cols` of each of `rows` of `y` (rows `width` floats apart): one
+/// call per row, not per tile, since a call costs a dispatch and a loop start.
+///
+/// # Safety
+/// `y` holds the rows; no other thread touches this rectangle.
+pub(crate) unsafe fn finish_rows(
+    finish: Finish<'_>,
+    y: *mut f32,
+    width: usize,
+    rows: Range<usize>,
+    cols: Range<usize>,
+) {
+    for row in rows {
+        let piece = y.add(row * width + cols.start);
+        finish(std::slice::from_raw_parts_mut(piece, cols.len()));
     }
 }
 
@@ -427,11 +444,11 @@ impl Scratch {
         self.shape(inputs, outputs);
         let packed = self.data.as_mut_slice();
         for o in 0..outputs {
-            let row = std::slice::from_raw_parts(rows.add(o * stride), inputs);
-            let base = (o / NR) * inputs * NR + o % NR;
-            for (i, &w) in row.iter().enumerate() {
-                packed[base + i * NR] = w;
-            }
+            place_row(
+                packed,
+                o,
+                std::slice::from_raw_parts(rows.add(o * stride), inputs),
+            );
         }
     }
 
