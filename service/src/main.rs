@@ -120,7 +120,9 @@ impl ServeArgs {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let overrides = args.overrides();
     let settings = Settings::load(args.config.as_deref(), std::env::vars(), &overrides)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.io_threads(cores))
         .enable_all()
         .build()?;
     runtime.block_on(async move {

@@ -4,32 +4,68 @@
 //! it saves); larger passes run inside the pool, where matrix products split their columns and
 //! attention its (sequence, head) pairs across the workers.
 
-use std::{cell::Cell, sync::OnceLock};
+use std::{
+    cell::Cell,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    },
+};
 
 static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
 
+/// How the kernels called on a thread use the pool.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// They split their work over the pool (on a pool thread).
+    Split,
+    /// They keep their work to this thread ([`serial`]).
+    Serial,
+    /// They keep it to this thread until the flag is set ([`serial_until`]); the flag outlives
+    /// every call that can read it.
+    Until(*const AtomicBool),
+}
+
 thread_local! {
-    /// Set inside [`serial`]: kernels called on this thread keep their work to it.
-    static SERIAL: Cell<bool> = const { Cell::new(false) };
+    static KEEP: Cell<Keep> = const { Cell::new(Keep::Split) };
 }
 
 /// Whether a kernel called here spreads its work over the pool: on a pool thread, outside
-/// [`serial`].
+/// [`serial`], or in [`serial_until`] once its flag is set.
 pub fn splitting() -> bool {
-    rayon::current_thread_index().is_some() && !SERIAL.with(Cell::get)
+    rayon::current_thread_index().is_some()
+        && match KEEP.with(Cell::get) {
+            Keep::Split => true,
+            Keep::Serial => false,
+            // SAFETY: `serial_until` sets this only while its flag is borrowed, and puts the
+            // previous value back before it returns or unwinds.
+            Keep::Until(flag) => unsafe { (*flag).load(Ordering::Acquire) },
+        }
 }
 
 /// Runs `f` with every kernel it calls kept on this thread: for one part of a pass whose parts
 /// already keep every pool thread busy.
 pub fn serial<R>(f: impl FnOnce() -> R) -> R {
-    /// Puts the flag back even when `f` unwinds.
-    struct Restore(bool);
+    keeping(Keep::Serial, f)
+}
+
+/// As [`serial`] until `free` is set (another part of the pass is done, so its thread is free),
+/// then the kernels `f` calls next split their work over the pool again: a part slowed down
+/// (its thread shared with other work for a while) is finished by both threads instead of
+/// keeping the other one waiting.
+pub fn serial_until<R>(free: &AtomicBool, f: impl FnOnce() -> R) -> R {
+    keeping(Keep::Until(free), f)
+}
+
+fn keeping<R>(keep: Keep, f: impl FnOnce() -> R) -> R {
+    /// Puts the previous value back even when `f` unwinds.
+    struct Restore(Keep);
     impl Drop for Restore {
         fn drop(&mut self) {
-            SERIAL.with(|s| s.set(self.0));
+            KEEP.with(|k| k.set(self.0));
         }
     }
-    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    let _restore = Restore(KEEP.with(|k| k.replace(keep)));
     f()
 }
 
@@ -117,6 +153,13 @@ mod tests {
             let unwound = std::panic::catch_unwind(|| serial(|| panic!("a failing part")));
             assert!(unwound.is_err());
             assert!(splitting(), "the flag is put back when a part panics");
+            let free = AtomicBool::new(false);
+            serial_until(&free, || {
+                assert!(!splitting(), "serial while no other part is done");
+                free.store(true, Ordering::Release);
+                assert!(splitting(), "split once another part is done");
+            });
+            assert!(splitting());
         });
     }
 }

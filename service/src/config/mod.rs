@@ -85,6 +85,9 @@ pub struct ServerSettings {
     pub header_read_timeout_seconds: u64,
     /// Longest time a REST client may take to send a request's body before it is answered 408.
     pub body_read_timeout_seconds: u64,
+    /// Threads that serve the connections (HTTP, gRPC, JSON, short texts' tokenization); 0:
+    /// a quarter of the cores, at least one.
+    pub io_threads: usize,
 }
 
 /// `[limits]`: what one request may ask for, and how much work may wait.
@@ -177,6 +180,7 @@ impl Default for ServerSettings {
             max_connections: 1024,
             header_read_timeout_seconds: 10,
             body_read_timeout_seconds: 30,
+            io_threads: 0,
         }
     }
 }
@@ -239,6 +243,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "AKIDB_BODY_READ_TIMEOUT_SECONDS",
         "server.body_read_timeout_seconds",
     ),
+    ("AKIDB_IO_THREADS", "server.io_threads"),
     ("AKIDB_LOG_LEVEL", "log.level"),
     ("AKIDB_LOG_FORMAT", "log.format"),
     ("AKIDB_OTLP_ENDPOINT", "log.otlp_endpoint"),
@@ -432,6 +437,17 @@ impl Settings {
     /// How long a REST client may take to send a request's body.
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_secs(self.server.body_read_timeout_seconds)
+    }
+
+    /// Threads of the connections' runtime on a machine of `cores`: `server.io_threads`, or a
+    /// quarter of the cores (at least one). The inference threads use every core; each I/O
+    /// thread more takes turns with them and delays the pass it lands on, while one serves
+    /// thousands of requests a second (docs/BENCHMARKS.md).
+    pub fn io_threads(&self, cores: usize) -> usize {
+        match self.server.io_threads {
+            0 => (cores / 4).max(1),
+            n => n,
+        }
     }
 }
 

@@ -233,3 +233,12 @@ fn lists_come_from_comma_separated_variables() {
         "keys never in Debug"
     );
 }
+
+#[test]
+fn io_threads_default_to_a_quarter_of_the_cores_and_come_from_the_environment() {
+    let s = Settings::load(None, env(&[]), &[]).unwrap();
+    assert_eq!(s.io_threads(2), 1, "at least one");
+    assert_eq!(s.io_threads(16), 4);
+    let s = Settings::load(None, env(&[("AKIDB_IO_THREADS", "3")]), &[]).unwrap();
+    assert_eq!(s.io_threads(2), 3, "a setting wins over the cores");
+}

@@ -313,8 +313,9 @@ impl Panels {
             )
         };
         if threads == 1 || m * n * k < MIN_PARALLEL_WORK {
-            for start in (0..m).step_by(MC) {
-                item(start..(start + MC).min(m), 0..panels);
+            let size = block_rows(m, self.micro.rows());
+            for start in (0..m).step_by(size) {
+                item(start..(start + size).min(m), 0..panels);
             }
             return;
         }
@@ -414,6 +415,14 @@ pub(crate) unsafe fn finish_rows(
         let piece = y.add(row * width + cols.start);
         finish(std::slice::from_raw_parts_mut(piece, cols.len()));
     }
+}
+
+/// Rows per block for `m` rows on a micro-kernel of `mr` rows: the nearest whole number of
+/// blocks to `m / MC`, of equal size rounded up to whole tiles (a short last block would
+/// stream the weight once more for a few rows).
+fn block_rows(m: usize, mr: usize) -> usize {
+    let blocks = ((m + MC / 2) / MC).max(1);
+    m.div_ceil(blocks).div_ceil(mr) * mr
 }
 
 /// Work on finished pieces of output rows.

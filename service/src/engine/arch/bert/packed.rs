@@ -2,7 +2,13 @@
 //! end to end (no padding), dense layers run once over all of them, and attention runs per input.
 //! A batch of one 10-token and one 128-token text costs 138 token rows, not 256.
 
-use std::{ops::Range, sync::Mutex};
+use std::{
+    ops::Range,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
+};
 
 use akidb_kernels::{
     activation::Activation,
@@ -259,11 +265,18 @@ impl PackedBert {
                     .collect();
                 pieces.push((piece, local));
             }
+            // A part whose thread was shared with other work (the server's I/O, a neighbour)
+            // falls behind: once one part is done, the rest split their kernels over the pool,
+            // so that the free thread takes a share instead of waiting.
+            let free = AtomicBool::new(false);
             threads::run(true, || {
                 use rayon::prelude::*;
                 pieces.into_par_iter().for_each(|(piece, local)| {
                     let mut ws = self.idle_workspaces().pop().unwrap_or_default();
-                    threads::serial(|| self.encode(piece, &local, &mut ws, false, None));
+                    threads::serial_until(&free, || {
+                        self.encode(piece, &local, &mut ws, true, None)
+                    });
+                    free.store(true, Ordering::Release);
                     self.idle_workspaces().push(ws);
                 });
             });
@@ -348,7 +361,13 @@ impl PackedBert {
             let qkv = sized(&mut ws.qkv, tokens * layer.qkv.outputs());
             layer.qkv.forward(x, qkv, Output::Overwrite);
             let context = sized(&mut ws.context, tokens * hidden);
-            attention(qkv, ranges, self.heads, context, split);
+            attention(
+                qkv,
+                ranges,
+                self.heads,
+                context,
+                split && threads::splitting(),
+            );
             layer.attention_out.forward(context, x, Output::Accumulate);
             layer.attention_norm.apply(x);
             let inner = sized(&mut ws.intermediate, tokens * layer.intermediate.outputs());
@@ -591,8 +610,12 @@ mod tests {
 
     /// Three inputs of 3, 5 and 2 tokens.
     fn batch() -> TokenBatch {
-        let lengths = vec![3, 5, 2];
-        let seq_len = 5;
+        batch_of(vec![3, 5, 2])
+    }
+
+    /// Inputs of `lengths` tokens.
+    fn batch_of(lengths: Vec<usize>) -> TokenBatch {
+        let seq_len = lengths.iter().copied().max().unwrap_or(0);
         let mut ids = vec![0u32; lengths.len() * seq_len];
         let mut mask = vec![0u32; ids.len()];
         for (b, &len) in lengths.iter().enumerate() {
@@ -635,6 +658,32 @@ mod tests {
             let lowest = lowest_between(&bert.calibrate(&batch()).unwrap().0, &reference);
             assert!(lowest > 0.99 && lowest < 1.0, "{lowest}");
         }
+    }
+
+    #[test]
+    fn a_part_finished_by_the_whole_pool_has_the_bits_of_one_finished_on_its_thread() {
+        // Enough rows (200) that the products split across the pool once they may.
+        let bert = tiny_bert();
+        let batch = batch_of(vec![5; 40]);
+        let encoded = |helped: bool| {
+            let (mut x, ranges) = bert.embedded(&batch).unwrap();
+            let mut ws = Workspace::default();
+            let encode = || bert.encode(&mut x, &ranges, &mut ws, true, None);
+            if helped {
+                let free = AtomicBool::new(true);
+                threads::run(true, || threads::serial_until(&free, encode));
+            } else {
+                threads::serial(encode);
+            }
+            x
+        };
+        let (alone, helped) = (encoded(false), encoded(true));
+        assert!(alone.iter().all(|v| v.is_finite()));
+        assert_eq!(
+            alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            helped.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "the vectors must not depend on which thread computed what"
+        );
     }
 
     #[test]
