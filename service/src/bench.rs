@@ -3,7 +3,14 @@
 //! latency. `cargo xtask bench` runs it beside ONNX Runtime on the same texts; not a load test
 //! (see `cargo xtask bench --only http`). Part of the binary, not of the library.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 
@@ -95,6 +102,8 @@ pub struct EngineRun {
     pub device: String,
     /// Weights' and activations' precision (`f32`, `f16`, `bf16`, `int8`).
     pub precision: String,
+    /// Share of one core, in percent, a contender thread kept busy meanwhile (0: none).
+    pub contend_percent: f64,
 }
 
 /// How long and how often to measure.
@@ -108,12 +117,66 @@ pub struct Schedule {
     pub min_iterations: usize,
 }
 
-/// Embeds `texts` as one batch according to `schedule` and reports the timings.
+/// Length of a contender's bursts: about what a server's runtime spends on a few requests, or a
+/// load generator on a few sends.
+const BURST: Duration = Duration::from_micros(500);
+
+/// A thread that keeps one core busy `percent` of the time in [`BURST`]s, sleeping between
+/// them, until dropped: what a server's I/O threads, a load generator on the same cores or a
+/// neighbour on the host do to the engine's threads.
+pub struct Contender {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Contender {
+    /// Starts the contender; `None` for 0% (a share above 100% counts as 100%).
+    pub fn start(percent: f64) -> Option<Self> {
+        if percent <= 0.0 {
+            return None;
+        }
+        let share = (percent / 100.0).min(1.0);
+        let rest = BURST.mul_f64(1.0 / share - 1.0);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("bench-contender".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    let burst = Instant::now();
+                    while burst.elapsed() < BURST {
+                        std::hint::spin_loop();
+                    }
+                    if !rest.is_zero() {
+                        std::thread::sleep(rest);
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Contender {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Embeds `texts` as one batch according to `schedule` and reports the timings; with
+/// `contend_percent` above 0, a [`Contender`] runs during the timed calls.
 pub fn measure(
     model: &EmbeddingModel,
     texts: &[String],
     schedule: Schedule,
     threads: usize,
+    contend_percent: f64,
 ) -> Result<EngineRun> {
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let options = EmbedOptions::default();
@@ -122,6 +185,7 @@ pub fn measure(
         tokens = model.embed(&texts, options)?.total_tokens();
     }
     let mut calls = Vec::new();
+    let contender = Contender::start(contend_percent);
     let started = Instant::now();
     while calls.len() < schedule.min_iterations.max(1) || started.elapsed() < schedule.duration {
         let call = Instant::now();
@@ -130,6 +194,7 @@ pub fn measure(
         std::hint::black_box(out);
     }
     let seconds = started.elapsed().as_secs_f64();
+    drop(contender);
     calls.sort_unstable();
     Ok(EngineRun {
         engine: "candle",
@@ -144,6 +209,11 @@ pub fn measure(
         threads,
         device: akidb_embed::engine::device::describe(model.device()),
         precision: model.precision().to_string(),
+        contend_percent: if contend_percent > 0.0 {
+            contend_percent.min(100.0)
+        } else {
+            0.0
+        },
     })
 }
 
@@ -159,6 +229,35 @@ fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// CPU time of this process so far (Linux: `/proc/self/stat`, in clock ticks of 10 ms).
+    #[cfg(target_os = "linux")]
+    fn process_cpu() -> Duration {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_contender_takes_about_its_share_of_a_core_and_stops_when_dropped() {
+        assert!(Contender::start(0.0).is_none());
+        let (before, wall) = (process_cpu(), Instant::now());
+        let contender = Contender::start(50.0).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        drop(contender);
+        let (used, elapsed) = (process_cpu() - before, wall.elapsed());
+        // Half of one core, give or take the scheduler and the clock ticks; far from none and
+        // from all of it.
+        let share = used.as_secs_f64() / elapsed.as_secs_f64();
+        assert!(share > 0.2 && share < 0.85, "{share}");
+        // Once dropped it takes nothing more.
+        let after = process_cpu();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(process_cpu() - after <= Duration::from_millis(30));
+    }
 
     #[test]
     fn quantiles_take_the_nearest_rank() {

@@ -243,6 +243,10 @@ struct BenchEngineArgs {
     /// Precision: f32 (default), f16, bf16 or int8.
     #[arg(long, default_value = "f32")]
     precision: engine::Precision,
+    /// Keep one core busy this share of the time (percent, in 500 µs bursts) beside the engine:
+    /// a served pass shares its cores with the server's I/O and the load generator.
+    #[arg(long, default_value_t = 0.0)]
+    contend: f64,
 }
 
 fn bench_engine(args: BenchEngineArgs) -> anyhow::Result<()> {
@@ -270,7 +274,7 @@ fn bench_engine(args: BenchEngineArgs) -> anyhow::Result<()> {
         duration: std::time::Duration::from_secs_f64(args.seconds.max(0.0)),
         min_iterations: 3,
     };
-    let run = bench::measure(&model, &texts, schedule, threads)?;
+    let run = bench::measure(&model, &texts, schedule, threads, args.contend)?;
     println!("{}", serde_json::to_string(&run)?);
     Ok(())
 }
