@@ -239,7 +239,7 @@ impl Panels {
         let (k, packed) = (self.inputs, self.data.as_slice());
         let mut weight = vec![0f32; self.outputs * k];
         for (o, row) in weight.chunks_exact_mut(k).enumerate() {
-            let base = (o / NR) * k * NR + o % NR;
+            let base = row_start(o, k);
             for (i, w) in row.iter_mut().enumerate() {
                 *w = packed[base + i * NR];
             }
@@ -393,10 +393,16 @@ impl Panels {
 /// Writes output row `o`, its weights for each input in `row`, into a weight packed as
 /// [`Panels`] lays it out.
 fn place_row(packed: &mut [f32], o: usize, row: &[f32]) {
-    let base = (o / NR) * row.len() * NR + o % NR;
+    let base = row_start(o, row.len());
     for (i, &w) in row.iter().enumerate() {
         packed[base + i * NR] = w;
     }
+}
+
+/// Where output `o`'s weight for input 0 lies in a packed weight of `inputs` inputs; input `i`'s
+/// is `i × NR` floats further.
+fn row_start(o: usize, inputs: usize) -> usize {
+    (o / NR) * inputs * NR + o % NR
 }
 
 /// Runs `finish` on columns `cols` of each of `rows` of `y` (rows `width` floats apart): one

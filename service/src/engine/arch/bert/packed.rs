@@ -179,7 +179,7 @@ impl PackedBert {
         let (mut x, ranges) = self.embedded(batch)?;
         let mut input_max = vec![vec![0f32; hidden]; self.layers.len()];
         let mut ws = Workspace::default();
-        threads::serial(|| self.encode(&mut x, &ranges, &mut ws, false, Some(&mut input_max)));
+        threads::serial(|| self.encode(&mut x, &ranges, &mut ws, Some(&mut input_max)));
         let vectors = ranges
             .iter()
             .map(|r| Pooling::Mean.pool_rows(&x[r.start * hidden..r.end * hidden], hidden))
@@ -273,9 +273,7 @@ impl PackedBert {
                 use rayon::prelude::*;
                 pieces.into_par_iter().for_each(|(piece, local)| {
                     let mut ws = self.idle_workspaces().pop().unwrap_or_default();
-                    threads::serial_until(&free, || {
-                        self.encode(piece, &local, &mut ws, true, None)
-                    });
+                    threads::serial_until(&free, || self.encode(piece, &local, &mut ws, None));
                     free.store(true, Ordering::Release);
                     self.idle_workspaces().push(ws);
                 });
@@ -284,7 +282,7 @@ impl PackedBert {
             // Every pass goes to the pool: measured on 2 cores, even one 10-token input runs
             // 1.6× faster split across it (both cores stream the weights).
             let mut ws = self.idle_workspaces().pop().unwrap_or_default();
-            threads::run(true, || self.encode(&mut x, &ranges, &mut ws, true, None));
+            threads::run(true, || self.encode(&mut x, &ranges, &mut ws, None));
             self.idle_workspaces().push(ws);
         }
         Ok((x, ranges))
@@ -337,14 +335,13 @@ impl PackedBert {
     }
 
     /// Runs the embedding LayerNorm and every layer over the packed rows `x`, in place; kernels
-    /// split their work across the pool when `split`. With `input_max`, each layer's
-    /// query/key/value input raises that layer's per-channel maxima there.
+    /// split their work across the pool where `threads::splitting` says so. With `input_max`,
+    /// each layer's query/key/value input raises that layer's per-channel maxima there.
     fn encode(
         &self,
         x: &mut [f32],
         ranges: &[Range<usize>],
         ws: &mut Workspace,
-        split: bool,
         mut input_max: Option<&mut Vec<Vec<f32>>>,
     ) {
         let hidden = self.config.hidden_size;
@@ -361,13 +358,7 @@ impl PackedBert {
             let qkv = sized(&mut ws.qkv, tokens * layer.qkv.outputs());
             layer.qkv.forward(x, qkv, Output::Overwrite);
             let context = sized(&mut ws.context, tokens * hidden);
-            attention(
-                qkv,
-                ranges,
-                self.heads,
-                context,
-                split && threads::splitting(),
-            );
+            attention(qkv, ranges, self.heads, context, threads::splitting());
             layer.attention_out.forward(context, x, Output::Accumulate);
             layer.attention_norm.apply(x);
             let inner = sized(&mut ws.intermediate, tokens * layer.intermediate.outputs());
@@ -668,7 +659,7 @@ mod tests {
         let encoded = |helped: bool| {
             let (mut x, ranges) = bert.embedded(&batch).unwrap();
             let mut ws = Workspace::default();
-            let encode = || bert.encode(&mut x, &ranges, &mut ws, true, None);
+            let encode = || bert.encode(&mut x, &ranges, &mut ws, None);
             if helped {
                 let free = AtomicBool::new(true);
                 threads::run(true, || threads::serial_until(&free, encode));
