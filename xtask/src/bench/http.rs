@@ -100,11 +100,12 @@ pub fn measure(
             let server = &mut servers[i];
             let figures = run_load(oha, server, rate, plan.seconds, bodies)?;
             println!(
-                "bench: http {name} {}: {:.0} req/s, P95 {:.1} ms, {} errors",
+                "bench: http {name} {}: {:.0} req/s, P95 {:.1} ms, {} errors{}",
                 server.kind().name(),
                 figures.achieved_rps,
                 figures.p95_ms,
-                figures.errors
+                figures.errors,
+                by_role(&figures)
             );
             results.push((server.kind(), figures));
         }
@@ -127,12 +128,13 @@ pub fn measure(
                     let held = holds(&figures, rate, search.p95_limit_ms);
                     println!(
                         "bench: search {} {rate} req/s: P95 {:.1} ms, {:.0} req/s achieved, {} \
-                         errors: {}",
+                         errors: {}{}",
                         kind.name(),
                         figures.p95_ms,
                         figures.achieved_rps,
                         figures.errors,
-                        if held { "held" } else { "not held" }
+                        if held { "held" } else { "not held" },
+                        by_role(&figures)
                     );
                     Ok((held, figures))
                 })?;
@@ -213,6 +215,7 @@ fn run_load(
 ) -> anyhow::Result<LoadFigures> {
     server.reset_peak();
     let url = server.embed_url();
+    let threads = server.thread_times();
     let server_cpu = server.cpu_seconds();
     let client_cpu = waited_children_cpu_seconds();
     let mut figures = oha.run(&Load {
@@ -228,11 +231,25 @@ fn run_load(
     };
     figures.server_cpu_ms = per_request(server_cpu, server.cpu_seconds());
     figures.client_cpu_ms = per_request(client_cpu, waited_children_cpu_seconds());
+    // The stand-in's threads carry no roles.
+    if server.kind() == ServerKind::Candle {
+        figures.server_cpu_by_role = threads
+            .zip(server.thread_times())
+            .and_then(|(before, after)| before.per_request(&after, answered));
+    }
     server
         .ensure_running()
         .with_context(|| format!("{} died under {rate} req/s", server.kind().name()))?;
     thread::sleep(SETTLE);
     Ok(figures)
+}
+
+/// `; CPU ms/req kernels …` when the server's CPU was split by thread role.
+fn by_role(figures: &LoadFigures) -> String {
+    figures
+        .server_cpu_by_role
+        .map(|split| format!("; CPU ms/req {}", split.describe()))
+        .unwrap_or_default()
 }
 
 fn peers(results: Vec<(ServerKind, LoadFigures)>) -> anyhow::Result<Peers<LoadFigures>> {

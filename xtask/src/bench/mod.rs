@@ -20,6 +20,7 @@ mod machine;
 pub(crate) mod oha;
 pub mod report;
 pub(crate) mod servers;
+pub mod threads;
 
 use std::{
     fs,

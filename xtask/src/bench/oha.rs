@@ -176,6 +176,7 @@ pub fn parse(json: &str) -> anyhow::Result<LoadFigures> {
         peak_rss_mb: None,
         server_cpu_ms: None,
         client_cpu_ms: None,
+        server_cpu_by_role: None,
     })
 }
 

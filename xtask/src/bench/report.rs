@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::threads::CpuByRole;
+
 /// Version of the JSON layout; `--compare` refuses other versions.
 pub const SCHEMA: u32 = 1;
 
@@ -199,6 +201,9 @@ pub struct LoadFigures {
     /// As `server_cpu_ms`, for the load generator, which shares the machine's cores.
     #[serde(default)]
     pub client_cpu_ms: Option<f64>,
+    /// `server_cpu_ms` by what the server's threads do (akidb-embed's; read from each thread).
+    #[serde(default)]
+    pub server_cpu_by_role: Option<CpuByRole>,
 }
 
 /// The step search for the highest rate each server holds.
@@ -424,6 +429,46 @@ impl EngineSection {
 }
 
 impl HttpSection {
+    /// akidb-embed's CPU per request by thread role, for each load and for the search's
+    /// highest rate held and the step above it: where a served request's time goes.
+    fn cpu_by_role(&self) -> String {
+        let mut lines: Vec<String> = self
+            .loads
+            .iter()
+            .filter_map(|load| {
+                let split = load.figures.candle.server_cpu_by_role.as_ref()?;
+                Some(format!("- {}: {}", load.name, split.describe()))
+            })
+            .collect();
+        if let Some(max) = &self.max_rate {
+            let candle: Vec<&SearchStep> =
+                max.steps.iter().filter(|s| s.server == "candle").collect();
+            let above = candle
+                .iter()
+                .filter(|s| !s.held && max.candle.is_some_and(|h| s.rate > h))
+                .map(|s| s.rate)
+                .min();
+            for step in candle {
+                let shown = Some(step.rate) == max.candle || Some(step.rate) == above;
+                if let Some(split) = step.figures.server_cpu_by_role.as_ref().filter(|_| shown) {
+                    lines.push(format!(
+                        "- search {} req/s ({}): {}",
+                        step.rate,
+                        if step.held { "held" } else { "not held" },
+                        split.describe()
+                    ));
+                }
+            }
+        }
+        if lines.is_empty() {
+            return String::new();
+        }
+        format!(
+            "\nakidb-embed's CPU ms per request by thread role:\n{}\n",
+            lines.join("\n")
+        )
+    }
+
     fn table(&self) -> String {
         let mb = |v: Option<f64>| or_dash(v, |v| format!("{v:.0}"));
         let mut out = format!(
@@ -461,6 +506,7 @@ impl HttpSection {
                 }
             }
         }
+        out.push_str(&self.cpu_by_role());
         if let Some(max) = &self.max_rate {
             let rate = |r: Option<u32>| or_dash(r, |r| format!("{r} req/s"));
             out.push_str(&format!(
@@ -497,5 +543,77 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(&[]), 0.0);
+    }
+
+    fn split(kernels: f64) -> Option<CpuByRole> {
+        Some(CpuByRole {
+            kernels,
+            runtime: 0.07,
+            ..CpuByRole::default()
+        })
+    }
+
+    fn step(rate: u32, held: bool, kernels: f64) -> SearchStep {
+        SearchStep {
+            server: "candle".into(),
+            rate,
+            held,
+            figures: LoadFigures {
+                server_cpu_by_role: split(kernels),
+                ..LoadFigures::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_cpu_by_role_shows_each_load_and_the_search_around_the_rate_held() {
+        let http = HttpSection {
+            model: "m".into(),
+            seconds: 1.0,
+            idle_rss_mb: Peers {
+                candle: 100.0,
+                legacy: None,
+            },
+            loads: vec![LoadRow {
+                name: "short@200".into(),
+                rate: 200,
+                long_share: 0.0,
+                figures: Peers {
+                    candle: LoadFigures {
+                        server_cpu_by_role: split(1.5),
+                        ..LoadFigures::default()
+                    },
+                    legacy: None,
+                },
+            }],
+            max_rate: Some(MaxRate {
+                p95_limit_ms: 35.0,
+                candle: Some(1700),
+                legacy: None,
+                faster_than_legacy: None,
+                steps: vec![
+                    step(800, true, 0.95),
+                    step(3200, false, 0.8),
+                    step(1700, true, 0.91),
+                    step(1800, false, 0.9),
+                ],
+            }),
+            short_text_tokens: Some(10.0),
+        };
+        let table = http.table();
+        let lines: Vec<&str> = table.lines().filter(|l| l.starts_with("- ")).collect();
+        assert_eq!(
+            lines,
+            [
+                "- short@200: kernels 1.50, runtime 0.07",
+                "- search 1700 req/s (held): kernels 0.91, runtime 0.07",
+                "- search 1800 req/s (not held): kernels 0.90, runtime 0.07",
+            ]
+        );
+        // A report without the split (older JSON, the stand-in) prints no such section.
+        let mut bare = http.clone();
+        bare.loads[0].figures.candle.server_cpu_by_role = None;
+        bare.max_rate = None;
+        assert!(!bare.table().contains("by thread role"));
     }
 }

@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{bail, Context};
 
+use super::threads::ThreadTimes;
 use crate::{
     project::free_port,
     stack::supervisor::{Ledger, Supervised},
@@ -176,6 +177,11 @@ impl BenchServer {
         status_kib(self.process.pid(), "VmHWM:").map(kib_to_mb)
     }
 
+    /// Its CPU time now, the whole process's and each thread's.
+    pub fn thread_times(&self) -> Option<ThreadTimes> {
+        ThreadTimes::read(self.process.pid())
+    }
+
     /// CPU time (user + system) it has used since it started, seconds.
     pub fn cpu_seconds(&self) -> Option<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.pid())).ok()?;
@@ -208,7 +214,7 @@ pub fn waited_children_cpu_seconds() -> Option<f64> {
 
 /// Which times of /proc/PID/stat.
 #[derive(Clone, Copy)]
-enum StatTimes {
+pub(super) enum StatTimes {
     /// `utime` + `stime` (fields 14, 15).
     Own,
     /// `cutime` + `cstime` (fields 16, 17).
@@ -218,7 +224,7 @@ enum StatTimes {
 /// Reads CPU seconds from a /proc/PID/stat line. The name field may hold spaces and
 /// parentheses, so fields are counted from after its last `)`; the kernel reports them in
 /// USER_HZ ticks, 100 a second on every Linux ABI.
-fn stat_cpu_seconds(stat: &str, times: StatTimes) -> Option<f64> {
+pub(super) fn stat_cpu_seconds(stat: &str, times: StatTimes) -> Option<f64> {
     const USER_HZ: f64 = 100.0;
     // After the name, the first field is the state (field 3).
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -229,6 +235,12 @@ fn stat_cpu_seconds(stat: &str, times: StatTimes) -> Option<f64> {
     let user: f64 = fields.get(first)?.parse().ok()?;
     let system: f64 = fields.get(first + 1)?.parse().ok()?;
     Some((user + system) / USER_HZ)
+}
+
+/// The name (`comm`) field of a /proc/PID/stat line: between the first `(` and the last `)`.
+pub(super) fn stat_name(stat: &str) -> Option<&str> {
+    let (_, rest) = stat.split_once('(')?;
+    Some(rest.rsplit_once(')')?.0)
 }
 
 fn kib_to_mb(kib: u64) -> f64 {
@@ -267,6 +279,8 @@ mod tests {
         assert_eq!(stat_cpu_seconds(stat, StatTimes::Own), Some(3.0));
         assert_eq!(stat_cpu_seconds(stat, StatTimes::WaitedChildren), Some(8.0));
         assert_eq!(stat_cpu_seconds("42 (x) S 1", StatTimes::Own), None);
+        assert_eq!(stat_name(stat), Some("a (b) c"));
+        assert_eq!(stat_name("42 x S"), None);
     }
 
     #[test]
