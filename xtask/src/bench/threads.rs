@@ -150,10 +150,7 @@ impl ThreadTimes {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        thread,
-        time::{Duration, Instant},
-    };
+    use std::{sync::mpsc, thread};
 
     use super::*;
 
@@ -222,29 +219,38 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn a_busy_named_thread_shows_in_its_role() {
+        // The thread spins until its own CPU time says 300 ms (however busy the machine), then
+        // stays alive until the second read.
+        let own_cpu = || {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
+            stat_cpu_seconds(&stat, StatTimes::Own).expect("thread times")
+        };
         let pid = std::process::id();
         let before = ThreadTimes::read(pid).expect("/proc/self");
+        let (spun, spun_rx) = mpsc::channel();
+        let (leave, leave_rx) = mpsc::channel::<()>();
         let busy = thread::Builder::new()
             .name("akidb-kernel-9".into())
-            .spawn(|| {
-                let start = Instant::now();
+            .spawn(move || {
                 let mut x = 0u64;
-                while start.elapsed() < Duration::from_millis(300) {
-                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                while own_cpu() < 0.3 {
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
                 }
-                // Still alive when `after` is read.
-                thread::sleep(Duration::from_millis(500));
+                spun.send(()).unwrap();
+                leave_rx.recv().ok();
                 x
             })
             .unwrap();
-        thread::sleep(Duration::from_millis(400));
+        spun_rx.recv().unwrap();
         let after = ThreadTimes::read(pid).expect("/proc/self");
+        leave.send(()).unwrap();
         busy.join().unwrap();
         // 1,000 requests: ms per request is seconds.
         let split = before.per_request(&after, 1000).unwrap();
-        // The busy loop ran 300 ms of CPU (ticks of 10 ms; a loaded host may slice it).
         assert!(
-            (0.1..=0.5).contains(&split.kernels),
+            (0.29..0.5).contains(&split.kernels),
             "kernels {} s",
             split.kernels
         );
