@@ -15,6 +15,7 @@ use super::{
     oha::{Load, Oha},
     report::{HttpSection, LoadFigures, LoadRow, MaxRate, Peers, SearchStep, SERVING_SHAPE},
     servers::{waited_children_cpu_seconds, BenchServer, ServerKind, ServerSetup},
+    threads::ThreadTimes,
 };
 
 /// Pause after each load, so that what one left queued does not land on the next.
@@ -215,8 +216,7 @@ fn run_load(
 ) -> anyhow::Result<LoadFigures> {
     server.reset_peak();
     let url = server.embed_url();
-    let threads = server.thread_times();
-    let server_cpu = server.cpu_seconds();
+    let before = server.thread_times();
     let client_cpu = waited_children_cpu_seconds();
     let mut figures = oha.run(&Load {
         url: &url,
@@ -229,12 +229,14 @@ fn run_load(
     let per_request = |before: Option<f64>, after: Option<f64>| {
         Some((after? - before?) * 1e3 / answered as f64).filter(|_| answered > 0)
     };
-    figures.server_cpu_ms = per_request(server_cpu, server.cpu_seconds());
+    let after = server.thread_times();
+    let process = |times: &Option<ThreadTimes>| times.as_ref().map(|t| t.process);
+    figures.server_cpu_ms = per_request(process(&before), process(&after));
     figures.client_cpu_ms = per_request(client_cpu, waited_children_cpu_seconds());
     // The stand-in's threads carry no roles.
     if server.kind() == ServerKind::Candle {
-        figures.server_cpu_by_role = threads
-            .zip(server.thread_times())
+        figures.server_cpu_by_role = before
+            .zip(after)
             .and_then(|(before, after)| before.per_request(&after, answered));
     }
     server

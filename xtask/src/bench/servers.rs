@@ -177,15 +177,9 @@ impl BenchServer {
         status_kib(self.process.pid(), "VmHWM:").map(kib_to_mb)
     }
 
-    /// Its CPU time now, the whole process's and each thread's.
+    /// Its CPU time (user + system) since it started, the whole process's and each thread's.
     pub fn thread_times(&self) -> Option<ThreadTimes> {
         ThreadTimes::read(self.process.pid())
-    }
-
-    /// CPU time (user + system) it has used since it started, seconds.
-    pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.process.pid())).ok()?;
-        stat_cpu_seconds(&stat, StatTimes::Own)
     }
 
     /// Starts the peak over from the current resident memory (Linux `clear_refs` 5), so that
