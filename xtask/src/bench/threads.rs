@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::servers::{stat_cpu_seconds, stat_name, StatTimes};
 
 /// What a thread does, from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// The kernel pool: matrix products, attention, activations.
     Kernels,
@@ -25,6 +25,26 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in the order they are printed.
+    const ALL: [Role; 5] = [
+        Role::Kernels,
+        Role::Inference,
+        Role::Tokenization,
+        Role::Runtime,
+        Role::Other,
+    ];
+
+    /// Its name in reports (the JSON field's).
+    fn name(self) -> &'static str {
+        match self {
+            Role::Kernels => "kernels",
+            Role::Inference => "inference",
+            Role::Tokenization => "tokenization",
+            Role::Runtime => "runtime",
+            Role::Other => "other",
+        }
+    }
+
     /// The role of a thread called `name` (its `comm`, at most 15 bytes).
     pub fn of(name: &str) -> Self {
         if name.starts_with("akidb-kernel") {
@@ -67,17 +87,15 @@ impl CpuByRole {
         }
     }
 
+    fn get(mut self, role: Role) -> f64 {
+        *self.slot(role)
+    }
+
     /// One line: `kernels 0.89, runtime 0.07, …` (roles that cost nothing left out).
     pub fn describe(&self) -> String {
-        let parts = [
-            ("kernels", self.kernels),
-            ("inference", self.inference),
-            ("tokenization", self.tokenization),
-            ("runtime", self.runtime),
-            ("other", self.other),
-        ];
-        parts
+        Role::ALL
             .iter()
+            .map(|&role| (role.name(), self.get(role)))
             .filter(|(_, ms)| *ms >= 0.005)
             .map(|(name, ms)| format!("{name} {ms:.2}"))
             .collect::<Vec<_>>()
@@ -128,23 +146,20 @@ impl ThreadTimes {
         if requests == 0 {
             return None;
         }
-        let mut seconds = CpuByRole::default();
+        let mut split = CpuByRole::default();
         let mut named = 0.0;
         for (tid, (name, now)) in &after.threads {
             let then = self.threads.get(tid).map_or(0.0, |(_, s)| *s);
             let spent = (now - then).max(0.0);
-            *seconds.slot(Role::of(name)) += spent;
+            *split.slot(Role::of(name)) += spent;
             named += spent;
         }
-        seconds.other += (after.process - self.process - named).max(0.0);
-        let per = |s: f64| s * 1e3 / requests as f64;
-        Some(CpuByRole {
-            kernels: per(seconds.kernels),
-            inference: per(seconds.inference),
-            tokenization: per(seconds.tokenization),
-            runtime: per(seconds.runtime),
-            other: per(seconds.other),
-        })
+        split.other += (after.process - self.process - named).max(0.0);
+        // Seconds in all to milliseconds a request.
+        for role in Role::ALL {
+            *split.slot(role) *= 1e3 / requests as f64;
+        }
+        Some(split)
     }
 }
 
