@@ -292,8 +292,7 @@ impl Comparison {
 mod tests {
     use super::*;
     use crate::bench::report::{
-        EngineFigures, EngineRow, EngineSection, HttpSection, LoadFigures, LoadRow, Machine,
-        MaxRate, Peers, SCHEMA,
+        EngineFigures, EngineRow, EngineSection, HttpSection, LoadFigures, Machine, MaxRate, SCHEMA,
     };
 
     fn figures(sps: f64) -> EngineFigures {
@@ -332,34 +331,19 @@ mod tests {
                     int8_over_ort_int8: None,
                 }],
             }),
-            http: vec![HttpSection {
-                model: "m".into(),
-                seconds: 1.0,
-                idle_rss_mb: Peers {
-                    candle: 100.0,
-                    legacy: None,
+            http: vec![HttpSection::sample(
+                LoadFigures {
+                    errors,
+                    ..LoadFigures::default()
                 },
-                loads: vec![LoadRow {
-                    name: "short@200".into(),
-                    rate: 200,
-                    long_share: 0.0,
-                    figures: Peers {
-                        candle: LoadFigures {
-                            errors,
-                            ..LoadFigures::default()
-                        },
-                        legacy: None,
-                    },
-                }],
-                max_rate: Some(MaxRate {
+                Some(MaxRate {
                     p95_limit_ms: 35.0,
                     candle: Some(1000),
                     legacy: Some(400),
                     faster_than_legacy: Some(faster),
                     steps: Vec::new(),
                 }),
-                short_text_tokens: Some(10.0),
-            }],
+            )],
             cold_start: None,
             lone: None,
             serving: Vec::new(),

@@ -428,6 +428,32 @@ impl EngineSection {
     }
 }
 
+#[cfg(test)]
+impl HttpSection {
+    /// A section for model `m` with one `short@200` load, akidb-embed's figures `candle`.
+    pub(crate) fn sample(candle: LoadFigures, max_rate: Option<MaxRate>) -> Self {
+        HttpSection {
+            model: "m".into(),
+            seconds: 1.0,
+            idle_rss_mb: Peers {
+                candle: 100.0,
+                legacy: None,
+            },
+            loads: vec![LoadRow {
+                name: "short@200".into(),
+                rate: 200,
+                long_share: 0.0,
+                figures: Peers {
+                    candle,
+                    legacy: None,
+                },
+            }],
+            max_rate,
+            short_text_tokens: Some(10.0),
+        }
+    }
+}
+
 impl HttpSection {
     /// akidb-embed's CPU per request by thread role, for each load and for the search's
     /// highest rate held and the step above it: where a served request's time goes.
@@ -567,26 +593,12 @@ mod tests {
 
     #[test]
     fn the_cpu_by_role_shows_each_load_and_the_search_around_the_rate_held() {
-        let http = HttpSection {
-            model: "m".into(),
-            seconds: 1.0,
-            idle_rss_mb: Peers {
-                candle: 100.0,
-                legacy: None,
+        let http = HttpSection::sample(
+            LoadFigures {
+                server_cpu_by_role: split(1.5),
+                ..LoadFigures::default()
             },
-            loads: vec![LoadRow {
-                name: "short@200".into(),
-                rate: 200,
-                long_share: 0.0,
-                figures: Peers {
-                    candle: LoadFigures {
-                        server_cpu_by_role: split(1.5),
-                        ..LoadFigures::default()
-                    },
-                    legacy: None,
-                },
-            }],
-            max_rate: Some(MaxRate {
+            Some(MaxRate {
                 p95_limit_ms: 35.0,
                 candle: Some(1700),
                 legacy: None,
@@ -598,8 +610,7 @@ mod tests {
                     step(1800, false, 0.9),
                 ],
             }),
-            short_text_tokens: Some(10.0),
-        };
+        );
         let table = http.table();
         let lines: Vec<&str> = table.lines().filter(|l| l.starts_with("- ")).collect();
         assert_eq!(
