@@ -10,13 +10,22 @@ const ENGINE_VARS: &[&str] = &["AKIDB_ENCODER", "AKIDB_MATMUL", "AKIDB_THREADS"]
 
 /// `akidb-embed embed` of two texts with `vars` set.
 fn embed(vars: &[(&str, &str)]) -> std::process::Output {
+    embed_texts(
+        "all-MiniLM-L6-v2",
+        &["hello world", "A man is eating food."],
+        vars,
+    )
+}
+
+/// `akidb-embed embed` of `texts` on `model` with `vars` set.
+fn embed_texts(model: &str, texts: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     let models = common::models_dir();
-    common::real_model("all-MiniLM-L6-v2");
+    common::real_model(model);
     let mut command = Command::new(env!("CARGO_BIN_EXE_akidb-embed"));
     command
-        .args(["embed", "--model", "all-MiniLM-L6-v2", "--models-dir"])
+        .args(["embed", "--model", model, "--models-dir"])
         .arg(&models)
-        .args(["hello world", "A man is eating food."]);
+        .args(texts);
     for var in ENGINE_VARS {
         command.env_remove(var);
     }
@@ -32,7 +41,61 @@ fn embed_prints_json_with_the_reference_vector() {
 #[test]
 fn the_engines_variables_pick_the_encoder_kernel_and_threads() {
     check_reference_vectors(&[("AKIDB_MATMUL", "gemm"), ("AKIDB_THREADS", "2")]);
+    // Where AMX runs, `auto` is AMX: the strict f32 panels and AMX each match the reference
+    // (elsewhere `amx` falls back to the fastest kernel, with a warning).
+    check_reference_vectors(&[("AKIDB_MATMUL", "panels")]);
+    check_reference_vectors(&[("AKIDB_MATMUL", "amx")]);
     check_reference_vectors(&[("AKIDB_ENCODER", "candle")]);
+}
+
+/// On AMX the products are within ~2⁻¹⁶ of f32 ones: every reference text of both models
+/// gives the strict f32 panels' vector back to within f32 noise, far inside the reference
+/// parity (`PARITY_COSINE`). Skipped, with a notice, where the CPU or OS does not run AMX.
+#[test]
+fn amx_vectors_match_the_f32_panels_ones() {
+    if !akidb_kernels::amx::available() {
+        println!("skipped: this CPU or OS does not run AMX with bf16");
+        return;
+    }
+    for model in ["all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"] {
+        let golden: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(common::golden_dir().join(format!("{model}.json"))).unwrap(),
+        )
+        .unwrap();
+        let texts: Vec<&str> = golden["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["text"].as_str().unwrap())
+            .collect();
+        let run = |kernel: &str| {
+            let out = embed_texts(model, &texts, &[("AKIDB_MATMUL", kernel)]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            body["embeddings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(common::floats)
+                .collect::<Vec<_>>()
+        };
+        let (panels, amx) = (run("panels"), run("amx"));
+        assert_eq!(panels.len(), texts.len());
+        let lowest = panels
+            .iter()
+            .zip(&amx)
+            .map(|(p, a)| common::cosine(p, a))
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "{model}: AMX against the f32 panels, lowest cosine 1 - {:.1e}",
+            1.0 - lowest
+        );
+        assert!(lowest >= 0.999999, "{model}: cosine {lowest}");
+    }
 }
 
 #[test]

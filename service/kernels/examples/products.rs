@@ -7,13 +7,16 @@
 //! `COPIES`: cycle through that many different weights of each shape, as a model's layers do,
 //! so that they stop fitting in cache; `MICROS`: the micro-kernels to run, comma-separated,
 //! default every one this CPU runs but the portable one where another runs; `INT8`: the int8
-//! micro-kernel, `avx512-vnni`, `avx2` or `portable`, default the fastest this CPU runs)
+//! micro-kernel, `avx512-vnni`, `avx2` or `portable`, default the fastest this CPU runs).
+//! Where the CPU and OS run AMX, the AMX product (f32 split into bf16 halves, three tile
+//! products) too, beside the first panels' figure.
 
 use std::time::{Duration, Instant};
 
 use akidb_kernels::{
+    amx::{self, AmxPanels},
     int8::{Int8Micro, Int8Panels, Int8Rows},
-    panel::{Micro, Panels},
+    panel::{Base, Micro, Panels},
     threads,
 };
 
@@ -113,10 +116,18 @@ fn main() {
         int8.name(),
         names.first().copied().unwrap_or("-")
     );
+    let with_amx = amx::available();
+    if with_amx {
+        print!(
+            " amx GFLOP/s | / panels/{} |",
+            names.first().copied().unwrap_or("-")
+        );
+    }
     println!();
     println!(
-        "|---|---|---|---|---|{}---|---|",
-        "---|---|".repeat(names.len())
+        "|---|---|---|---|---|{}---|---|{}",
+        "---|---|".repeat(names.len()),
+        if with_amx { "---|---|" } else { "" }
     );
     for m in [10, 320, 4096] {
         for (k, n) in [(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
@@ -135,6 +146,11 @@ fn main() {
                 .iter()
                 .map(|w| Int8Panels::pack_for(w, k, n, int8))
                 .collect();
+            let split: Vec<AmxPanels> = if with_amx {
+                weights.iter().map(|w| AmxPanels::pack(w, k, n)).collect()
+            } else {
+                Vec::new()
+            };
             let mut rows = Int8Rows::default();
             let mut y = vec![0f32; m * n];
             let flops = 2.0 * (m * n * k) as f64;
@@ -169,6 +185,18 @@ fn main() {
                     " {q:.1} | {} |",
                     first.map_or("-".into(), |p| format!("{:.2}×", q / p))
                 );
+                if with_amx {
+                    let a = threads::run(parallel, || {
+                        rate(flops, budget, || {
+                            i += 1;
+                            split[i % copies].product(&x, &mut y, Base::Output, parallel, None)
+                        })
+                    });
+                    print!(
+                        " {a:.1} | {} |",
+                        first.map_or("-".into(), |p| format!("{:.2}×", a / p))
+                    );
+                }
                 println!();
                 if pool == 1 {
                     break;

@@ -19,33 +19,39 @@ pub enum KernelRequest {
     Panels,
     /// The panels on this micro-kernel, where the CPU runs it.
     Micro(Micro),
+    /// AMX tiles ([`crate::amx`]), where the CPU and OS run them.
+    Amx,
 }
 
 impl KernelRequest {
     /// Every name [`KernelRequest::from_str`] takes.
-    pub const NAMES: [&'static str; 6] = ["auto", "gemm", "panels", "avx512", "avx2", "portable"];
+    pub const NAMES: [&'static str; 7] = [
+        "auto", "gemm", "panels", "amx", "avx512", "avx2", "portable",
+    ];
 
-    /// Its name: `auto`, `gemm`, `panels`, or the micro-kernel's.
+    /// Its name: `auto`, `gemm`, `panels`, `amx`, or the micro-kernel's.
     pub fn name(self) -> &'static str {
         match self {
             Self::Auto => "auto",
             Self::Gemm => "gemm",
             Self::Panels => "panels",
+            Self::Amx => "amx",
             Self::Micro(micro) => micro.name(),
         }
     }
 
-    /// Whether this CPU (and build) runs what is asked for: false only for a micro-kernel it
-    /// cannot run.
+    /// Whether this CPU (and build) runs what is asked for: false only for a micro-kernel or
+    /// AMX where it cannot run them.
     pub fn available(self) -> bool {
         match self {
             Self::Micro(micro) => micro.available(),
+            Self::Amx => crate::amx::available(),
             _ => true,
         }
     }
 
     /// The kernel this CPU runs for it: [`Kernel::best`] for `auto`, and in place of a
-    /// micro-kernel it cannot run ([`KernelRequest::available`] tells that case).
+    /// micro-kernel or AMX it cannot run ([`KernelRequest::available`] tells that case).
     pub fn resolve(self) -> Kernel {
         match self {
             Self::Auto => Kernel::best(),
@@ -53,6 +59,8 @@ impl KernelRequest {
             Self::Panels => Kernel::Panels(Micro::best()),
             Self::Micro(micro) if micro.available() => Kernel::Panels(micro),
             Self::Micro(_) => Kernel::best(),
+            Self::Amx if crate::amx::available() => Kernel::Amx,
+            Self::Amx => Kernel::best(),
         }
     }
 }
@@ -89,6 +97,7 @@ impl FromStr for KernelRequest {
             "" | "auto" => Ok(Self::Auto),
             "gemm" => Ok(Self::Gemm),
             "panels" => Ok(Self::Panels),
+            "amx" => Ok(Self::Amx),
             other => Micro::from_name(other)
                 .map(Self::Micro)
                 .ok_or_else(|| UnknownKernel(other.to_string())),
@@ -176,5 +185,12 @@ mod tests {
             };
             assert_eq!(request.resolve(), want, "{micro:?}");
         }
+        let want = if crate::amx::available() {
+            Kernel::Amx
+        } else {
+            Kernel::best()
+        };
+        assert_eq!(KernelRequest::Amx.available(), crate::amx::available());
+        assert_eq!(KernelRequest::Amx.resolve(), want);
     }
 }

@@ -19,6 +19,7 @@
 //! [`configure`], before the first layer is built.
 
 pub mod activation;
+pub mod amx;
 pub mod attention;
 pub mod choice;
 pub mod config;

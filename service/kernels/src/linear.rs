@@ -4,6 +4,7 @@
 use crate::skinny;
 use crate::{
     activation::Activation,
+    amx::AmxPanels,
     int8::{Int8Micro, Int8Panels, Int8Rows},
     panel::{Base, Finish, Micro, Panels},
     rows, threads,
@@ -35,6 +36,9 @@ pub enum Kernel {
     Gemm,
     /// The weight quantized to int8 ([`crate::int8`]): opt-in, never chosen by itself.
     Int8(Int8Micro),
+    /// The weight split into two bf16 halves for AMX tiles ([`crate::amx`]): f32 in and out,
+    /// products within ~2⁻¹⁶ of f32 ones; where the CPU and OS run AMX.
+    Amx,
 }
 
 impl Kernel {
@@ -44,9 +48,12 @@ impl Kernel {
         crate::config::current().dense.resolve()
     }
 
-    /// The faster kernel on this CPU: the panels on the fastest micro-kernel where that is
-    /// AVX-512 or AVX2 + FMA, else `gemm`.
+    /// The fastest kernel on this CPU: AMX where the CPU and OS run it, else the panels on the
+    /// fastest micro-kernel where that is AVX-512 or AVX2 + FMA, else `gemm`.
     pub fn best() -> Self {
+        if crate::amx::available() {
+            return Self::Amx;
+        }
         match Micro::best() {
             Micro::Portable => Self::Gemm,
             micro => Self::Panels(micro),
@@ -59,6 +66,7 @@ impl Kernel {
             Self::Gemm => "gemm".into(),
             Self::Panels(micro) => format!("panels/{}", micro.name()),
             Self::Int8(micro) => format!("int8/{}", micro.name()),
+            Self::Amx => "amx/bf16x3".into(),
         }
     }
 }
@@ -72,6 +80,8 @@ enum Weight {
     Torch(Vec<f32>),
     /// Quantized to int8.
     Int8(Int8Panels),
+    /// Split for AMX tiles.
+    Amx(AmxPanels),
 }
 
 /// A dense layer.
@@ -112,6 +122,10 @@ impl Linear {
             Kernel::Int8(micro) => {
                 Weight::Int8(Int8Panels::pack_for(weight, inputs, outputs, micro))
             }
+            Kernel::Amx => {
+                assert!(crate::amx::available(), "this CPU or OS does not run AMX");
+                Weight::Amx(AmxPanels::pack(weight, inputs, outputs))
+            }
         };
         Self {
             weight,
@@ -127,6 +141,7 @@ impl Linear {
             Weight::Panels(p) => Kernel::Panels(p.micro()),
             Weight::Torch(_) => Kernel::Gemm,
             Weight::Int8(q) => Kernel::Int8(q.micro()),
+            Weight::Amx(_) => Kernel::Amx,
         }
     }
 
@@ -165,6 +180,7 @@ impl Linear {
             Weight::Panels(p) => p.unpack(),
             Weight::Torch(w) => w.clone(),
             Weight::Int8(q) => q.unpack(),
+            Weight::Amx(a) => a.unpack(),
         }
     }
 
@@ -232,6 +248,7 @@ impl Linear {
         let finish = finish.as_ref().map(|f| f as Finish<'_>);
         let weight = match &self.weight {
             Weight::Panels(panels) => return panels.product(x, y, base, true, finish),
+            Weight::Amx(split) => return split.product(x, y, base, true, finish),
             Weight::Int8(quantized) => {
                 // Taken out while in use, not borrowed: a thread waiting in the pool may run
                 // another product meanwhile.

@@ -52,9 +52,10 @@ pub struct EmbeddingSettings {
     /// The BERT encoder asked for: `packed` (default; this project's kernels, on the CPU in
     /// f32, Candle's elsewhere) or `candle` (Candle's `BertModel`, for comparisons).
     pub encoder: Implementation,
-    /// The dense layers' kernel on the CPU: `auto` (default: the faster on this CPU), `gemm`,
-    /// `panels`, or a micro-kernel (`avx512`, `avx2`, `portable`; one this CPU cannot run is a
-    /// warning, and the fastest it can run is used).
+    /// The dense layers' kernel on the CPU: `auto` (default: the fastest on this CPU), `gemm`,
+    /// `panels`, `amx` (Intel AMX tiles, f32 split into bf16 halves), or a micro-kernel
+    /// (`avx512`, `avx2`, `portable`); one this CPU cannot run is a warning, and the fastest it
+    /// can run is used.
     #[serde(with = "kernel_name")]
     pub matmul: KernelRequest,
     /// Where models run: `cpu`, `cuda` or `cuda:N` (CUDA needs a `--features cuda` build).

@@ -62,8 +62,8 @@ pub fn init_compute(threads: usize, matmul: KernelRequest) -> Compute {
         tracing::warn!(
             requested = %matmul,
             running = %kernels.dense.name(),
-            "this CPU cannot run the requested micro-kernel (embedding.matmul); the fastest it \
-             can run is used instead"
+            "this CPU cannot run the requested kernel (embedding.matmul); the fastest it can \
+             run is used instead"
         );
     }
     tracing::info!(threads, kernels = %kernels, "compute");

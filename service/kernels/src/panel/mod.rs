@@ -71,7 +71,9 @@ impl Micro {
     pub fn detect() -> Self {
         match crate::config::current().dense.resolve() {
             crate::linear::Kernel::Panels(micro) => micro,
-            crate::linear::Kernel::Gemm | crate::linear::Kernel::Int8(_) => Self::best(),
+            crate::linear::Kernel::Gemm
+            | crate::linear::Kernel::Int8(_)
+            | crate::linear::Kernel::Amx => Self::best(),
         }
     }
 
