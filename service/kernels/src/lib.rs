@@ -1,8 +1,10 @@
 //! CPU kernels for transformer encoders.
 //!
 //! Dense layers run on weights packed once into panels ([`panel`]) for a micro-kernel chosen at
-//! run time — AVX-512 (6 rows × 64 outputs), AVX2 + FMA (6 × 16) — and on the [`gemm`] crate
-//! (the one Candle uses) on other CPUs ([`linear::Kernel`]); [`choice`] names what runs. The
+//! run time — AVX-512 (6 rows × 64 outputs), AVX2 + FMA (6 × 16) — on Intel AMX tiles where the
+//! CPU and OS run them ([`amx`]: f32 split into two bf16 halves, products within ~2⁻¹⁶ of f32
+//! ones), and on the [`gemm`] crate (the one Candle uses) on other CPUs ([`linear::Kernel`]);
+//! [`choice`] names what runs. The
 //! element-wise work around them — GELU, softmax, LayerNorm — runs in loops that are compiled
 //! once per instruction set (AVX-512, AVX2 + FMA, baseline) and chosen at run time, with
 //! branch-free `exp`/`erf` approximations so that they vectorise (GELU in AVX-512 intrinsics

@@ -10,7 +10,7 @@
 //! reach several times what the AVX-512 micro-kernel does on one core.
 
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-mod tiles;
+pub(crate) mod tiles;
 
 use std::{ops::Range, sync::OnceLock};
 
@@ -34,24 +34,40 @@ const MIN_PARALLEL_WORK: usize = 1 << 20;
 /// Whether this CPU and OS run AMX with bf16: CPUID says AMX-TILE and AMX-BF16, and Linux
 /// grants this process the tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`, asked once).
 pub fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(detect)
+    support().bf16
+}
+
+/// Whether this CPU and OS run AMX with int8 (AMX-INT8, as [`available`] for bf16).
+pub fn available_int8() -> bool {
+    support().int8
+}
+
+/// The AMX products this process may use.
+#[derive(Debug, Clone, Copy, Default)]
+struct Support {
+    bf16: bool,
+    int8: bool,
+}
+
+fn support() -> Support {
+    static SUPPORT: OnceLock<Support> = OnceLock::new();
+    *SUPPORT.get_or_init(detect)
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(feature = "portable")))]
-fn detect() -> bool {
+fn detect() -> Support {
     // SAFETY: CPUID leaf 7 exists on every x86-64 CPU that reports it as its maximum leaf or
     // more (checked first). (`__cpuid` became a safe function in later Rust versions.)
     #[allow(unused_unsafe)]
     let leaf7 = unsafe {
         if std::arch::x86_64::__cpuid(0).eax < 7 {
-            return false;
+            return Support::default();
         }
         std::arch::x86_64::__cpuid_count(7, 0)
     };
-    let (tile, bf16) = (leaf7.edx & (1 << 24) != 0, leaf7.edx & (1 << 22) != 0);
-    if !(tile && bf16) {
-        return false;
+    let bit = |n: u32| leaf7.edx & (1 << n) != 0;
+    if !bit(24) {
+        return Support::default();
     }
     extern "C" {
         fn syscall(number: std::ffi::c_long, ...) -> std::ffi::c_long;
@@ -60,12 +76,16 @@ fn detect() -> bool {
     const ARCH_REQ_XCOMP_PERM: std::ffi::c_long = 0x1023;
     const XFEATURE_XTILEDATA: std::ffi::c_long = 18;
     // SAFETY: asks the kernel for a permission; no memory is passed.
-    unsafe { syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+    let granted = unsafe { syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 };
+    Support {
+        bf16: granted && bit(22),
+        int8: granted && bit(25),
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(feature = "portable"))))]
-fn detect() -> bool {
-    false
+fn detect() -> Support {
+    Support::default()
 }
 
 /// `x` rounded to the nearest bf16 (ties to even), as its bits.

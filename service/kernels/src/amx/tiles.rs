@@ -37,7 +37,7 @@ static CONFIG: Config = {
 /// # Safety
 /// AMX is available to this process ([`super::available`]).
 #[inline]
-pub(super) unsafe fn configure() {
+pub(crate) unsafe fn configure() {
     asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
 }
 
@@ -46,7 +46,7 @@ pub(super) unsafe fn configure() {
 /// # Safety
 /// As [`configure`].
 #[inline]
-pub(super) unsafe fn release() {
+pub(crate) unsafe fn release() {
     asm!("tilerelease", options(nostack, nomem));
 }
 
@@ -168,4 +168,93 @@ pub(super) unsafe fn half_block(b: &Block, out: &mut [f32; 32 * 32]) {
         stride = in(reg) 32 * 4usize,
         options(nostack)
     );
+}
+
+/// Where one 32 × 32 block of int8 sums reads from: unsigned input bytes times signed weight
+/// bytes, four at a time (`tdpbusd`, the products `vpdpbusd` sums, summed the same way).
+pub(crate) struct Int8Block {
+    /// The block's first quantized row; 32 rows `row_bytes` apart, 64 bytes per chunk.
+    pub a: *const u8,
+    pub row_bytes: usize,
+    /// The weight tiles of the block's first 16 outputs, chunk after chunk (1 KiB each: 16
+    /// groups of four inputs × 16 outputs); the next 16 outputs' are `next_outputs` bytes
+    /// further.
+    pub w: *const i8,
+    pub next_outputs: usize,
+    /// Chunks of 64 inputs.
+    pub chunks: usize,
+}
+
+/// `out = Σ a·w` in 32-bit integers over the block's depth, for its 32 rows, or its first 16
+/// only when `half` (rows 16 to 31 of `out` left as they were).
+///
+/// # Safety
+/// [`configure`] ran on this thread; the block's pointers hold what [`Int8Block`] says; the
+/// CPU has AMX-INT8.
+#[inline]
+pub(crate) unsafe fn int8_block(b: &Int8Block, half: bool, out: &mut [i32; 32 * 32]) {
+    asm!(
+        "tilezero tmm0",
+        "tilezero tmm1",
+        "tilezero tmm2",
+        "tilezero tmm3",
+        options(nostack, nomem)
+    );
+    let (next_rows, step) = (16 * b.row_bytes, 64usize);
+    for chunk in 0..b.chunks {
+        let a = b.a.add(chunk * 64);
+        let w = (b.w as *const u8).add(chunk * 1024);
+        if half {
+            asm!(
+                "tileloadd tmm4, [{a} + {stride}*1]",
+                "tileloadd tmm6, [{w} + {step}*1]",
+                "tileloadd tmm7, [{w2} + {step}*1]",
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm1, tmm4, tmm7",
+                a = in(reg) a,
+                w = in(reg) w,
+                w2 = in(reg) w.add(b.next_outputs),
+                stride = in(reg) b.row_bytes,
+                step = in(reg) step,
+                options(nostack, readonly)
+            );
+        } else {
+            asm!(
+                "tileloadd tmm4, [{a} + {stride}*1]",
+                "tileloadd tmm5, [{a2} + {stride}*1]",
+                "tileloadd tmm6, [{w} + {step}*1]",
+                "tileloadd tmm7, [{w2} + {step}*1]",
+                "tdpbusd tmm0, tmm4, tmm6",
+                "tdpbusd tmm1, tmm4, tmm7",
+                "tdpbusd tmm2, tmm5, tmm6",
+                "tdpbusd tmm3, tmm5, tmm7",
+                a = in(reg) a,
+                a2 = in(reg) a.add(next_rows),
+                w = in(reg) w,
+                w2 = in(reg) w.add(b.next_outputs),
+                stride = in(reg) b.row_bytes,
+                step = in(reg) step,
+                options(nostack, readonly)
+            );
+        }
+    }
+    let c = out.as_mut_ptr();
+    asm!(
+        "tilestored [{c0} + {stride}*1], tmm0",
+        "tilestored [{c1} + {stride}*1], tmm1",
+        c0 = in(reg) c,
+        c1 = in(reg) c.add(16),
+        stride = in(reg) 32 * 4usize,
+        options(nostack)
+    );
+    if !half {
+        asm!(
+            "tilestored [{c2} + {stride}*1], tmm2",
+            "tilestored [{c3} + {stride}*1], tmm3",
+            c2 = in(reg) c.add(16 * 32),
+            c3 = in(reg) c.add(16 * 32 + 16),
+            stride = in(reg) 32 * 4usize,
+            options(nostack)
+        );
+    }
 }

@@ -8,14 +8,17 @@
 //!   instruction multiplies unsigned by signed bytes); the shift is taken back with each
 //!   output's `128 · Σ w`, computed at load. Rows are padded to a multiple of four with the zero
 //!   point.
-//! - **Micro-kernels:** AVX-512 VNNI ([`Int8Micro::Vnni`], 6 rows × 64 outputs) where the CPU has
-//!   it, AVX2 ([`Int8Micro::Avx2`], the same sums from `vpmaddubsw` on signed values) where it
+//! - **Micro-kernels:** AMX tiles ([`Int8Micro::Amx`], `tdpbusd`, 32 rows × 32 outputs) where
+//!   the CPU and OS run AMX-INT8, AVX-512 VNNI ([`Int8Micro::Vnni`], 6 rows × 64 outputs) where
+//!   the CPU has it, AVX2 ([`Int8Micro::Avx2`], the same sums from `vpmaddubsw` on signed values) where it
 //!   does not, else a portable one. All compute the very same integers and round the very same
 //!   way, so they give bit-identical outputs ([`tests`]).
 //!
 //! Accuracy is the quantization's: about 1% of a row's largest product per output, before the
 //! model's own normalisations. What it does to embeddings is measured against the f32 ones.
 
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+mod amx;
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 mod avx2;
 mod portable;
@@ -46,6 +49,8 @@ const MIN_PARALLEL_ROWS: usize = 1 << 15;
 /// The int8 micro-kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Int8Micro {
+    /// AMX-INT8 tiles (`tdpbusd`), 32 rows × 32 outputs, the VNNI kernel's sums.
+    Amx,
     /// AVX-512 VNNI (`vpdpbusd`), 6 rows × 64 outputs.
     Vnni,
     /// AVX2 + FMA (`vpmaddubsw`, `vpmaddwd`), 3 rows × 16 outputs.
@@ -56,11 +61,17 @@ pub enum Int8Micro {
 
 impl Int8Micro {
     /// Every micro-kernel, fastest first.
-    pub const ALL: [Int8Micro; 3] = [Int8Micro::Vnni, Int8Micro::Avx2, Int8Micro::Portable];
+    pub const ALL: [Int8Micro; 4] = [
+        Int8Micro::Amx,
+        Int8Micro::Vnni,
+        Int8Micro::Avx2,
+        Int8Micro::Portable,
+    ];
 
     /// Its name, as the bench prints it.
     pub fn name(self) -> &'static str {
         match self {
+            Int8Micro::Amx => "amx-int8",
             Int8Micro::Vnni => "avx512-vnni",
             Int8Micro::Avx2 => "avx2",
             Int8Micro::Portable => "portable",
@@ -71,11 +82,13 @@ impl Int8Micro {
     pub fn available(self) -> bool {
         match self {
             #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Int8Micro::Amx => amx::available(),
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
             Int8Micro::Vnni => vnni::available(),
             #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
             Int8Micro::Avx2 => avx2::available(),
             #[cfg(not(all(target_arch = "x86_64", not(feature = "portable"))))]
-            Int8Micro::Vnni | Int8Micro::Avx2 => false,
+            Int8Micro::Amx | Int8Micro::Vnni | Int8Micro::Avx2 => false,
             Int8Micro::Portable => true,
         }
     }
@@ -141,9 +154,15 @@ impl Int8Rows {
             "rows are not `inputs` wide"
         );
         let rows = x.len() / inputs;
-        self.width = inputs.div_ceil(GROUP) * GROUP;
+        self.width = width(inputs, micro);
+        // AMX reads whole blocks of rows: the rows past the last are there, and unused.
+        let stored = if micro == Int8Micro::Amx {
+            rows.div_ceil(BLOCK_ROWS) * BLOCK_ROWS
+        } else {
+            rows
+        };
         self.data.clear();
-        self.data.resize(rows * self.width, ZERO);
+        self.data.resize(stored * self.width, ZERO);
         self.scale.clear();
         self.scale.resize(rows, 0.0);
         let width = self.width;
@@ -197,8 +216,13 @@ impl Int8Panels {
             "weight is not outputs × inputs"
         );
         assert!(micro.available(), "{} is not available here", micro.name());
-        let groups = inputs.div_ceil(GROUP);
-        let panels = outputs.div_ceil(NR);
+        let groups = width(inputs, micro) / GROUP;
+        // AMX reads the panels two at a time.
+        let panels = if micro == Int8Micro::Amx {
+            outputs.div_ceil(2 * NR) * 2
+        } else {
+            outputs.div_ceil(NR)
+        };
         let padded = panels * NR;
         let mut packed = vec![0i8; panels * groups * NR * GROUP];
         let mut scale = vec![0f32; padded];
@@ -380,6 +404,10 @@ impl Int8Panels {
         } else {
             1
         };
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+        if self.micro == Int8Micro::Amx {
+            return self.product_amx(x, y, base, threads, finish);
+        }
         let y_addr = y.as_mut_ptr() as usize;
         // SAFETY (every call below): items cover disjoint (rows × panels) rectangles of `y`;
         // sizes were checked above.
@@ -449,7 +477,7 @@ impl Int8Panels {
                     };
                     match self.micro {
                         #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-                        Int8Micro::Vnni => vnni::tile(&tile),
+                        Int8Micro::Vnni | Int8Micro::Amx => vnni::tile(&tile),
                         #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
                         Int8Micro::Avx2 => avx2::tile(&tile),
                         _ => portable::tile(&tile),
@@ -512,6 +540,16 @@ impl Tile {
     }
 }
 
+/// Rows AMX reads at once: quantized rows are stored in whole blocks of them.
+const BLOCK_ROWS: usize = 32;
+
+/// Bytes of a quantized row of `inputs` for `micro`: whole groups, whole 64-byte tile rows on
+/// AMX (the padding is the zero point, against zero weights).
+fn width(inputs: usize, micro: Int8Micro) -> usize {
+    let unit = if micro == Int8Micro::Amx { 64 } else { GROUP };
+    inputs.div_ceil(unit) * unit
+}
+
 /// A row's scale and its inverse for its largest magnitude `max` (an all-zero row: scale 1).
 #[inline]
 fn scales(max: f32) -> (f32, f32) {
@@ -527,8 +565,9 @@ fn scales(max: f32) -> (f32, f32) {
 fn quantize_row(micro: Int8Micro, row: &[f32], out: &mut [u8]) -> f32 {
     match micro {
         #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-        // SAFETY: a VNNI-packed layer exists only where the CPU has AVX-512 (`pack_for`).
-        Int8Micro::Vnni => unsafe { vnni::quantize_row(row, out) },
+        // SAFETY: a VNNI- or AMX-packed layer exists only where the CPU has AVX-512
+        // (`pack_for`).
+        Int8Micro::Vnni | Int8Micro::Amx => unsafe { vnni::quantize_row(row, out) },
         _ => portable::quantize_row(row, out),
     }
 }

@@ -1,5 +1,5 @@
-//! The int8 products against plain f32 ones, VNNI against portable bit for bit, serial against
-//! split across the pool, and the quantization of rows on both paths.
+//! The int8 products against plain f32 ones, AMX and VNNI against portable bit for bit, serial
+//! against split across the pool, and the quantization of rows on both paths.
 
 use super::*;
 use crate::threads;
@@ -46,9 +46,33 @@ fn run(micro: Int8Micro, m: usize, k: usize, n: usize, parallel: bool) -> Vec<f3
     y
 }
 
+/// AMX in blocks of 32 rows (a half block for the last 16 or fewer), split across the pool by
+/// rows or by outputs: the portable kernel's bits at the shapes a served pass has.
+#[test]
+fn amx_gives_the_portable_bits_split_across_the_pool() {
+    if !Int8Micro::Amx.available() {
+        println!("skipped: this CPU or OS does not run AMX-INT8");
+        return;
+    }
+    for (m, k, n) in [
+        (10, 384, 1152),
+        (40, 384, 384),
+        (70, 384, 1536),
+        (300, 1536, 384),
+    ] {
+        let portable = run(Int8Micro::Portable, m, k, n, false);
+        let amx = run(Int8Micro::Amx, m, k, n, true);
+        let same = portable
+            .iter()
+            .zip(&amx)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{m}×{k}×{n}: AMX in the pool differs from portable");
+    }
+}
+
 #[test]
 fn every_micro_kernel_gives_the_portable_ones_bits() {
-    for micro in [Int8Micro::Vnni, Int8Micro::Avx2] {
+    for micro in [Int8Micro::Amx, Int8Micro::Vnni, Int8Micro::Avx2] {
         if !micro.available() {
             println!(
                 "skipped: this CPU cannot run the {} int8 kernel",
