@@ -30,6 +30,16 @@ thread_local! {
     static KEEP: Cell<Keep> = const { Cell::new(Keep::Split) };
 }
 
+/// Threads a product asked to run `parallel` shares its work between here: the pool's when
+/// it is [`splitting`], else one.
+pub fn sharing(parallel: bool) -> usize {
+    if parallel && splitting() {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
 /// Whether a kernel called here spreads its work over the pool: on a pool thread, outside
 /// [`serial`], or in [`serial_until`] once its flag is set.
 pub fn splitting() -> bool {

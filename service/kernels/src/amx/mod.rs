@@ -16,7 +16,7 @@ pub(crate) mod tiles;
 
 use std::{ops::Range, sync::OnceLock};
 
-use crate::panel::{finish_rows, Base, Finish};
+use crate::panel::{finish_rows, product_rows, Base, Finish};
 
 /// A cache line of bf16: tiles and activation rows start on one.
 #[derive(Debug, Clone, Copy, Default)]
@@ -205,23 +205,14 @@ impl AmxPanels {
     ) {
         assert!(available(), "this CPU or OS does not run AMX");
         let (k, n) = (self.inputs, self.outputs);
-        let m = x.len() / k;
-        assert_eq!(x.len(), m * k, "input rows are not `inputs` wide");
-        assert_eq!(y.len(), m * n, "output rows do not match input rows");
-        if let Some(bias) = base.bias() {
-            assert_eq!(bias.len(), n, "the bias is not `outputs` long");
-        }
+        let m = product_rows(x, y, k, n, base);
         if m == 0 {
             return;
         }
         let (row_blocks, out_blocks) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
         let lines = k.div_ceil(CHUNK);
         let group = (GROUP_BYTES / (lines * 2 * 64 * BLOCK)).max(1);
-        let threads = if parallel && crate::threads::splitting() {
-            rayon::current_num_threads()
-        } else {
-            1
-        };
+        let threads = crate::threads::sharing(parallel);
         let (x_addr, y_addr) = (x.as_ptr() as usize, y.as_mut_ptr() as usize);
         // SAFETY (for every call below): items cover disjoint (rows × outputs) rectangles of
         // `y`; `x` and the split rows are only read; sizes were checked above.

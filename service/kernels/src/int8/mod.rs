@@ -399,11 +399,7 @@ impl Int8Panels {
             assert_eq!(bias.len(), self.outputs, "the bias is not `outputs` long");
         }
         let panels = self.outputs.div_ceil(NR);
-        let threads = if parallel && crate::threads::splitting() {
-            rayon::current_num_threads()
-        } else {
-            1
-        };
+        let threads = crate::threads::sharing(parallel);
         #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
         if self.micro == Int8Micro::Amx {
             return self.product_amx(x, y, base, threads, finish);

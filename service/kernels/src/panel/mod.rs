@@ -289,18 +289,9 @@ impl Panels {
         finish: Option<Finish<'_>>,
     ) {
         let (k, n) = (self.inputs, self.outputs);
-        let m = x.len() / k;
-        assert_eq!(x.len(), m * k, "input rows are not `inputs` wide");
-        assert_eq!(y.len(), m * n, "output rows do not match input rows");
-        if let Some(bias) = base.bias() {
-            assert_eq!(bias.len(), n, "the bias is not `outputs` long");
-        }
+        let m = product_rows(x, y, k, n, base);
         let panels = n.div_ceil(NR);
-        let threads = if parallel && crate::threads::splitting() {
-            rayon::current_num_threads()
-        } else {
-            1
-        };
+        let threads = crate::threads::sharing(parallel);
         let (x_addr, y_addr) = (x.as_ptr() as usize, y.as_mut_ptr() as usize);
         // SAFETY (for every call below): work items cover disjoint (rows × panels) rectangles
         // of `y`; `x` is only read; sizes were checked above.
@@ -390,6 +381,27 @@ impl Panels {
             );
         }
     }
+}
+
+/// Rows of a product `y = base + x·Wᵀ` of `inputs` × `outputs`.
+///
+/// # Panics
+/// When `x` does not hold whole rows of `inputs`, `y` does not hold as many of `outputs`, or a
+/// bias is not `outputs` long.
+pub(crate) fn product_rows(
+    x: &[f32],
+    y: &[f32],
+    inputs: usize,
+    outputs: usize,
+    base: Base<'_>,
+) -> usize {
+    let m = x.len() / inputs;
+    assert_eq!(x.len(), m * inputs, "input rows are not `inputs` wide");
+    assert_eq!(y.len(), m * outputs, "output rows do not match input rows");
+    if let Some(bias) = base.bias() {
+        assert_eq!(bias.len(), outputs, "the bias is not `outputs` long");
+    }
+    m
 }
 
 /// Writes output row `o`, its weights for each input in `row`, into a weight packed as
