@@ -213,10 +213,23 @@ impl AmxPanels {
         let lines = k.div_ceil(CHUNK);
         let group = (GROUP_BYTES / (lines * 2 * 64 * BLOCK)).max(1);
         let threads = crate::threads::sharing(parallel);
+        let work = Work {
+            row_blocks,
+            out_blocks,
+            group,
+        };
+        let plan = work.plan(threads, m * n * k < MIN_PARALLEL_WORK);
+        // Shared out by outputs, every item reads every row: they are split once, here. Else
+        // each item splits its own rows.
+        let all = matches!(plan, Plan::Outputs(_)).then(|| {
+            let mut rows = SPLIT_ROWS.take();
+            rows.fill(x, 0..m, k);
+            rows
+        });
         let (x_addr, y_addr) = (x.as_ptr() as usize, y.as_mut_ptr() as usize);
         // SAFETY (for every call below): items cover disjoint (rows × outputs) rectangles of
         // `y`; `x` and the split rows are only read; sizes were checked above.
-        let item = |blocks: Range<usize>, outs: Range<usize>, split: Option<&SplitRows>| unsafe {
+        work.run(plan, |blocks, outs| unsafe {
             self.item(
                 x_addr as *const f32,
                 m,
@@ -225,31 +238,10 @@ impl AmxPanels {
                 y_addr as *mut f32,
                 base,
                 finish,
-                split,
+                all.as_ref(),
             )
-        };
-        if threads == 1 || m * n * k < MIN_PARALLEL_WORK {
-            for start in (0..row_blocks).step_by(group) {
-                item(start..(start + group).min(row_blocks), 0..out_blocks, None);
-            }
-        } else if row_blocks >= 2 * threads {
-            // Row groups, a multiple of the threads in number, each split by the thread that
-            // takes it and streaming the whole weight past its rows.
-            let groups = row_blocks.div_ceil(group).div_ceil(threads) * threads;
-            rayon::prelude::ParallelIterator::for_each(
-                rayon::prelude::IntoParallelIterator::into_par_iter(0..groups),
-                |g| item(share(row_blocks, groups, g), 0..out_blocks, None),
-            );
-        } else {
-            // Few rows: split once here; the threads share out the output blocks, each
-            // streaming its part of the weight.
-            let mut rows = SPLIT_ROWS.take();
-            rows.fill(x, 0..m, k);
-            let groups = (2 * threads).min(out_blocks);
-            rayon::prelude::ParallelIterator::for_each(
-                rayon::prelude::IntoParallelIterator::into_par_iter(0..groups),
-                |g| item(0..row_blocks, share(out_blocks, groups, g), Some(&rows)),
-            );
+        });
+        if let Some(rows) = all {
             SPLIT_ROWS.set(rows);
         }
     }
@@ -394,6 +386,58 @@ unsafe fn tile_products(from: &Block, half: bool, out: &mut [f32; BLOCK * BLOCK]
         from.chunks,
         out.len()
     )
+}
+
+/// A product's blocks of 32 rows × 32 outputs, to share out across the pool's threads.
+pub(crate) struct Work {
+    pub row_blocks: usize,
+    pub out_blocks: usize,
+    /// Row blocks whose inputs stay in L2 together while the weight streams past.
+    pub group: usize,
+}
+
+/// How [`Work`] is shared out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// On the calling thread, a row group at a time.
+    Serial,
+    /// This many row groups (a multiple of the threads), each streaming the whole weight past
+    /// its rows.
+    Rows(usize),
+    /// Few rows: this many parts of the output blocks, each streaming its part of the weight.
+    Outputs(usize),
+}
+
+impl Work {
+    /// The plan for `threads` threads; serial for one, or for a `small` product.
+    pub(crate) fn plan(&self, threads: usize, small: bool) -> Plan {
+        if threads == 1 || small {
+            Plan::Serial
+        } else if self.row_blocks >= 2 * threads {
+            Plan::Rows(self.row_blocks.div_ceil(self.group).div_ceil(threads) * threads)
+        } else {
+            Plan::Outputs((2 * threads).min(self.out_blocks))
+        }
+    }
+
+    /// `item(row blocks, output blocks)` over the whole product, as `plan` shares it out.
+    pub(crate) fn run(&self, plan: Plan, item: impl Fn(Range<usize>, Range<usize>) + Sync) {
+        use rayon::prelude::*;
+        let (rows, outs) = (self.row_blocks, self.out_blocks);
+        match plan {
+            Plan::Serial => {
+                for start in (0..rows).step_by(self.group) {
+                    item(start..(start + self.group).min(rows), 0..outs);
+                }
+            }
+            Plan::Rows(groups) => (0..groups)
+                .into_par_iter()
+                .for_each(|g| item(share(rows, groups, g), 0..outs)),
+            Plan::Outputs(groups) => (0..groups)
+                .into_par_iter()
+                .for_each(|g| item(0..rows, share(outs, groups, g))),
+        }
+    }
 }
 
 /// Part `g` of `0..total` cut into `parts` nearly equal ones.

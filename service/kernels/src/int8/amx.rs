@@ -9,7 +9,10 @@ use std::{arch::x86_64::*, ops::Range};
 
 use super::{Int8Panels, Int8Rows, NR};
 use crate::{
-    amx::tiles::{self, Int8Block},
+    amx::{
+        tiles::{self, Int8Block},
+        Work,
+    },
     panel::{finish_rows, Base, Finish},
 };
 
@@ -41,32 +44,21 @@ impl Int8Panels {
         let m = x.rows();
         let (row_blocks, out_blocks) = (m.div_ceil(BLOCK), self.outputs.div_ceil(BLOCK));
         let group = (GROUP_BYTES / (x.width * BLOCK)).max(1);
+        let work = Work {
+            row_blocks,
+            out_blocks,
+            group,
+        };
+        let plan = work.plan(
+            threads,
+            m * self.outputs * self.inputs < super::MIN_PARALLEL_WORK,
+        );
         let y_addr = y.as_mut_ptr() as usize;
         // SAFETY (every call below): items cover disjoint (rows × outputs) rectangles of `y`;
         // the product checked the sizes; the micro-kernel is available (`pack_for`).
-        let item = |blocks: Range<usize>, outs: Range<usize>| unsafe {
+        work.run(plan, |blocks, outs| unsafe {
             self.amx_item(x, blocks, outs, y_addr as *mut f32, base, finish)
-        };
-        let share =
-            |total: usize, parts: usize, g: usize| total * g / parts..total * (g + 1) / parts;
-        if threads == 1 || m * self.outputs * self.inputs < super::MIN_PARALLEL_WORK {
-            for start in (0..row_blocks).step_by(group) {
-                item(start..(start + group).min(row_blocks), 0..out_blocks);
-            }
-            return;
-        }
-        use rayon::prelude::*;
-        if row_blocks >= 2 * threads {
-            let groups = row_blocks.div_ceil(group).div_ceil(threads) * threads;
-            (0..groups)
-                .into_par_iter()
-                .for_each(|g| item(share(row_blocks, groups, g), 0..out_blocks));
-        } else {
-            let groups = (2 * threads).min(out_blocks);
-            (0..groups)
-                .into_par_iter()
-                .for_each(|g| item(0..row_blocks, share(out_blocks, groups, g)));
-        }
+        });
     }
 
     /// The outputs of blocks `outs` for the rows of blocks `blocks`, written into `y` on top of
