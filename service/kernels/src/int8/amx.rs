@@ -125,8 +125,8 @@ impl Int8Panels {
         }
     }
 
-    /// One row's 16 sums of the panel starting at output `first` into `c`, as the VNNI kernel
-    /// writes them: `(sum − shift) · (w_scale · a_scale) + base`, one fused multiply-add.
+    /// One row's 16 sums of the panel starting at output `first` into `c`, written by the VNNI
+    /// kernel's own [`super::vnni::write_sums`].
     ///
     /// # Safety
     /// AVX-512F; `sums` holds 16 values; `c` the row's outputs from `first`.
@@ -148,16 +148,18 @@ impl Int8Panels {
         let w_scale = _mm512_loadu_ps(self.scale.as_ptr().add(first));
         let shift = _mm512_loadu_si512(self.shift.as_ptr().add(first) as *const __m512i);
         let acc = _mm512_loadu_si512(sums as *const __m512i);
-        let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, shift));
-        let scale = _mm512_mul_ps(w_scale, _mm512_set1_ps(a_scale));
-        let mut start = if base.reads_output() {
-            _mm512_maskz_loadu_ps(mask, c)
-        } else {
-            _mm512_setzero_ps()
-        };
-        if let Some(bias) = base.bias() {
-            start = _mm512_add_ps(start, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
-        }
-        _mm512_mask_storeu_ps(c, mask, _mm512_fmadd_ps(sums, scale, start));
+        let bias = base
+            .bias()
+            .map(|bias| _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
+        super::vnni::write_sums(
+            acc,
+            shift,
+            w_scale,
+            a_scale,
+            bias,
+            c,
+            mask,
+            base.reads_output(),
+        );
     }
 }

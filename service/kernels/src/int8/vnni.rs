@@ -78,20 +78,51 @@ unsafe fn rows_of<const R: usize, const P: usize>(t: &Tile) {
             Some(_mm512_maskz_loadu_ps(mask, t.bias.add(first)))
         };
         for r in 0..R {
-            let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][q], shift));
-            let scale = _mm512_mul_ps(w_scale, _mm512_set1_ps(*t.a_scale.add(r)));
             let c = t.c.add(r * t.ldc + first);
-            let mut base = if t.load {
-                _mm512_maskz_loadu_ps(mask, c)
-            } else {
-                _mm512_setzero_ps()
-            };
-            if let Some(bias) = bias {
-                base = _mm512_add_ps(base, bias);
-            }
-            _mm512_mask_storeu_ps(c, mask, _mm512_fmadd_ps(sums, scale, base));
+            write_sums(
+                acc[r][q],
+                shift,
+                w_scale,
+                *t.a_scale.add(r),
+                bias,
+                c,
+                mask,
+                t.load,
+            );
         }
     }
+}
+
+/// One row's 16 integer sums of a panel into the `mask` lanes of `c`:
+/// `(sum − shift) · (w_scale · a_scale) + base` in one fused multiply-add, the base being `c`'s
+/// values when `load`, plus `bias`. What every int8 kernel on AVX-512 writes (VNNI, AMX).
+///
+/// # Safety
+/// AVX-512F is present; `c` holds the lanes of `mask`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn write_sums(
+    acc: __m512i,
+    shift: __m512i,
+    w_scale: __m512,
+    a_scale: f32,
+    bias: Option<__m512>,
+    c: *mut f32,
+    mask: __mmask16,
+    load: bool,
+) {
+    let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, shift));
+    let scale = _mm512_mul_ps(w_scale, _mm512_set1_ps(a_scale));
+    let mut base = if load {
+        _mm512_maskz_loadu_ps(mask, c)
+    } else {
+        _mm512_setzero_ps()
+    };
+    if let Some(bias) = bias {
+        base = _mm512_add_ps(base, bias);
+    }
+    _mm512_mask_storeu_ps(c, mask, _mm512_fmadd_ps(sums, scale, base));
 }
 
 /// Quantizes `row` into `out` (as long); returns its scale.
