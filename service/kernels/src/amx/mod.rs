@@ -316,7 +316,7 @@ impl AmxPanels {
     ) {
         let (k, n) = (self.inputs, self.outputs);
         let chunks = k.div_ceil(CHUNK);
-        let line = split.line_count();
+        let line = split.lines;
         let mut out = [0f32; BLOCK * BLOCK];
         #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
         tiles::configure();
@@ -375,11 +375,7 @@ struct Block {
 #[inline]
 unsafe fn tile_products(from: &Block, half: bool, out: &mut [f32; BLOCK * BLOCK]) {
     #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-    if half {
-        tiles::half_block(from, out)
-    } else {
-        tiles::block(from, out)
-    }
+    tiles::block(from, half, out);
     #[cfg(not(all(target_arch = "x86_64", not(feature = "portable"))))]
     unreachable!(
         "AMX is not available in this build ({}, {half}, {})",
@@ -472,15 +468,11 @@ thread_local! {
 struct SplitRows {
     hi: Vec<Line>,
     lo: Vec<Line>,
+    /// Lines (of 32 bf16) per row.
     lines: usize,
 }
 
 impl SplitRows {
-    /// Lines per row.
-    fn line_count(&self) -> usize {
-        self.lines
-    }
-
     /// Splits rows `rows` of `k` inputs of `x` (the first of them becomes row 0).
     fn fill(&mut self, x: &[f32], rows: Range<usize>, k: usize) {
         self.lines = k.div_ceil(CHUNK);

@@ -50,124 +50,123 @@ pub(crate) unsafe fn release() {
     asm!("tilerelease", options(nostack, nomem));
 }
 
+/// Zeroes the accumulator tiles of a block: all four, or the first 16 rows' two when `half`.
+///
+/// # Safety
+/// [`configure`] ran on this thread.
+#[inline]
+unsafe fn zero_accumulators(half: bool) {
+    asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+    if !half {
+        asm!("tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+    }
+}
+
+/// Stores the accumulator tiles of a block into `out`, 32 rows of 32 four-byte sums (floats or
+/// integers): all four, or the first 16 rows' two when `half` (rows 16 to 31 left as they were).
+///
+/// # Safety
+/// As [`zero_accumulators`]; `out` holds 32 × 32 four-byte values.
+#[inline]
+unsafe fn store_accumulators(out: *mut u32, half: bool) {
+    asm!(
+        "tilestored [{c0} + {stride}*1], tmm0",
+        "tilestored [{c1} + {stride}*1], tmm1",
+        c0 = in(reg) out,
+        c1 = in(reg) out.add(16),
+        stride = in(reg) 32 * 4usize,
+        options(nostack)
+    );
+    if !half {
+        asm!(
+            "tilestored [{c2} + {stride}*1], tmm2",
+            "tilestored [{c3} + {stride}*1], tmm3",
+            c2 = in(reg) out.add(16 * 32),
+            c3 = in(reg) out.add(16 * 32 + 16),
+            stride = in(reg) 32 * 4usize,
+            options(nostack)
+        );
+    }
+}
+
 /// `out = Σ a·w` over the block's depth, each product as `hi·hi + lo·hi + hi·lo`; `out` is
-/// 32 rows of 32 floats.
+/// 32 rows of 32 floats. When `half`, the first 16 rows only (the last block of rows, when it
+/// holds no more): two accumulator tiles, half the tile products.
 ///
 /// # Safety
 /// [`configure`] ran on this thread; the block's pointers hold what [`Block`] says.
 #[inline]
-pub(super) unsafe fn block(b: &Block, out: &mut [f32; 32 * 32]) {
-    asm!(
-        "tilezero tmm0",
-        "tilezero tmm1",
-        "tilezero tmm2",
-        "tilezero tmm3",
-        options(nostack, nomem)
-    );
+pub(super) unsafe fn block(b: &Block, half: bool, out: &mut [f32; 32 * 32]) {
+    zero_accumulators(half);
     let (a_next_rows, step) = (16 * b.row_bytes, 64usize);
     for chunk in 0..b.chunks {
         let a_hi = (b.a_hi as *const u8).add(chunk * 64);
         let a_lo = (b.a_lo as *const u8).add(chunk * 64);
         let w_hi = (b.w_hi as *const u8).add(chunk * 1024);
         let w_lo = (b.w_lo as *const u8).add(chunk * 1024);
-        asm!(
-            "tileloadd tmm4, [{a_hi} + {stride}*1]",
-            "tileloadd tmm5, [{a_hi2} + {stride}*1]",
-            "tileloadd tmm6, [{w_hi} + {step}*1]",
-            "tileloadd tmm7, [{w_hi2} + {step}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            "tileloadd tmm4, [{a_lo} + {stride}*1]",
-            "tileloadd tmm5, [{a_lo2} + {stride}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            "tileloadd tmm4, [{a_hi} + {stride}*1]",
-            "tileloadd tmm5, [{a_hi2} + {stride}*1]",
-            "tileloadd tmm6, [{w_lo} + {step}*1]",
-            "tileloadd tmm7, [{w_lo2} + {step}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            a_hi = in(reg) a_hi,
-            a_hi2 = in(reg) a_hi.add(a_next_rows),
-            a_lo = in(reg) a_lo,
-            a_lo2 = in(reg) a_lo.add(a_next_rows),
-            w_hi = in(reg) w_hi,
-            w_hi2 = in(reg) w_hi.add(b.next_outputs),
-            w_lo = in(reg) w_lo,
-            w_lo2 = in(reg) w_lo.add(b.next_outputs),
-            stride = in(reg) b.row_bytes,
-            step = in(reg) step,
-            options(nostack, readonly)
-        );
+        if half {
+            asm!(
+                "tileloadd tmm4, [{a_hi} + {stride}*1]",
+                "tileloadd tmm5, [{a_lo} + {stride}*1]",
+                "tileloadd tmm6, [{w_hi} + {step}*1]",
+                "tileloadd tmm7, [{w_hi2} + {step}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm0, tmm5, tmm6",
+                "tdpbf16ps tmm1, tmm5, tmm7",
+                "tileloadd tmm6, [{w_lo} + {step}*1]",
+                "tileloadd tmm7, [{w_lo2} + {step}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                a_hi = in(reg) a_hi,
+                a_lo = in(reg) a_lo,
+                w_hi = in(reg) w_hi,
+                w_hi2 = in(reg) w_hi.add(b.next_outputs),
+                w_lo = in(reg) w_lo,
+                w_lo2 = in(reg) w_lo.add(b.next_outputs),
+                stride = in(reg) b.row_bytes,
+                step = in(reg) step,
+                options(nostack, readonly)
+            );
+        } else {
+            asm!(
+                "tileloadd tmm4, [{a_hi} + {stride}*1]",
+                "tileloadd tmm5, [{a_hi2} + {stride}*1]",
+                "tileloadd tmm6, [{w_hi} + {step}*1]",
+                "tileloadd tmm7, [{w_hi2} + {step}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "tileloadd tmm4, [{a_lo} + {stride}*1]",
+                "tileloadd tmm5, [{a_lo2} + {stride}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "tileloadd tmm4, [{a_hi} + {stride}*1]",
+                "tileloadd tmm5, [{a_hi2} + {stride}*1]",
+                "tileloadd tmm6, [{w_lo} + {step}*1]",
+                "tileloadd tmm7, [{w_lo2} + {step}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a_hi = in(reg) a_hi,
+                a_hi2 = in(reg) a_hi.add(a_next_rows),
+                a_lo = in(reg) a_lo,
+                a_lo2 = in(reg) a_lo.add(a_next_rows),
+                w_hi = in(reg) w_hi,
+                w_hi2 = in(reg) w_hi.add(b.next_outputs),
+                w_lo = in(reg) w_lo,
+                w_lo2 = in(reg) w_lo.add(b.next_outputs),
+                stride = in(reg) b.row_bytes,
+                step = in(reg) step,
+                options(nostack, readonly)
+            );
+        }
     }
-    let c = out.as_mut_ptr();
-    asm!(
-        "tilestored [{c0} + {stride}*1], tmm0",
-        "tilestored [{c1} + {stride}*1], tmm1",
-        "tilestored [{c2} + {stride}*1], tmm2",
-        "tilestored [{c3} + {stride}*1], tmm3",
-        c0 = in(reg) c,
-        c1 = in(reg) c.add(16),
-        c2 = in(reg) c.add(16 * 32),
-        c3 = in(reg) c.add(16 * 32 + 16),
-        stride = in(reg) 32 * 4usize,
-        options(nostack)
-    );
-}
-
-/// As [`block`] for the first 16 rows only (the last block of rows, when it holds no more):
-/// two accumulator tiles, half the tile products. `out`'s rows 16 to 31 are left as they were.
-///
-/// # Safety
-/// As [`block`].
-#[inline]
-pub(super) unsafe fn half_block(b: &Block, out: &mut [f32; 32 * 32]) {
-    asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
-    let step = 64usize;
-    for chunk in 0..b.chunks {
-        let a_hi = (b.a_hi as *const u8).add(chunk * 64);
-        let a_lo = (b.a_lo as *const u8).add(chunk * 64);
-        let w_hi = (b.w_hi as *const u8).add(chunk * 1024);
-        let w_lo = (b.w_lo as *const u8).add(chunk * 1024);
-        asm!(
-            "tileloadd tmm4, [{a_hi} + {stride}*1]",
-            "tileloadd tmm5, [{a_lo} + {stride}*1]",
-            "tileloadd tmm6, [{w_hi} + {step}*1]",
-            "tileloadd tmm7, [{w_hi2} + {step}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm0, tmm5, tmm6",
-            "tdpbf16ps tmm1, tmm5, tmm7",
-            "tileloadd tmm6, [{w_lo} + {step}*1]",
-            "tileloadd tmm7, [{w_lo2} + {step}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            a_hi = in(reg) a_hi,
-            a_lo = in(reg) a_lo,
-            w_hi = in(reg) w_hi,
-            w_hi2 = in(reg) w_hi.add(b.next_outputs),
-            w_lo = in(reg) w_lo,
-            w_lo2 = in(reg) w_lo.add(b.next_outputs),
-            stride = in(reg) b.row_bytes,
-            step = in(reg) step,
-            options(nostack, readonly)
-        );
-    }
-    let c = out.as_mut_ptr();
-    asm!(
-        "tilestored [{c0} + {stride}*1], tmm0",
-        "tilestored [{c1} + {stride}*1], tmm1",
-        c0 = in(reg) c,
-        c1 = in(reg) c.add(16),
-        stride = in(reg) 32 * 4usize,
-        options(nostack)
-    );
+    store_accumulators(out.as_mut_ptr().cast(), half);
 }
 
 /// Where one 32 × 32 block of int8 sums reads from: unsigned input bytes times signed weight
@@ -193,13 +192,7 @@ pub(crate) struct Int8Block {
 /// CPU has AMX-INT8.
 #[inline]
 pub(crate) unsafe fn int8_block(b: &Int8Block, half: bool, out: &mut [i32; 32 * 32]) {
-    asm!(
-        "tilezero tmm0",
-        "tilezero tmm1",
-        "tilezero tmm2",
-        "tilezero tmm3",
-        options(nostack, nomem)
-    );
+    zero_accumulators(half);
     let (next_rows, step) = (16 * b.row_bytes, 64usize);
     for chunk in 0..b.chunks {
         let a = b.a.add(chunk * 64);
@@ -238,23 +231,5 @@ pub(crate) unsafe fn int8_block(b: &Int8Block, half: bool, out: &mut [i32; 32 * 
             );
         }
     }
-    let c = out.as_mut_ptr();
-    asm!(
-        "tilestored [{c0} + {stride}*1], tmm0",
-        "tilestored [{c1} + {stride}*1], tmm1",
-        c0 = in(reg) c,
-        c1 = in(reg) c.add(16),
-        stride = in(reg) 32 * 4usize,
-        options(nostack)
-    );
-    if !half {
-        asm!(
-            "tilestored [{c2} + {stride}*1], tmm2",
-            "tilestored [{c3} + {stride}*1], tmm3",
-            c2 = in(reg) c.add(16 * 32),
-            c3 = in(reg) c.add(16 * 32 + 16),
-            stride = in(reg) 32 * 4usize,
-            options(nostack)
-        );
-    }
+    store_accumulators(out.as_mut_ptr().cast(), half);
 }
