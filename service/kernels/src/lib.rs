@@ -41,3 +41,12 @@ pub(crate) fn rows(data: &[f32], width: usize) -> usize {
     debug_assert_eq!(data.len() % width, 0);
     data.len() / width
 }
+
+/// `n` test values in [-1, 1), spread without a pattern the products could exploit, different
+/// for each `seed`.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}

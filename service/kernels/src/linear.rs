@@ -369,11 +369,7 @@ mod tests {
             .collect()
     }
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::test_values as values;
 
     /// Every kernel this CPU can run.
     fn kernels() -> Vec<Kernel> {

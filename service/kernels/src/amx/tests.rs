@@ -4,11 +4,7 @@
 use super::*;
 use crate::threads;
 
-fn values(n: usize, seed: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
-        .collect()
-}
+use crate::test_values as values;
 
 /// For each output, `x·Wᵀ` in f64 and the sum of the products' magnitudes.
 fn plain(x: &[f32], w: &[f32], k: usize) -> Vec<(f64, f64)> {

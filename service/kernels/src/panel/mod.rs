@@ -566,11 +566,7 @@ const MIN_PARALLEL_WORK: usize = 1 << 18;
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::test_values as values;
 
     fn naive(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
         x.chunks(k)
