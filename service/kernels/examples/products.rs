@@ -96,8 +96,11 @@ fn main() {
             .collect(),
     };
     let pool = threads::count();
-    if let Some((isa, gflops)) = fma_peak(budget) {
-        println!("f32 multiply-add peak ({isa}), one core: {gflops:.1} GFLOP/s");
+    if let Some(peak) = akidb_kernels::peak::f32_multiply_add(budget) {
+        println!(
+            "f32 multiply-add peak ({}), one core: {:.1} GFLOP/s",
+            peak.isa, peak.gflops
+        );
     }
     println!("weights per shape: {copies}");
     println!("pool threads: {pool}");
@@ -207,72 +210,5 @@ fn main() {
                 }
             }
         }
-    }
-}
-
-/// The f32 multiply-add throughput of one core, in GFLOP/s, over `budget`: twelve independent
-/// chains of vector multiply-adds (enough to cover the latency of two units), on the widest
-/// vectors the CPU runs; `None` without FMA.
-fn fma_peak(budget: Duration) -> Option<(&'static str, f64)> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-
-        const CHAINS: usize = 12;
-        const STEPS: usize = 1 << 20;
-
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(steps: usize) -> f32 {
-            let mut acc = [_mm512_set1_ps(1.0); CHAINS];
-            let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-            for _ in 0..steps {
-                for x in acc.iter_mut() {
-                    *x = _mm512_fmadd_ps(*x, a, b);
-                }
-            }
-            acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
-        }
-
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(steps: usize) -> f32 {
-            let mut acc = [_mm256_set1_ps(1.0); CHAINS];
-            let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-            for _ in 0..steps {
-                for x in acc.iter_mut() {
-                    *x = _mm256_fmadd_ps(*x, a, b);
-                }
-            }
-            let mut lanes = [0f32; 8];
-            let mut sum = 0.0;
-            for x in acc {
-                _mm256_storeu_ps(lanes.as_mut_ptr(), x);
-                sum += lanes.iter().sum::<f32>();
-            }
-            sum
-        }
-
-        let (isa, lanes, run): (&str, usize, unsafe fn(usize) -> f32) =
-            if is_x86_feature_detected!("avx512f") {
-                ("avx512", 16, avx512)
-            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                ("avx2", 8, avx2)
-            } else {
-                return None;
-            };
-        let started = Instant::now();
-        let mut best = 0f64;
-        while started.elapsed() < budget {
-            let t = Instant::now();
-            // SAFETY: the CPU runs the instructions of `run` (checked above).
-            std::hint::black_box(unsafe { run(STEPS) });
-            let flops = (STEPS * CHAINS * lanes * 2) as f64;
-            best = best.max(flops / t.elapsed().as_secs_f64() / 1e9);
-        }
-        Some((isa, best))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = budget;
-        None
     }
 }

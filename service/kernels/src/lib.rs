@@ -30,6 +30,7 @@ pub mod linear;
 pub mod math;
 pub mod norm;
 pub mod panel;
+pub mod peak;
 pub mod skinny;
 pub mod threads;
 

@@ -329,6 +329,7 @@ mod tests {
                     int8_over_f32: None,
                     ort_int8: None,
                     int8_over_ort_int8: None,
+                    gflop_per_text: None,
                 }],
             }),
             http: vec![HttpSection::sample(

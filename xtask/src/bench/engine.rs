@@ -142,7 +142,8 @@ impl EngineBench {
                     }
                 }
             }
-            let row = with_int8(row(&name, shape, &candle, &ort)?, &int8, &ort_int8);
+            let mut row = with_int8(row(&name, shape, &candle, &ort)?, &int8, &ort_int8);
+            row.gflop_per_text = Encoder::read(model_dir).map(|e| e.gflop(row.candle.mean_tokens));
             let rate = |f: Option<&EngineFigures>| {
                 f.map_or("-".to_string(), |f| format!("{:.1}/s", f.sentences_per_s))
             };
@@ -279,6 +280,7 @@ fn row(
         int8_over_f32: None,
         ort_int8: None,
         int8_over_ort_int8: None,
+        gflop_per_text: None,
     })
 }
 
@@ -323,6 +325,25 @@ mod tests {
             p50_ms: 1000.0 * 32.0 / sps,
             p95_ms: 1100.0 * 32.0 / sps,
         }
+    }
+
+    #[test]
+    fn a_text_costs_its_layers_products_and_attention() {
+        let dir = tempfile::tempdir().unwrap();
+        // all-MiniLM-L6-v2's shape, among the other fields a config carries.
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6,
+                "num_attention_heads": 12, "vocab_size": 30522}"#,
+        )
+        .unwrap();
+        let encoder = Encoder::read(dir.path()).expect("config read");
+        // Per layer at 128 tokens: 2·128·(4·384² + 2·384·1536) + 4·128²·384 = 478,150,656.
+        let cost = encoder.gflop(128.0);
+        assert!((cost - 6.0 * 478_150_656.0 / 1e9).abs() < 1e-9, "{cost}");
+        // Ten tokens: 6 · (2·10·1,769,472 + 4·100·384); attention is under 1% of it.
+        assert!((encoder.gflop(10.0) - 0.213_258_24).abs() < 1e-9);
+        assert_eq!(Encoder::read(&dir.path().join("absent")), None);
     }
 
     #[test]
@@ -386,5 +407,31 @@ mod tests {
         )
         .expect_err("different token counts");
         assert!(format!("{error:#}").contains("tokenizers disagree"));
+    }
+}
+
+/// The shape of a BERT encoder, as its `config.json` gives it: what a text's compute costs.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub struct Encoder {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+}
+
+impl Encoder {
+    /// The encoder of the model in `model_dir`; `None` without a readable `config.json`.
+    pub fn read(model_dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(model_dir.join("config.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Billions of floating-point operations (a multiply-add counts two) one text of `tokens`
+    /// tokens costs: per layer, the query/key/value, output and two feed-forward products
+    /// (`2·t·(4h² + 2h·i)`) and attention's scores and weighted sum (`4·t²·h`). Embeddings,
+    /// norms, activations and pooling are left out (a few per cent).
+    pub fn gflop(&self, tokens: f64) -> f64 {
+        let (h, i) = (self.hidden_size as f64, self.intermediate_size as f64);
+        let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * i) + 4.0 * tokens * tokens * h;
+        self.num_hidden_layers as f64 * per_layer / 1e9
     }
 }

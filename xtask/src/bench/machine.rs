@@ -1,7 +1,7 @@
 //! What machine a run measured: CPU model, cores, the SIMD extensions kernels care about, and
 //! the kernels the engine runs on them.
 
-use super::report::Machine;
+use super::report::{FmaPeak, Machine};
 
 /// CPU flags worth naming in a benchmark (`/proc/cpuinfo` spelling: `flags` on x86,
 /// `Features` on Arm).
@@ -42,6 +42,11 @@ pub fn describe() -> Machine {
         .and_then(|name| name.parse().ok())
         .unwrap_or_default();
     machine.kernels = akidb_kernels::choice::Choice::of(requested).to_string();
+    machine.fma_peak = akidb_kernels::peak::f32_multiply_add(std::time::Duration::from_millis(300))
+        .map(|p| FmaPeak {
+            isa: p.isa.to_string(),
+            gflops_per_core: p.gflops,
+        });
     machine
 }
 
@@ -65,6 +70,7 @@ fn from_cpuinfo(cpuinfo: &str) -> Machine {
             .map(|f| f.to_string())
             .collect(),
         kernels: String::new(),
+        fma_peak: None,
     }
 }
 

@@ -77,6 +77,19 @@ pub struct Machine {
     /// micro-kernel, element-wise instruction set. Empty in reports from before it was recorded.
     #[serde(default)]
     pub kernels: String,
+    /// One core's measured f32 multiply-add peak (`akidb_kernels::peak`); none in reports from
+    /// before it was recorded, or on CPUs without FMA.
+    #[serde(default)]
+    pub fma_peak: Option<FmaPeak>,
+}
+
+/// A core's f32 multiply-add peak.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FmaPeak {
+    /// The vectors measured: `avx512` or `avx2`.
+    pub isa: String,
+    /// GFLOP/s of one core (a multiply-add counts two).
+    pub gflops_per_core: f64,
 }
 
 /// The in-process engine section.
@@ -117,6 +130,10 @@ pub struct EngineRow {
     /// Candle int8's sentences/s over ONNX Runtime int8's.
     #[serde(default)]
     pub int8_over_ort_int8: Option<f64>,
+    /// Floating-point operations a text costs at the mean length measured (dense layers and
+    /// attention, from the model's `config.json`), in billions; none where unknown.
+    #[serde(default)]
+    pub gflop_per_text: Option<f64>,
 }
 
 /// One engine's figures for a shape: medians over the repetitions.
@@ -345,8 +362,17 @@ impl BenchReport {
         if !self.machine.kernels.is_empty() {
             out.push_str(&format!("kernels: {}\n", self.machine.kernels));
         }
+        if let Some(peak) = &self.machine.fma_peak {
+            out.push_str(&format!(
+                "f32 multiply-add peak: {:.1} GFLOP/s a core ({})\n",
+                peak.gflops_per_core, peak.isa
+            ));
+        }
         if let Some(engine) = &self.engine {
             out.push_str(&engine.table());
+            if let Some(peak) = &self.machine.fma_peak {
+                out.push_str(&engine.compute_table(peak, self.threads));
+            }
         }
         for http in &self.http {
             out.push_str(&http.table());
@@ -399,6 +425,42 @@ impl LoneSection {
 }
 
 impl EngineSection {
+    /// The f32 rows' compute rate against `threads` cores' multiply-add peak; empty when no
+    /// row knows its cost.
+    fn compute_table(&self, peak: &FmaPeak, threads: usize) -> String {
+        let ceiling = peak.gflops_per_core * threads.max(1) as f64;
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let cost = row.gflop_per_text?;
+                let cell = |f: &EngineFigures| {
+                    let rate = f.sentences_per_s * cost;
+                    format!("{rate:.1} ({:.0}%)", 100.0 * rate / ceiling)
+                };
+                Some(format!(
+                    "| {} | {} × {} | {:.3} | {} | {} |\n",
+                    row.model,
+                    row.batch,
+                    row.tokens,
+                    cost,
+                    cell(&row.candle),
+                    or_dash(row.ort.as_ref(), cell)
+                ))
+            })
+            .collect();
+        if rows.is_empty() {
+            return String::new();
+        }
+        format!(
+            "\nf32 compute rate: GFLOP/s (share of {threads} cores' vector multiply-add peak, \
+             {ceiling:.0} GFLOP/s; matrix units such as AMX can pass it)\n\n\
+             | model | batch × tokens | GFLOP a text | Candle | ONNX Runtime |\n\
+             |---|---|---|---|---|\n{}",
+            rows.concat()
+        )
+    }
+
     fn table(&self) -> String {
         let mut out = format!(
             "\nEngine, in process: sentences/s (p50 ms per call), median of {} × {:.1} s\n\n\
@@ -563,6 +625,74 @@ impl ColdStartSection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn engine_row(candle: f64, ort: Option<f64>, gflop_per_text: Option<f64>) -> EngineRow {
+        let figures = |sentences_per_s: f64| EngineFigures {
+            sentences_per_s,
+            p50_ms: 1.0,
+            p95_ms: 1.0,
+            mean_tokens: 10.0,
+            iterations: 1,
+            runs: vec![sentences_per_s],
+        };
+        EngineRow {
+            model: "m".into(),
+            batch: 32,
+            tokens: 10,
+            candle: figures(candle),
+            ort: ort.map(figures),
+            ratio: None,
+            int8: None,
+            int8_over_f32: None,
+            ort_int8: None,
+            int8_over_ort_int8: None,
+            gflop_per_text,
+        }
+    }
+
+    #[test]
+    fn the_compute_rate_is_read_against_the_threads_peak() {
+        let engine = EngineSection {
+            seconds: 1.0,
+            repetitions: 1,
+            rows: vec![
+                engine_row(1000.0, Some(800.0), Some(0.2)),
+                engine_row(50.0, None, None),
+            ],
+        };
+        let peak = FmaPeak {
+            isa: "avx512".into(),
+            gflops_per_core: 100.0,
+        };
+        let table = engine.compute_table(&peak, 2);
+        assert!(table.contains("share of 2 cores' vector multiply-add peak, 200 GFLOP/s"));
+        // 1,000 texts/s × 0.2 GFLOP = 200 GFLOP/s, all of it; ORT 160, 80%.
+        assert!(table.contains("| m | 32 × 10 | 0.200 | 200.0 (100%) | 160.0 (80%) |"));
+        assert_eq!(
+            table.matches("| m |").count(),
+            1,
+            "the row without a cost is left out"
+        );
+        let unknown = EngineSection {
+            rows: vec![engine_row(50.0, None, None)],
+            ..engine
+        };
+        assert_eq!(unknown.compute_table(&peak, 2), "");
+    }
+
+    #[test]
+    fn reports_from_before_the_peak_was_recorded_still_read() {
+        let machine: Machine =
+            serde_json::from_str(r#"{"cpu": "x", "cores": 2, "simd": ["avx2"]}"#).unwrap();
+        assert_eq!(machine.fma_peak, None);
+        let row: EngineRow = serde_json::from_value(serde_json::json!({
+            "model": "m", "batch": 1, "tokens": 10, "ort": null, "ratio": null,
+            "candle": {"sentences_per_s": 1.0, "p50_ms": 1.0, "p95_ms": 1.0,
+                       "mean_tokens": 10.0, "iterations": 1, "runs": [1.0]}
+        }))
+        .unwrap();
+        assert_eq!(row.gflop_per_text, None);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {
