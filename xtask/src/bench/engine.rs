@@ -311,6 +311,32 @@ fn figures(runs: &[EngineLine]) -> Option<EngineFigures> {
     })
 }
 
+/// The shape of a BERT encoder, as its `config.json` gives it: what a text's compute costs.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub struct Encoder {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+}
+
+impl Encoder {
+    /// The encoder of the model in `model_dir`; `None` without a readable `config.json`.
+    pub fn read(model_dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(model_dir.join("config.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Billions of floating-point operations (a multiply-add counts two) one text of `tokens`
+    /// tokens costs: per layer, the query/key/value, output and two feed-forward products
+    /// (`2·t·(4h² + 2h·i)`) and attention's scores and weighted sum (`4·t²·h`). Embeddings,
+    /// norms, activations and pooling are left out (a few per cent).
+    pub fn gflop(&self, tokens: f64) -> f64 {
+        let (h, i) = (self.hidden_size as f64, self.intermediate_size as f64);
+        let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * i) + 4.0 * tokens * tokens * h;
+        self.num_hidden_layers as f64 * per_layer / 1e9
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,31 +433,5 @@ mod tests {
         )
         .expect_err("different token counts");
         assert!(format!("{error:#}").contains("tokenizers disagree"));
-    }
-}
-
-/// The shape of a BERT encoder, as its `config.json` gives it: what a text's compute costs.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
-pub struct Encoder {
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-}
-
-impl Encoder {
-    /// The encoder of the model in `model_dir`; `None` without a readable `config.json`.
-    pub fn read(model_dir: &Path) -> Option<Self> {
-        let text = std::fs::read_to_string(model_dir.join("config.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Billions of floating-point operations (a multiply-add counts two) one text of `tokens`
-    /// tokens costs: per layer, the query/key/value, output and two feed-forward products
-    /// (`2·t·(4h² + 2h·i)`) and attention's scores and weighted sum (`4·t²·h`). Embeddings,
-    /// norms, activations and pooling are left out (a few per cent).
-    pub fn gflop(&self, tokens: f64) -> f64 {
-        let (h, i) = (self.hidden_size as f64, self.intermediate_size as f64);
-        let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * i) + 4.0 * tokens * tokens * h;
-        self.num_hidden_layers as f64 * per_layer / 1e9
     }
 }

@@ -1,5 +1,5 @@
-//! What machine a run measured: CPU model, cores, the SIMD extensions kernels care about, and
-//! the kernels the engine runs on them.
+//! What machine a run measured: CPU model, cores, the SIMD extensions kernels care about, the
+//! kernels the engine runs on them, and one core's f32 multiply-add peak.
 
 use super::report::{FmaPeak, Machine};
 
