@@ -103,6 +103,7 @@ impl EngineBench {
         let has_peer = model_dir.join("onnx").join("model.onnx").is_file();
         let int8_peer = model_dir.join(ORT_INT8);
         let has_int8_peer = int8_peer.is_file();
+        let encoder = Encoder::read(model_dir);
         let mut rows = Vec::new();
         for &shape in shapes {
             let texts = self.work_dir.join(format!(
@@ -143,7 +144,7 @@ impl EngineBench {
                 }
             }
             let mut row = with_int8(row(&name, shape, &candle, &ort)?, &int8, &ort_int8);
-            row.gflop_per_text = Encoder::read(model_dir).map(|e| e.gflop(row.candle.mean_tokens));
+            row.gflop_per_text = encoder.map(|e| e.gflop(row.candle.mean_tokens));
             let rate = |f: Option<&EngineFigures>| {
                 f.map_or("-".to_string(), |f| format!("{:.1}/s", f.sentences_per_s))
             };
