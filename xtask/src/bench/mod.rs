@@ -129,13 +129,10 @@ pub fn run(sh: &Shell, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let root = project::root();
     let work = root.join("target/bench/work");
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let models_dir = root.join("models");
-    if !models_dir.join(PEER_MODEL).is_dir() {
-        bail!(
-            "{} is missing: run `cargo xtask models`",
-            models_dir.join(PEER_MODEL).display()
-        );
-    }
+    // The models it serves, laid out and verified as `cargo xtask models` does (a no-op when
+    // they are already there and verified).
+    crate::models::fetch_all(sh)?;
+    let models_dir = crate::models::models_dir();
     let binary = service_binary(sh, args.profile, args.no_build)?;
     let python = python::ensure(sh)?;
     let threads = args

@@ -140,13 +140,10 @@ pub fn run(sh: &Shell, args: SoakArgs) -> anyhow::Result<SoakReport> {
     let root = project::root();
     let work = root.join("target/soak/work");
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let models_dir = root.join("models");
-    if !models_dir.join(MODEL).is_dir() {
-        bail!(
-            "{} is missing: run `cargo xtask models`",
-            models_dir.join(MODEL).display()
-        );
-    }
+    // The models it serves, laid out and verified as `cargo xtask models` does (a no-op when
+    // they are already there and verified).
+    crate::models::fetch_all(sh)?;
+    let models_dir = crate::models::models_dir();
     let binary = service_binary(sh, &args)?;
     let oha = Oha::ensure(sh)?;
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
