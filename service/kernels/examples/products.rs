@@ -7,7 +7,8 @@
 //! `COPIES`: cycle through that many different weights of each shape, as a model's layers do,
 //! so that they stop fitting in cache; `MICROS`: the micro-kernels to run, comma-separated,
 //! default every one this CPU runs but the portable one where another runs; `INT8`: the int8
-//! micro-kernel, `avx512-vnni`, `avx2` or `portable`, default the fastest this CPU runs).
+//! micro-kernel, `avx512-vnni`, `avx2` or `portable`, default the fastest this CPU runs;
+//! `ROWS`: the row counts, comma-separated, default 10, 320 and 4,096).
 //! Where the CPU and OS run AMX, the AMX product (f32 split into bf16 halves, three tile
 //! products) too, beside the first panels' figure. First it prints the core's f32 multiply-add
 //! peak (independent `vfmadd` chains, no memory), the ceiling of every f32 figure below.
@@ -136,7 +137,12 @@ fn main() {
         "---|---|".repeat(names.len()),
         if with_amx { "---|---|" } else { "" }
     );
-    for m in [10, 320, 4096] {
+    let row_counts: Vec<usize> = std::env::var("ROWS").map_or(vec![10, 320, 4096], |r| {
+        r.split(',')
+            .map(|m| m.trim().parse().expect("ROWS: row counts, comma-separated"))
+            .collect()
+    });
+    for m in row_counts {
         for (k, n) in [(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
             let x = values(m * k, 1);
             let weights: Vec<Vec<f32>> = (0..copies).map(|c| values(n * k, 2 + c)).collect();

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Tile, NR};
+use super::{scales, Tile, NR, ZERO};
 
 /// Rows per pass over a panel: two accumulators per row (sixteen outputs).
 const ROWS: usize = 3;
@@ -90,4 +90,59 @@ unsafe fn rows_of<const R: usize>(t: &Tile, first_row: usize, panel: *const i8, 
             }
         }
     }
+}
+
+/// Quantizes `row` into `out` (as long); returns its scale. The portable rounding (to nearest,
+/// ties to even: the default mode of `vcvtps2dq`) in eight lanes, thirty-two values a step; the
+/// portable loop compiled for the baseline calls `rintf` once a value.
+///
+/// # Safety
+/// [`available`].
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn quantize_row(row: &[f32], out: &mut [u8]) -> f32 {
+    debug_assert_eq!(row.len(), out.len());
+    let n = row.len();
+    let p = row.as_ptr();
+    let sign = _mm256_set1_ps(-0.0);
+    let mut max = _mm256_setzero_ps();
+    let mut at = 0;
+    while at + 8 <= n {
+        // The new value first: `vmaxps` returns its second operand where either is NaN, so
+        // a NaN is passed over, as `f32::max` does.
+        max = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(at))), max);
+        at += 8;
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), max);
+    let max = row[at..]
+        .iter()
+        .chain(&lanes)
+        .fold(0f32, |m, v| m.max(v.abs()));
+    let (scale, inverse) = scales(max);
+    let inverse_lanes = _mm256_set1_ps(inverse);
+    let (low, high, zero) = (
+        _mm256_set1_epi32(-127),
+        _mm256_set1_epi32(127),
+        _mm256_set1_epi32(i32::from(ZERO)),
+    );
+    let quantized = |at: usize| {
+        let q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(at)), inverse_lanes));
+        _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(q, low), high), zero)
+    };
+    // The packs work within 128-bit halves: dwords come out as a0 b0 c0 d0 | a1 b1 c1 d1 (each
+    // four bytes), put back in order by one permute. Values are 1..=255: nothing saturates.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let mut at = 0;
+    while at + 32 <= n {
+        let ab = _mm256_packs_epi32(quantized(at), quantized(at + 8));
+        let cd = _mm256_packs_epi32(quantized(at + 16), quantized(at + 24));
+        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+        _mm256_storeu_si256(out.as_mut_ptr().add(at) as *mut __m256i, bytes);
+        at += 32;
+    }
+    for (o, v) in out[at..].iter_mut().zip(&row[at..]) {
+        let q = (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i32;
+        *o = (q + i32::from(ZERO)) as u8;
+    }
+    scale
 }

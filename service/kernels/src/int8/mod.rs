@@ -564,6 +564,9 @@ fn quantize_row(micro: Int8Micro, row: &[f32], out: &mut [u8]) -> f32 {
         // SAFETY: a VNNI- or AMX-packed layer exists only where the CPU has AVX-512
         // (`pack_for`).
         Int8Micro::Vnni | Int8Micro::Amx => unsafe { vnni::quantize_row(row, out) },
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+        // SAFETY: an AVX2-packed layer exists only where the CPU has AVX2 (`pack_for`).
+        Int8Micro::Avx2 => unsafe { avx2::quantize_row(row, out) },
         _ => portable::quantize_row(row, out),
     }
 }

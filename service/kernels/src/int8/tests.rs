@@ -182,26 +182,43 @@ fn zero_rows_and_zero_weights_add_nothing() {
 
 #[test]
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-fn both_quantizations_give_the_same_bytes() {
-    if !Int8Micro::Vnni.available() {
-        println!("skipped: this CPU has no AVX-512 VNNI");
-        return;
+fn every_quantization_gives_the_portable_bytes() {
+    type Quantize = unsafe fn(&[f32], &mut [u8]) -> f32;
+    let mut ran = 0;
+    for (micro, quantize) in [
+        (Int8Micro::Vnni, vnni::quantize_row as Quantize),
+        (Int8Micro::Avx2, avx2::quantize_row as Quantize),
+    ] {
+        if !micro.available() {
+            println!("skipped {}: this CPU cannot run it", micro.name());
+            continue;
+        }
+        ran += 1;
+        // Lengths around a vector's 8 and 16 lanes and the AVX2 step of 32; values on and
+        // between the rounding steps, ties too; the largest value anywhere in the row.
+        for n in [1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 65, 384, 1536] {
+            for peak in [0, n / 2, n - 1] {
+                let mut row = values(n, 5 + n);
+                let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                row[peak] = -1.5 * max;
+                row[0] = 2.5 / 127.0 * 1.5 * max;
+                let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+                let sa = portable::quantize_row(&row, &mut a);
+                // SAFETY: the CPU runs `micro`, and so its quantization.
+                let sb = unsafe { quantize(&row, &mut b) };
+                let what = format!("{}, {n} values, largest at {peak}", micro.name());
+                assert_eq!((sa.to_bits(), &a), (sb.to_bits(), &b), "{what}");
+            }
+        }
+        let (mut a, mut b) = (vec![7u8; 40], vec![7u8; 40]);
+        assert_eq!(portable::quantize_row(&[0.0; 40], &mut a), 1.0);
+        // SAFETY: as above.
+        assert_eq!(unsafe { quantize(&[0.0; 40], &mut b) }, 1.0);
+        assert_eq!((a.clone(), b), (vec![ZERO; 40], vec![ZERO; 40]));
     }
-    // Lengths around a vector's 16 lanes; values on and between the rounding steps, ties too.
-    for n in [1, 15, 16, 17, 33, 384] {
-        let mut row = values(n, 5);
-        row[0] = 2.5 / 127.0 * row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
-        let sa = portable::quantize_row(&row, &mut a);
-        // SAFETY: VNNI available implies AVX-512F and BW.
-        let sb = unsafe { vnni::quantize_row(&row, &mut b) };
-        assert_eq!((sa.to_bits(), &a), (sb.to_bits(), &b), "{n} values");
+    if ran == 0 {
+        println!("skipped: this CPU has neither AVX-512 VNNI nor AVX2");
     }
-    let (mut a, mut b) = (vec![7u8; 20], vec![7u8; 20]);
-    assert_eq!(portable::quantize_row(&[0.0; 20], &mut a), 1.0);
-    // SAFETY: as above.
-    assert_eq!(unsafe { vnni::quantize_row(&[0.0; 20], &mut b) }, 1.0);
-    assert_eq!((a.clone(), b), (vec![ZERO; 20], vec![ZERO; 20]));
 }
 
 /// Relative error of `y` against `expected`.
