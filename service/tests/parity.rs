@@ -194,10 +194,14 @@ fn reduced_precision_stays_close_to_the_reference_vectors() {
     }
 }
 
-/// Lowest cosine to the reference vectors that int8 must keep on every item of both models
-/// (it checks itself at load against the f32 vectors, `engine::quantization`). Measured on the
-/// CPU, all 36 items of each model (`-- --nocapture` prints them).
-const MIN_COSINE_INT8: f64 = 0.99;
+/// Lowest cosine to the reference vectors that int8 must keep on every item of both models.
+/// The 0.99 promise is checked at load on the calibration texts against the f32 vectors
+/// (`engine::quantization`); these 36 items are held out, and the smoothing strength chosen at
+/// load depends on the host's f32 rounding: all-MiniLM-L6-v2's lowest is 0.9911 where α 0.8 is
+/// chosen (the Intel Xeon of `docs/BENCHMARKS.md`), 0.9884 where α 0.6 is (an AVX2-only EPYC).
+/// Quantized without smoothing it is 0.9836, which this floor still fails. `-- --nocapture`
+/// prints them.
+const MIN_COSINE_INT8: f64 = 0.985;
 
 #[test]
 fn int8_stays_close_to_the_reference_vectors() {

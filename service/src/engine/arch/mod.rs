@@ -114,14 +114,20 @@ pub fn load(
                 let encoder = bert::packed::PackedBert::load(layout)?;
                 let tokenizer = tokenizer_for(&encoder)?;
                 let encoder: Box<dyn Encoder> = Box::new(if precision == Precision::Int8 {
-                    let micro = akidb_kernels::int8::Int8Micro::best();
-                    if micro != akidb_kernels::int8::Int8Micro::Vnni {
-                        tracing::warn!(
-                            model = %layout.name,
-                            kernel = micro.name(),
-                            "this CPU has no AVX-512 VNNI: int8 runs, with the same vectors, \
-                             but no faster than f32 here"
-                        );
+                    use akidb_kernels::int8::Int8Micro;
+                    let micro = Int8Micro::best();
+                    let slower = match micro {
+                        Int8Micro::Amx | Int8Micro::Vnni => None,
+                        Int8Micro::Avx2 => Some(
+                            "this CPU has neither AMX-INT8 nor AVX-512 VNNI: int8 runs on AVX2, \
+                             faster than f32 on single texts, about as fast on large batches",
+                        ),
+                        Int8Micro::Portable => Some(
+                            "this CPU has no int8 vector kernel: int8 runs, no faster than f32 here",
+                        ),
+                    };
+                    if let Some(message) = slower {
+                        tracing::warn!(model = %layout.name, kernel = micro.name(), "{message}");
                     }
                     // The quantization's own log lines name the model.
                     let _model = tracing::info_span!("int8", model = %layout.name).entered();
