@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::NR;
+use super::{Ahead, NR};
 
 /// Rows per tile.
 pub(super) const MR: usize = 6;
@@ -17,12 +17,13 @@ pub(super) fn available() -> bool {
 
 /// `c[r][j] = base + Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`])
 /// and first `cols` columns (at most [`NR`]) of a tile, where `base` is `c[r][j]` when `load`,
-/// plus `bias[j]` when `bias` is not null; `a`'s rows are `lda` apart, `c`'s `ldc`.
+/// plus `bias[j]` when `bias` is not null; `a`'s rows are `lda` apart, `c`'s `ldc`. Meanwhile
+/// it prefetches the lines of `ahead`.
 ///
 /// # Safety
 /// AVX2 and FMA are present; `a` holds `rows` rows of `depth` floats, `b` `depth × NR`
-/// (aligned to 32 bytes), `c` the tile's rows and columns, and `bias`, when not null, `cols`
-/// floats.
+/// (aligned to 32 bytes), `c` the tile's rows and columns, `bias`, when not null, `cols`
+/// floats, and `ahead.at` `ahead.lines` lines of `NR` floats.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn tile(
     rows: usize,
@@ -36,15 +37,16 @@ pub(super) unsafe fn tile(
     cols: usize,
     bias: *const f32,
     load: bool,
+    ahead: Ahead,
 ) {
     let out = (c, ldc, cols, bias, load);
     match rows {
-        6 => rows_of::<6>(a, lda, b, depth, out),
-        5 => rows_of::<5>(a, lda, b, depth, out),
-        4 => rows_of::<4>(a, lda, b, depth, out),
-        3 => rows_of::<3>(a, lda, b, depth, out),
-        2 => rows_of::<2>(a, lda, b, depth, out),
-        _ => rows_of::<1>(a, lda, b, depth, out),
+        6 => rows_of::<6>(a, lda, b, depth, ahead, out),
+        5 => rows_of::<5>(a, lda, b, depth, ahead, out),
+        4 => rows_of::<4>(a, lda, b, depth, ahead, out),
+        3 => rows_of::<3>(a, lda, b, depth, ahead, out),
+        2 => rows_of::<2>(a, lda, b, depth, ahead, out),
+        _ => rows_of::<1>(a, lda, b, depth, ahead, out),
     }
 }
 
@@ -56,6 +58,7 @@ unsafe fn rows_of<const R: usize>(
     lda: usize,
     mut b: *const f32,
     depth: usize,
+    ahead: Ahead,
     (c, ldc, cols, bias, load): (*mut f32, usize, usize, *const f32, bool),
 ) {
     if load {
@@ -70,7 +73,17 @@ unsafe fn rows_of<const R: usize>(
         rows[r] = a.add(r * lda);
     }
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    // One line of `ahead` every `every` steps, spread over the tile, into L2: `T1` measured
+    // faster than `T0` (which competes with this tile's panel for L1) and than `T2`.
+    let every = depth.checked_div(ahead.lines).unwrap_or(usize::MAX).max(1);
+    let (mut line, mut due) = (0, 0);
     for i in 0..depth {
+        if i == due && line < ahead.lines {
+            let at = ahead.at.add(line * NR) as *const i8;
+            _mm_prefetch::<_MM_HINT_T1>(at);
+            line += 1;
+            due += every;
+        }
         let b0 = _mm256_load_ps(b);
         let b1 = _mm256_load_ps(b.add(8));
         for r in 0..R {

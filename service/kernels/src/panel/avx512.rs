@@ -39,6 +39,7 @@ pub(super) unsafe fn tile(
     cols: usize,
     bias: *const f32,
     load: bool,
+    _ahead: super::Ahead,
 ) {
     macro_rules! dispatch {
         ($($r:literal),*) => {

@@ -28,6 +28,7 @@ pub(super) unsafe fn tile(
     cols: usize,
     bias: *const f32,
     load: bool,
+    _ahead: super::Ahead,
 ) {
     let out = (c, ldc, cols, bias, load);
     match rows {
