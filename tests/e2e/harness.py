@@ -150,11 +150,13 @@ def free_port() -> int:
 
 
 def refuses_connections(port: int) -> bool:
-    """Whether a TCP connection to 127.0.0.1:`port` is refused."""
+    """Whether a TCP connection to 127.0.0.1:`port` is refused: answered with a reset, which
+    `connect` reports as refused, or as reset when the listener closes while the connection is
+    being set up (seen when the server stops listening on SIGTERM during the attempt)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2):
             return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
 
 

@@ -7,7 +7,7 @@
 //! while every panel passes. Measured against packing the rows as well, reading them in place
 //! was as fast on 320–4,096 rows and 1.2–1.9× faster on 10 (`examples/products.rs`).
 //!
-//! Each tile of a panel also pulls a share of the next panel into L2 ([`Ahead`]; the AVX2
+//! Each tile of a panel also pulls a share of the next panel into L2 (`Ahead`; the AVX2
 //! micro-kernel does, the others ignore it): without it the weight streams from memory only
 //! while a panel's first tile runs and memory idles while the others reuse the panel from L1,
 //! which is what bounds a few rows' products (one text: 1.3–1.4× faster on an AVX2 EPYC).
