@@ -363,6 +363,17 @@ fn lay_out(sh: &Shell, model: &Model, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lays the models out as [`fetch_all`] does when any model's folder is missing; folders that
+/// are there are not hashed again (for commands that run after `cargo xtask ci` or `cargo xtask
+/// models` has verified them).
+pub fn fetch_missing(sh: &Shell) -> anyhow::Result<()> {
+    let root = models_dir();
+    if MODELS.iter().all(|model| root.join(model.name).is_dir()) {
+        return Ok(());
+    }
+    fetch_all(sh)
+}
+
 /// Fetches and verifies every model; models already present and verified are left alone.
 pub fn fetch_all(sh: &Shell) -> anyhow::Result<()> {
     let root = models_dir();

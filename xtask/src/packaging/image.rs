@@ -169,10 +169,8 @@ pub fn test(sh: &Shell) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config_dir)?;
     std::fs::write(config_dir.join("config.toml"), chart_config(sh)?)?;
 
-    let models = root.join("models");
-    if !models.join("all-MiniLM-L6-v2").is_dir() {
-        crate::models::fetch_all(sh)?;
-    }
+    crate::models::fetch_missing(sh)?;
+    let models = crate::models::models_dir();
     let port = crate::project::free_port()?;
     let publish = format!("127.0.0.1:{port}:8080");
     let models_volume = format!("{}:/models:ro", models.display());

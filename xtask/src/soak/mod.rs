@@ -140,12 +140,9 @@ pub fn run(sh: &Shell, args: SoakArgs) -> anyhow::Result<SoakReport> {
     let root = project::root();
     let work = root.join("target/soak/work");
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    // The models it serves, laid out and verified as `cargo xtask models` does when missing
-    // (`cargo xtask ci` has just verified them: not hashed again here).
+    // The models it serves, laid out and verified as `cargo xtask models` does when missing.
+    crate::models::fetch_missing(sh)?;
     let models_dir = crate::models::models_dir();
-    if !models_dir.join(MODEL).is_dir() {
-        crate::models::fetch_all(sh)?;
-    }
     let binary = service_binary(sh, &args)?;
     let oha = Oha::ensure(sh)?;
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
