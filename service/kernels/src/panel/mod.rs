@@ -395,6 +395,7 @@ impl Panels {
                 let bias = bias.map_or(std::ptr::null(), |b| b[panel * NR..].as_ptr());
                 let next = next_lines(
                     &panels,
+                    n.div_ceil(NR),
                     panel,
                     per_tile,
                     k,
@@ -432,9 +433,12 @@ impl Panels {
 /// The weight lines (steps of [`NR`] floats, counted from the packed weight's start) that the
 /// tiles of `panel` at the k-block `block` pull ahead, as (first line, how many): the next
 /// tile's panel over the same k-block, else the range's first panel over the next k-block
-/// (blocks of `block_depth`, the last one shorter); none after the last.
+/// (blocks of `block_depth`, the last one shorter); after the range's last, the first k-block
+/// of the panel that follows the range (of `total`), which the thread that split the panels
+/// into ranges most often takes next; none after the weight's last.
 fn next_lines(
     panels: &Range<usize>,
+    total: usize,
     panel: usize,
     per_tile: usize,
     inputs: usize,
@@ -446,6 +450,8 @@ fn next_lines(
     } else if block.end < inputs {
         let lines = (inputs - block.end).min(block_depth);
         Some((panels.start * inputs + block.end, lines))
+    } else if panels.end < total {
+        Some((panels.end * inputs, inputs.min(block_depth)))
     } else {
         None
     }
@@ -673,7 +679,8 @@ mod tests {
     #[test]
     fn the_tiles_pull_ahead_every_line_they_read_but_the_first_panel_once_each() {
         // Lines of the packed weight a block reads (a tile's first panel), in its order, and
-        // those pulled ahead.
+        // those pulled ahead; after the last, the first k-block of the panel that follows the
+        // block's range, where the weight has one.
         for (inputs, panels, per_tile, block_depth, tiles) in [
             (384, 0..24, 1, 384, 7),
             (1536, 0..24, 1, 384, 2),
@@ -681,35 +688,40 @@ mod tests {
             (384, 0..7, 4, 128, 1),
             (300, 2..5, 1, 384, 9),
         ] {
-            let (mut read, mut pulled) = (Vec::new(), Vec::new());
-            let mut start = 0;
-            while start < inputs {
-                let depth = (inputs - start).min(block_depth);
-                for panel in panels.clone().step_by(per_tile) {
-                    read.extend((0..depth).map(|i| panel * inputs + start + i));
-                    let next = next_lines(
-                        &panels,
-                        panel,
-                        per_tile,
-                        inputs,
-                        start..start + depth,
-                        block_depth,
-                    );
-                    if let Some((line, lines)) = next {
-                        assert!(lines <= block_depth, "more lines than a tile's steps");
-                        for t in 0..tiles {
-                            pulled.extend(share(t, tiles, lines).map(|i| line + i));
+            for total in [panels.end, panels.end + 3] {
+                let (mut read, mut pulled) = (Vec::new(), Vec::new());
+                let mut start = 0;
+                while start < inputs {
+                    let depth = (inputs - start).min(block_depth);
+                    for panel in panels.clone().step_by(per_tile) {
+                        read.extend((0..depth).map(|i| panel * inputs + start + i));
+                        let next = next_lines(
+                            &panels,
+                            total,
+                            panel,
+                            per_tile,
+                            inputs,
+                            start..start + depth,
+                            block_depth,
+                        );
+                        if let Some((line, lines)) = next {
+                            assert!(lines <= block_depth, "more lines than a tile's steps");
+                            for t in 0..tiles {
+                                pulled.extend(share(t, tiles, lines).map(|i| line + i));
+                            }
                         }
                     }
+                    start += depth;
                 }
-                start += depth;
+                // A multi-panel tile reads (and pulls) its first panel's lines only, as listed.
+                let first_block = block_depth.min(inputs);
+                let mut want = read[first_block..].to_vec();
+                if total > panels.end {
+                    let following = panels.end * inputs;
+                    want.extend(following..following + first_block);
+                }
+                assert_eq!(pulled, want, "{inputs} {panels:?} of {total}");
             }
-            // A multi-panel tile reads (and pulls) its first panel's lines only, as listed.
-            assert_eq!(
-                pulled,
-                read[block_depth.min(inputs)..],
-                "{inputs} {panels:?}"
-            );
         }
     }
 
