@@ -1,9 +1,11 @@
 //! The AVX2 int8 micro-kernel, for CPUs without VNNI: the same integer sums as `vpdpbusd`, from
 //! instructions every AVX2 CPU has. Each input byte is turned back into its signed value
-//! (`q = byte ^ 0x80`); `vpmaddubsw` then multiplies `|q|` by the weight carrying `q`'s sign and
-//! adds pairs (at most 2 · 127 · 127, so no 16-bit sum saturates), and `vpmaddwd` by ones adds
-//! the pairs of each output. That is `Σ q·w`, which is `Σ (q + 128)·w − 128·Σ w`: the VNNI
-//! kernel's sum less its shift, so the outputs are the same bits.
+//! (`q = byte ^ 0x80`); `vpmaddubsw` then multiplies the weight's magnitude `|w|` (taken once a
+//! step for all the rows) by `q` carrying the weight's sign, and adds pairs (at most
+//! 2 · 127 · 127, since weights and inputs are quantized to ±127, so no 16-bit sum saturates),
+//! and `vpmaddwd` by ones adds the pairs of each output. That is `Σ q·w`, which is
+//! `Σ (q + 128)·w − 128·Σ w`: the VNNI kernel's sum less its shift, so the outputs are the same
+//! bits.
 
 use std::arch::x86_64::*;
 
@@ -48,13 +50,14 @@ unsafe fn rows_of<const R: usize>(t: &Tile, first_row: usize, panel: *const i8, 
             _mm256_loadu_si256(panel.add(g * NR * 4) as *const __m256i),
             _mm256_loadu_si256(panel.add(g * NR * 4 + 32) as *const __m256i),
         ];
+        // The weights' magnitudes once for the rows; each row's values carry the weights' signs.
+        let magnitude = [_mm256_abs_epi8(w[0]), _mm256_abs_epi8(w[1])];
         for r in 0..R {
             let row = t.a.add((first_row + r) * t.lda);
             let a4 = (row.add(g * 4) as *const i32).read_unaligned();
             let q = _mm256_xor_si256(_mm256_set1_epi32(a4), flip);
-            let magnitude = _mm256_sign_epi8(q, q);
             for h in 0..2 {
-                let pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w[h], q));
+                let pairs = _mm256_maddubs_epi16(magnitude[h], _mm256_sign_epi8(q, w[h]));
                 acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(pairs, ones));
             }
         }
