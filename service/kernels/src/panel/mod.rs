@@ -434,8 +434,8 @@ impl Panels {
 /// tiles of `panel` at the k-block `block` pull ahead, as (first line, how many): the next
 /// tile's panel over the same k-block, else the range's first panel over the next k-block
 /// (blocks of `block_depth`, the last one shorter); after the range's last, the first k-block
-/// of the panel that follows the range (of `total`), which the thread that split the panels
-/// into ranges most often takes next; none after the weight's last.
+/// of the panel that follows the range (of the weight's `total` panels), which the same thread
+/// most often takes next when a product's panels are split into ranges; none after the last.
 fn next_lines(
     panels: &Range<usize>,
     total: usize,
