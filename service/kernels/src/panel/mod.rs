@@ -10,7 +10,9 @@
 //! Each tile of a panel also pulls a share of the next panel into L2 (`Ahead`; the AVX2
 //! micro-kernel does, the others ignore it): without it the weight streams from memory only
 //! while a panel's first tile runs and memory idles while the others reuse the panel from L1,
-//! which is what bounds a few rows' products (one text: 1.3–1.4× faster on an AVX2 EPYC).
+//! which is what bounds a few rows' products (one text: 1.3–1.4× faster on an AVX2 EPYC). After
+//! the last panel of a range that threads share out, the tiles pull the panel that follows it,
+//! which the same thread most often takes next.
 
 mod aligned;
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
@@ -381,13 +383,13 @@ impl Panels {
         let (mr, per_tile) = (micro.rows(), micro.panels());
         let block_depth = k.div_ceil(k.div_ceil(micro.depth()));
         let packed = self.data.as_slice().as_ptr();
+        let (tiles, total) = (rows.len().div_ceil(mr), n.div_ceil(NR));
         let mut start = 0;
         while start < k {
             let depth = (k - start).min(block_depth);
             // The base goes in with the first k-block; later ones add to what is written.
             let first = start == 0;
             let (bias, load) = (base.bias().filter(|_| first), !first || base.reads_output());
-            let tiles = rows.len().div_ceil(mr);
             for panel in panels.clone().step_by(per_tile) {
                 let b = packed.add((panel * k + start) * NR);
                 let tile_panels = (panels.end - panel).min(per_tile);
@@ -395,7 +397,7 @@ impl Panels {
                 let bias = bias.map_or(std::ptr::null(), |b| b[panel * NR..].as_ptr());
                 let next = next_lines(
                     &panels,
-                    n.div_ceil(NR),
+                    total,
                     panel,
                     per_tile,
                     k,
