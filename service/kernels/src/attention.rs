@@ -188,6 +188,16 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
 }
 
 /// Softmax of each `width`-wide row of `x` times `scale` (positive), in place.
+pub fn softmax_rows_scaled(x: &mut [f32], width: usize, scale: f32) {
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+    if avx2::chosen() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { avx2::softmax_rows_scaled(x, width, scale) };
+    }
+    softmax_rows_looped(x, width, scale)
+}
+
+/// [`softmax_rows_scaled`] in a loop compiled for each instruction set.
 #[cfg_attr(
     not(feature = "portable"),
     multiversion::multiversion(targets(
@@ -195,7 +205,7 @@ pub fn softmax_rows(x: &mut [f32], width: usize) {
         "x86_64+avx2+avx+fma",
     ))
 )]
-pub fn softmax_rows_scaled(x: &mut [f32], width: usize, scale: f32) {
+fn softmax_rows_looped(x: &mut [f32], width: usize, scale: f32) {
     /// Lanes of the widest vectors: every loop below runs on whole vectors of them.
     const LANES: usize = 16;
     for row in x.chunks_exact_mut(width) {
@@ -249,6 +259,69 @@ fn across<const N: usize>(mut lanes: [f32; N], op: impl Fn(f32, f32) -> f32) -> 
         half /= 2;
     }
     lanes[0]
+}
+
+/// Softmax in AVX2 + FMA intrinsics, for CPUs without AVX-512: the loop's `exp` compiles to
+/// separate multiplies and adds (Rust does not fuse them); [`crate::math::avx2::exp8`] is
+/// `vfmadd`s. AVX-512 CPUs keep the loop compiled for sixteen lanes.
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use crate::math::avx2::exp8;
+
+    /// Whether [`softmax_rows_scaled`] is the one this CPU runs.
+    pub(super) fn chosen() -> bool {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && !is_x86_feature_detected!("avx512f")
+    }
+
+    /// As [`super::softmax_rows_scaled`]; a row's ragged end through a vector padded with -inf.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn softmax_rows_scaled(x: &mut [f32], width: usize, scale: f32) {
+        for row in x.chunks_exact_mut(width) {
+            let whole = row.len() / 8 * 8;
+            let (body, rest) = row.split_at_mut(whole);
+            let mut tail = [f32::NEG_INFINITY; 8];
+            tail[..rest.len()].copy_from_slice(rest);
+            let tail_in = _mm256_loadu_ps(tail.as_ptr());
+            let mut most = tail_in;
+            for chunk in body.chunks_exact(8) {
+                most = _mm256_max_ps(most, _mm256_loadu_ps(chunk.as_ptr()));
+            }
+            let max = across(most, |a, b| _mm256_max_ps(a, b));
+            let scale = _mm256_set1_ps(scale);
+            let exp = |v: __m256| exp8(_mm256_mul_ps(_mm256_sub_ps(v, max), scale));
+            let mut sum = _mm256_setzero_ps();
+            for chunk in body.chunks_exact_mut(8) {
+                let e = exp(_mm256_loadu_ps(chunk.as_ptr()));
+                _mm256_storeu_ps(chunk.as_mut_ptr(), e);
+                sum = _mm256_add_ps(sum, e);
+            }
+            let tail_out = exp(tail_in);
+            let total = across(_mm256_add_ps(sum, tail_out), |a, b| _mm256_add_ps(a, b));
+            let inv = _mm256_div_ps(_mm256_set1_ps(1.0), total);
+            for chunk in body.chunks_exact_mut(8) {
+                let p = chunk.as_mut_ptr();
+                _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_loadu_ps(p), inv));
+            }
+            _mm256_storeu_ps(tail.as_mut_ptr(), _mm256_mul_ps(tail_out, inv));
+            rest.copy_from_slice(&tail[..rest.len()]);
+        }
+    }
+
+    /// `op` over a vector's eight lanes, in every lane: halves, quarters, pairs swapped in.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn across(v: __m256, op: impl Fn(__m256, __m256) -> __m256) -> __m256 {
+        let v = op(v, _mm256_permute2f128_ps::<1>(v, v));
+        let v = op(v, _mm256_permute_ps::<0b0100_1110>(v));
+        op(v, _mm256_permute_ps::<0b1011_0001>(v))
+    }
 }
 
 #[cfg(test)]
@@ -331,8 +404,12 @@ mod tests {
             let mut x = values(width * 4, 9 + width);
             x[width / 2] = 80.0; // large logits must not overflow
             let input = x.clone();
+            // What this CPU runs, and the loop every CPU without AVX2 (or with AVX-512) runs.
+            let mut looped = x.clone();
             softmax_rows(&mut x, width);
-            for (row, row_in) in x.chunks(width).zip(input.chunks(width)) {
+            softmax_rows_looped(&mut looped, width, 1.0);
+            let rows = x.chunks(width).chain(looped.chunks(width));
+            for (row, row_in) in rows.zip(input.chunks(width).cycle()) {
                 let max = row_in.iter().fold(f64::MIN, |m, v| m.max(*v as f64));
                 let total: f64 = row_in.iter().map(|v| (*v as f64 - max).exp()).sum();
                 for (got, v) in row.iter().zip(row_in) {

@@ -8,7 +8,8 @@
 //! element-wise work around them — GELU, softmax, LayerNorm — runs in loops that are compiled
 //! once per instruction set (AVX-512, AVX2 + FMA, baseline) and chosen at run time, with
 //! branch-free `exp`/`erf` approximations so that they vectorise (GELU in AVX-512 intrinsics
-//! where the CPU has it). Attention works on *packed* sequences: every input keeps its own
+//! where the CPU has it; GELU and softmax in AVX2 + FMA intrinsics where it has AVX2 but not
+//! AVX-512, since the loops' polynomials compile to separate multiplies and adds). Attention works on *packed* sequences: every input keeps its own
 //! length, so no work is spent on padding; short ones run on the panels' micro-kernels, long ones
 //! on `gemm`. [`int8`] holds dense layers quantized to 8 bits (AVX-512 VNNI, AVX2, or portable),
 //! for an opt-in int8 precision.
