@@ -283,36 +283,63 @@ mod avx2 {
     /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn softmax_rows_scaled(x: &mut [f32], width: usize, scale: f32) {
+        let whole = width / 8 * 8;
+        let ragged = width - whole;
+        let scale = _mm256_set1_ps(scale);
+        if width < 8 {
+            // One masked vector a row (the rest read as -inf, whose exp is 0).
+            let mask = _mm256_loadu_si256(ON_OFF[8 - width..].as_ptr() as *const __m256i);
+            let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+            for row in x.chunks_exact_mut(width) {
+                let p = row.as_mut_ptr();
+                let v = _mm256_maskload_ps(p, mask);
+                let v = _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(mask));
+                let max = across(v, |a, b| _mm256_max_ps(a, b));
+                let e = exp8(_mm256_mul_ps(_mm256_sub_ps(v, max), scale));
+                let total = across(e, |a, b| _mm256_add_ps(a, b));
+                _mm256_maskstore_ps(p, mask, _mm256_div_ps(e, total));
+            }
+            return;
+        }
+        // A ragged end is the row's last eight floats, overlapping the body: its lanes over the
+        // body give the same values as the body's (and count in the max, not in the sum), so
+        // nothing is read or written outside the row, and the next row's loads never wait on
+        // this row's stores.
+        let fresh = _mm256_castsi256_ps(_mm256_loadu_si256(
+            OFF_ON[ragged..].as_ptr() as *const __m256i
+        ));
         for row in x.chunks_exact_mut(width) {
-            let whole = row.len() / 8 * 8;
-            let (body, rest) = row.split_at_mut(whole);
-            let mut tail = [f32::NEG_INFINITY; 8];
-            tail[..rest.len()].copy_from_slice(rest);
-            let tail_in = _mm256_loadu_ps(tail.as_ptr());
-            let mut most = tail_in;
-            for chunk in body.chunks_exact(8) {
-                most = _mm256_max_ps(most, _mm256_loadu_ps(chunk.as_ptr()));
+            let p = row.as_mut_ptr();
+            let end = p.add(width - 8);
+            let end_in = _mm256_loadu_ps(end);
+            let mut most = end_in;
+            for at in (0..whole).step_by(8) {
+                most = _mm256_max_ps(most, _mm256_loadu_ps(p.add(at)));
             }
             let max = across(most, |a, b| _mm256_max_ps(a, b));
-            let scale = _mm256_set1_ps(scale);
             let exp = |v: __m256| exp8(_mm256_mul_ps(_mm256_sub_ps(v, max), scale));
-            let mut sum = _mm256_setzero_ps();
-            for chunk in body.chunks_exact_mut(8) {
-                let e = exp(_mm256_loadu_ps(chunk.as_ptr()));
-                _mm256_storeu_ps(chunk.as_mut_ptr(), e);
+            let end_out = exp(end_in);
+            let mut sum = _mm256_and_ps(end_out, fresh);
+            for at in (0..whole).step_by(8) {
+                let e = exp(_mm256_loadu_ps(p.add(at)));
+                _mm256_storeu_ps(p.add(at), e);
                 sum = _mm256_add_ps(sum, e);
             }
-            let tail_out = exp(tail_in);
-            let total = across(_mm256_add_ps(sum, tail_out), |a, b| _mm256_add_ps(a, b));
+            let total = across(sum, |a, b| _mm256_add_ps(a, b));
             let inv = _mm256_div_ps(_mm256_set1_ps(1.0), total);
-            for chunk in body.chunks_exact_mut(8) {
-                let p = chunk.as_mut_ptr();
-                _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_loadu_ps(p), inv));
+            for at in (0..whole).step_by(8) {
+                _mm256_storeu_ps(p.add(at), _mm256_mul_ps(_mm256_loadu_ps(p.add(at)), inv));
             }
-            _mm256_storeu_ps(tail.as_mut_ptr(), _mm256_mul_ps(tail_out, inv));
-            rest.copy_from_slice(&tail[..rest.len()]);
+            if ragged > 0 {
+                _mm256_storeu_ps(end, _mm256_mul_ps(end_out, inv));
+            }
         }
     }
+
+    /// Eight lanes on, then eight off: the eight from `8 − n` on are the mask of the first `n`.
+    static ON_OFF: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    /// Eight lanes off, then eight on: the eight from `n` on are the mask of the last `n`.
+    static OFF_ON: [i32; 16] = [0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1];
 
     /// `op` over a vector's eight lanes, in every lane: halves, quarters, pairs swapped in.
     #[inline]
@@ -399,8 +426,8 @@ mod tests {
 
     #[test]
     fn softmax_rows_match_the_textbook_softmax() {
-        // Shorter than a vector, a whole number of them, and a ragged end after some.
-        for width in [1, 10, 16, 37, 128] {
+        // One score, shorter than a vector, a whole number of them, and a ragged end after some.
+        for width in [1, 5, 10, 16, 37, 128] {
             let mut x = values(width * 4, 9 + width);
             x[width / 2] = 80.0; // large logits must not overflow
             let input = x.clone();
