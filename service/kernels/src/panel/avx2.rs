@@ -7,6 +7,9 @@ use super::{Ahead, NR};
 
 /// Rows per tile.
 pub(super) const MR: usize = 6;
+/// Fewest rows that keep both FMA units busy: two accumulators a row, and a multiply-add's
+/// four cycles of latency times two units want eight chains.
+pub(super) const FULL_ROWS: usize = 4;
 /// Panels per tile.
 pub(super) const PANELS: usize = 1;
 

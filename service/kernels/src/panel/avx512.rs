@@ -9,6 +9,9 @@ use super::NR;
 
 /// Rows per tile: the same six streams of activations as the AVX2 kernel.
 pub(super) const MR: usize = 6;
+/// Fewest rows that keep both FMA units busy: up to four accumulators a row (one a panel),
+/// and eight chains (four cycles of latency, two units) are enough.
+pub(super) const FULL_ROWS: usize = 2;
 /// Panels per tile: 64 outputs, four weight loads for 24 multiply-adds per step.
 pub(super) const PANELS: usize = 4;
 

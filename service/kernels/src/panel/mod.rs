@@ -103,6 +103,17 @@ impl Micro {
         }
     }
 
+    /// Fewest rows a tile keeps the multiply-add units busy with (see the kernels' `FULL_ROWS`).
+    fn full_rows(self) -> usize {
+        match self {
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx512 => avx512::FULL_ROWS,
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+            Micro::Avx2 => avx2::FULL_ROWS,
+            _ => portable::FULL_ROWS,
+        }
+    }
+
     /// Panels per tile.
     fn panels(self) -> usize {
         match self {
@@ -404,8 +415,8 @@ impl Panels {
                     start..start + depth,
                     block_depth,
                 );
-                for (t, row) in rows.clone().step_by(mr).enumerate() {
-                    let valid = (rows.end - row).min(mr);
+                for (t, tile_rows) in row_tiles(rows.clone(), micro).enumerate() {
+                    let (row, valid) = (tile_rows.start, tile_rows.len());
                     let (a, c) = (x.add(row * k + start), y.add(row * n + panel * NR));
                     let ahead = next.map_or(Ahead::NONE, |(line, lines)| {
                         let share = share(t, tiles, lines);
@@ -527,6 +538,26 @@ fn block_rows(m: usize, mr: usize) -> usize {
     m.div_ceil(blocks).div_ceil(mr) * mr
 }
 
+/// `rows` cut into tiles of `micro`'s rows, the last one shorter; but where that one would
+/// have fewer than `micro`'s full rows (one or two rows on AVX2: too few accumulators to hide
+/// the multiply-add latency, costing what four rows do), into as many tiles of sizes that
+/// differ by one at most (13 rows on AVX2: 5, 4, 4, not 6, 6, 1).
+fn row_tiles(rows: Range<usize>, micro: Micro) -> impl Iterator<Item = Range<usize>> {
+    let (mr, len) = (micro.rows(), rows.len());
+    let tiles = len.div_ceil(mr);
+    let last = len - tiles.saturating_sub(1) * mr;
+    let (size, larger) = if tiles > 1 && last < micro.full_rows() {
+        (len / tiles, len % tiles)
+    } else {
+        (mr, 0)
+    };
+    (0..tiles).scan(rows.start, move |start, t| {
+        let tile = *start..(*start + size + usize::from(t < larger)).min(rows.end);
+        *start = tile.end;
+        Some(tile)
+    })
+}
+
 /// Work on finished pieces of output rows.
 pub type Finish<'a> = &'a (dyn Fn(&mut [f32]) + Sync);
 
@@ -615,13 +646,13 @@ impl Scratch {
         ldc: usize,
     ) {
         let (k, n) = (self.inputs, self.outputs);
-        let (mr, per_tile) = (micro.rows(), micro.panels());
+        let per_tile = micro.panels();
         let packed = self.data.as_slice().as_ptr();
         for panel in (0..n.div_ceil(NR)).step_by(per_tile) {
             let cols = (n - panel * NR).min(per_tile * NR);
             let b = packed.add(panel * k * NR);
-            for row in (0..m).step_by(mr) {
-                let rows = (m - row).min(mr);
+            for tile_rows in row_tiles(0..m, micro) {
+                let (row, rows) = (tile_rows.start, tile_rows.len());
                 let (a, c) = (a.add(row * lda), c.add(row * ldc + panel * NR));
                 micro.tile(
                     rows,
@@ -676,6 +707,30 @@ mod tests {
                 ok
             })
             .collect()
+    }
+
+    #[test]
+    fn row_tiles_cover_the_rows_and_starve_no_tile_that_need_not_be() {
+        for micro in Micro::ALL {
+            let (mr, full) = (micro.rows(), micro.full_rows());
+            for len in 0..40 {
+                let tiles: Vec<_> = row_tiles(5..5 + len, micro).collect();
+                assert_eq!(tiles.len(), len.div_ceil(mr), "{micro:?}, {len} rows");
+                let mut at = 5;
+                for tile in &tiles {
+                    assert_eq!(tile.start, at, "{micro:?}, {len} rows: {tiles:?}");
+                    assert!((1..=mr).contains(&tile.len()), "{micro:?}: {tiles:?}");
+                    at = tile.end;
+                }
+                assert_eq!(at, 5 + len, "{micro:?}: {tiles:?}");
+                // As few tiles as hold the rows, none below the full rows unless even shares
+                // of the rows are.
+                if let Some(smallest) = tiles.iter().map(|t| t.len()).min() {
+                    let even = len / tiles.len();
+                    assert!(smallest >= full.min(even), "{micro:?}: {tiles:?}");
+                }
+            }
+        }
     }
 
     #[test]

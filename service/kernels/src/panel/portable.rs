@@ -5,6 +5,8 @@ use super::NR;
 
 /// Rows per tile.
 pub(super) const MR: usize = 4;
+/// Fewest rows a tile is worth: any (the compiler schedules this kernel).
+pub(super) const FULL_ROWS: usize = 1;
 /// Panels per tile.
 pub(super) const PANELS: usize = 1;
 
