@@ -75,6 +75,8 @@ fn relu(x: &mut [f32]) {
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use crate::math;
+
     /// GELU of every element of `x`, in place; a ragged end through lane masks.
     ///
     /// # Safety
@@ -109,13 +111,13 @@ mod avx512 {
     unsafe fn erf16(x: __m512) -> __m512 {
         let one = _mm512_set1_ps(1.0);
         let a = _mm512_abs_ps(x);
-        let d = _mm512_fmadd_ps(_mm512_set1_ps(0.327_591_1), a, one);
+        let d = _mm512_fmadd_ps(_mm512_set1_ps(math::ERF_P), a, one);
         // 1/d: 14 bits, then one Newton step (t·(2 − d·t)) to the float's precision.
         let t = _mm512_rcp14_ps(d);
         let t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0)));
-        let mut p = _mm512_set1_ps(1.061_405_4);
-        for c in [-1.453_152, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
-            p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
+        let mut p = _mm512_set1_ps(math::ERF_SERIES[0]);
+        for c in &math::ERF_SERIES[1..] {
+            p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(*c));
         }
         let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a)));
         let y = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, one);
@@ -138,19 +140,11 @@ mod avx512 {
                 _mm512_set1_ps(std::f32::consts::LOG2_E),
                 _mm512_set1_ps(0.5),
             ));
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(super::math::LN2_HI), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(super::math::LN2_LO), r);
-        let mut p = _mm512_set1_ps(1.0 / 5040.0);
-        for c in [
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-            1.0,
-        ] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(math::LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(math::LN2_LO), r);
+        let mut p = _mm512_set1_ps(math::EXP_SERIES[0]);
+        for c in &math::EXP_SERIES[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
         }
         _mm512_scalef_ps(p, n)
     }
@@ -163,6 +157,8 @@ mod avx512 {
 #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 mod avx2 {
     use std::arch::x86_64::*;
+
+    use crate::math;
 
     /// Whether this CPU can run [`gelu`].
     pub(super) fn available() -> bool {
@@ -204,13 +200,13 @@ mod avx2 {
         let one = _mm256_set1_ps(1.0);
         let sign_bit = _mm256_set1_ps(-0.0);
         let a = _mm256_andnot_ps(sign_bit, x);
-        let d = _mm256_fmadd_ps(_mm256_set1_ps(0.327_591_1), a, one);
+        let d = _mm256_fmadd_ps(_mm256_set1_ps(math::ERF_P), a, one);
         // 1/d: 12 bits, then one Newton step (t·(2 − d·t)) to about the float's precision.
         let t = _mm256_rcp_ps(d);
         let t = _mm256_mul_ps(t, _mm256_fnmadd_ps(d, t, _mm256_set1_ps(2.0)));
-        let mut p = _mm256_set1_ps(1.061_405_4);
-        for c in [-1.453_152, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
-            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c));
+        let mut p = _mm256_set1_ps(math::ERF_SERIES[0]);
+        for c in &math::ERF_SERIES[1..] {
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(*c));
         }
         let e = crate::math::avx2::exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), a), a));
         let y = _mm256_fnmadd_ps(_mm256_mul_ps(p, t), e, one);

@@ -8,6 +8,31 @@ const LOG2_E: f32 = std::f32::consts::LOG2_E;
 pub(crate) const LN2_HI: f32 = 0.693_145_75;
 pub(crate) const LN2_LO: f32 = 1.428_606_8e-6;
 
+/// The Taylor series of `e^r` to degree 7, highest degree first: what [`exp`] and its vector
+/// forms evaluate on `|r| <= ln2/2` (Horner's scheme).
+pub(crate) const EXP_SERIES: [f32; 8] = [
+    1.0 / 5040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
+/// Abramowitz and Stegun 7.1.26's polynomial in `t = 1/(1 + ERF_P·|x|)`, highest degree first
+/// and without the constant term: what [`erf`] and its vector forms evaluate.
+pub(crate) const ERF_SERIES: [f32; 5] = [
+    1.061_405_4,
+    -1.453_152,
+    1.421_413_8,
+    -0.284_496_74,
+    0.254_829_6,
+];
+/// Abramowitz and Stegun 7.1.26's `p`.
+pub(crate) const ERF_P: f32 = 0.327_591_1;
+
 /// `e^x` for `x` in [-87, 88], relative error below 2e-7; outside, the value at the nearer
 /// end (e^-87 ≈ 1.6e-38 is as good as 0 for softmax and `erf`).
 #[inline(always)]
@@ -15,15 +40,7 @@ pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * LOG2_E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
-    // Taylor series of e^r to degree 7 on |r| <= ln2/2.
-    let p = 1.0 / 5040.0;
-    let p = p * r + 1.0 / 720.0;
-    let p = p * r + 1.0 / 120.0;
-    let p = p * r + 1.0 / 24.0;
-    let p = p * r + 1.0 / 6.0;
-    let p = p * r + 0.5;
-    let p = p * r + 1.0;
-    let p = p * r + 1.0;
+    let p = EXP_SERIES[1..].iter().fold(EXP_SERIES[0], |p, c| p * r + c);
     p * pow2(n)
 }
 
@@ -41,12 +58,8 @@ fn pow2(n: f32) -> f32 {
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let p = 1.061_405_4;
-    let p = p * t - 1.453_152;
-    let p = p * t + 1.421_413_8;
-    let p = p * t - 0.284_496_74;
-    let p = p * t + 0.254_829_6;
+    let t = 1.0 / (1.0 + ERF_P * a);
+    let p = ERF_SERIES[1..].iter().fold(ERF_SERIES[0], |p, c| p * t + c);
     let y = 1.0 - p * t * exp(-a * a);
     y.copysign(x)
 }
@@ -79,17 +92,9 @@ pub(crate) mod avx2 {
         ));
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::LN2_HI), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::LN2_LO), r);
-        let mut p = _mm256_set1_ps(1.0 / 5040.0);
-        for c in [
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-            1.0,
-        ] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        let mut p = _mm256_set1_ps(super::EXP_SERIES[0]);
+        for c in &super::EXP_SERIES[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
         }
         // n in [-126, 127]: its bits at the exponent's place, biased.
         let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
