@@ -160,10 +160,7 @@ mod avx2 {
 
     use crate::math;
 
-    /// Whether this CPU can run [`gelu`].
-    pub(super) fn available() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
+    pub(super) use crate::math::avx2::available;
 
     /// GELU of every element of `x`, in place; a ragged end through a padded vector.
     ///

@@ -272,12 +272,11 @@ mod avx2 {
 
     /// Whether [`softmax_rows_scaled`] is the one this CPU runs.
     pub(super) fn chosen() -> bool {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && !is_x86_feature_detected!("avx512f")
+        crate::math::avx2::available() && !is_x86_feature_detected!("avx512f")
     }
 
-    /// As [`super::softmax_rows_scaled`]; a row's ragged end through a vector padded with -inf.
+    /// As [`super::softmax_rows_scaled`]; rows under eight wide through masked loads and stores,
+    /// a wider row's ragged end through the row's last eight floats.
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA.
@@ -318,7 +317,12 @@ mod avx2 {
             }
             let max = across(most, |a, b| _mm256_max_ps(a, b));
             let exp = |v: __m256| exp8(_mm256_mul_ps(_mm256_sub_ps(v, max), scale));
-            let end_out = exp(end_in);
+            // Without a ragged end the last eight floats are the body's: nothing to add.
+            let end_out = if ragged > 0 {
+                exp(end_in)
+            } else {
+                _mm256_setzero_ps()
+            };
             let mut sum = _mm256_and_ps(end_out, fresh);
             for at in (0..whole).step_by(8) {
                 let e = exp(_mm256_loadu_ps(p.add(at)));

@@ -77,6 +77,11 @@ pub fn tanh(x: f32) -> f32 {
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
+    /// Whether this CPU has AVX2 and FMA, what every AVX2 kernel of the crate needs.
+    pub(crate) fn available() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+
     /// [`crate::math::exp`] on eight lanes; `2^n` built from `n`'s bits.
     #[inline]
     #[target_feature(enable = "avx2,fma")]

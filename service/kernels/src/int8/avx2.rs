@@ -16,7 +16,7 @@ const ROWS: usize = 3;
 
 /// Whether this CPU can run the kernel.
 pub(super) fn available() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    crate::math::avx2::available()
 }
 
 /// Computes `tile`.

@@ -15,7 +15,7 @@ pub(super) const PANELS: usize = 1;
 
 /// Whether this CPU can run the kernel.
 pub(super) fn available() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    crate::math::avx2::available()
 }
 
 /// `c[r][j] = base + Σ a[r][i]·b[i][j]` over `i < depth` for the `rows` rows (at most [`MR`])
